@@ -1,0 +1,3 @@
+fn main() {
+    println!("mpijob-agent: not yet implemented");
+}

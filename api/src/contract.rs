@@ -1,0 +1,125 @@
+//! The pod contract between the controller and the agent.
+//!
+//! Every name that both sides must agree on lives here, so that they cannot
+//! drift: object names, DNS names, labels, paths, ports and the environment
+//! variables behind the agent's flags. The README's reference section
+//! describes the same contract for humans.
+
+/// The API group of the primary (T9k) API.
+pub const GROUP: &str = "batch.tensorstack.dev";
+
+/// The ssh port the worker agent's sshd listens on, and the launcher dials.
+pub const DEFAULT_SSH_PORT: u16 = 2222;
+/// Where the job Secret is mounted when the spec does not say.
+pub const DEFAULT_SSH_AUTH_MOUNT_PATH: &str = "/root/.ssh";
+/// The sshd binary the worker runs when the spec does not say.
+pub const DEFAULT_SSHD_PATH: &str = "/usr/sbin/sshd";
+
+/// The name of the agent binary, in images and in the shared emptyDir.
+pub const AGENT_BINARY: &str = "mpijob-agent";
+/// The emptyDir the init container copies the agent into.
+pub const AGENT_VOLUME: &str = "mpijob-agent";
+/// Where that emptyDir is mounted in every container of the job's pods.
+pub const AGENT_MOUNT_PATH: &str = "/opt/mpijob";
+/// The init container that copies the agent.
+pub const AGENT_INIT_CONTAINER: &str = "mpijob-agent-install";
+/// The job Secret's volume name.
+pub const SSH_VOLUME: &str = "mpijob-ssh";
+/// The container that runs MPI, when the template names one this way.
+pub const MPI_CONTAINER: &str = "mpi-worker";
+/// Where the agent writes its one-line summary for the pod status.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Keys of the job Secret (`kubernetes.io/ssh-auth`).
+pub mod secret_keys {
+    /// The private key, as required by the `kubernetes.io/ssh-auth` type.
+    pub const PRIVATE_KEY: &str = "ssh-privatekey";
+    /// The same private key under the name ssh and the agent look for.
+    pub const ID_ED25519: &str = "id_ed25519";
+    pub const ID_ED25519_PUB: &str = "id_ed25519.pub";
+    pub const AUTHORIZED_KEYS: &str = "authorized_keys";
+}
+
+/// Labels the controller puts on every child object.
+pub mod labels {
+    /// The MPIJob's name.
+    pub const JOB_NAME: &str = "batch.tensorstack.dev/mpi-job-name";
+    /// `launcher` or `worker`.
+    pub const ROLE: &str = "batch.tensorstack.dev/replica-type";
+    /// The replica index, `0` for the launcher.
+    pub const INDEX: &str = "batch.tensorstack.dev/replica-index";
+    pub const ROLE_LAUNCHER: &str = "launcher";
+    pub const ROLE_WORKER: &str = "worker";
+}
+
+/// Environment variables behind the agent's flags. One name per flag.
+pub mod env {
+    // Shared by both roles.
+    pub const SSH_DIR: &str = "MPIJOB_SSH_DIR";
+    pub const PORT: &str = "MPIJOB_SSH_PORT";
+    pub const STATE_DIR: &str = "MPIJOB_STATE_DIR";
+    pub const LOG_FORMAT: &str = "MPIJOB_LOG_FORMAT";
+    // Worker role.
+    pub const SSHD_PATH: &str = "MPIJOB_SSHD_PATH";
+    pub const LISTEN: &str = "MPIJOB_LISTEN";
+    pub const GRACE_PERIOD: &str = "MPIJOB_GRACE_PERIOD";
+    pub const PEERS: &str = "MPIJOB_PEERS";
+    // Launcher role.
+    pub const HOSTS: &str = "MPIJOB_HOSTS";
+    pub const JOB: &str = "MPIJOB_JOB";
+    pub const NAMESPACE: &str = "MPIJOB_NAMESPACE";
+    pub const WORKERS: &str = "MPIJOB_WORKERS";
+    pub const SLOTS: &str = "MPIJOB_SLOTS";
+    pub const MPI_HOME: &str = "MPIJOB_MPI_HOME";
+    pub const MPI_IMPLEMENTATION: &str = "MPIJOB_MPI_IMPLEMENTATION";
+    pub const TIMEOUT: &str = "MPIJOB_TIMEOUT";
+}
+
+/// `<job>-worker-<i>`: the worker pod's name and hostname.
+pub fn worker_name(job: &str, index: u32) -> String {
+    format!("{job}-worker-{index}")
+}
+
+/// `<job>-launcher`: the launcher pod's name.
+pub fn launcher_name(job: &str) -> String {
+    format!("{job}-launcher")
+}
+
+/// `<job>-ssh`: the job Secret holding the ssh key pair.
+pub fn secret_name(job: &str) -> String {
+    format!("{job}-ssh")
+}
+
+/// `<job>`: the headless Service that gives the pods their DNS names.
+pub fn service_name(job: &str) -> String {
+    job.to_string()
+}
+
+/// `<job>-worker-<i>.<job>.<ns>.svc`: the name the launcher dials.
+pub fn worker_host(job: &str, namespace: &str, index: u32) -> String {
+    format!(
+        "{}.{}.{namespace}.svc",
+        worker_name(job, index),
+        service_name(job)
+    )
+}
+
+/// The agent binary's path inside a container of the job.
+pub fn agent_path() -> String {
+    format!("{AGENT_MOUNT_PATH}/{AGENT_BINARY}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        assert_eq!(worker_name("pi", 3), "pi-worker-3");
+        assert_eq!(launcher_name("pi"), "pi-launcher");
+        assert_eq!(secret_name("pi"), "pi-ssh");
+        assert_eq!(service_name("pi"), "pi");
+        assert_eq!(worker_host("pi", "team-a", 0), "pi-worker-0.pi.team-a.svc");
+        assert_eq!(agent_path(), "/opt/mpijob/mpijob-agent");
+    }
+}

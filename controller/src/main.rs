@@ -1,0 +1,3 @@
+fn main() {
+    println!("mpijob-controller: not yet implemented");
+}

@@ -30,6 +30,16 @@ pub const MPI_CONTAINER: &str = "mpi-worker";
 /// Where the agent writes its one-line summary for the pod status.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
+/// The annotation the controller sets on a worker pod when the job is over.
+/// A downward API volume exposes it as [`FINISH_FILE_NAME`] under
+/// [`PODINFO_MOUNT_PATH`]; the worker agent finishes (stops sshd, exits 0)
+/// once that file is non-empty. On bare metal, any non-empty file works.
+pub const FINISH_ANNOTATION: &str = "batch.tensorstack.dev/finished";
+/// The downward API volume carrying [`FINISH_ANNOTATION`].
+pub const PODINFO_VOLUME: &str = "mpijob-podinfo";
+pub const PODINFO_MOUNT_PATH: &str = "/etc/mpijob/podinfo";
+pub const FINISH_FILE_NAME: &str = "finished";
+
 /// Keys of the job Secret (`kubernetes.io/ssh-auth`).
 pub mod secret_keys {
     /// The private key, as required by the `kubernetes.io/ssh-auth` type.
@@ -64,6 +74,7 @@ pub mod env {
     pub const LISTEN: &str = "MPIJOB_LISTEN";
     pub const GRACE_PERIOD: &str = "MPIJOB_GRACE_PERIOD";
     pub const PEERS: &str = "MPIJOB_PEERS";
+    pub const FINISH_FILE: &str = "MPIJOB_FINISH_FILE";
     // Launcher role.
     pub const HOSTS: &str = "MPIJOB_HOSTS";
     pub const JOB: &str = "MPIJOB_JOB";

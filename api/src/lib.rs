@@ -4,3 +4,13 @@
 //! share one definition of what a valid job is.
 
 pub mod contract;
+pub mod crd;
+pub mod defaults;
+mod error;
+pub mod manifest;
+pub mod schema;
+pub mod v1beta1;
+pub mod validate;
+
+pub use error::{FieldError, FieldErrors};
+pub use v1beta1::{MPIJob, MPIJobSpec, MPIJobStatus};

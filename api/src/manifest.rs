@@ -1,0 +1,48 @@
+//! Reading an MPIJob manifest from YAML or JSON text, as local mode and the
+//! tests do. Errors come out exactly as the controller would report them:
+//! one `field: problem: fix` line each.
+
+use crate::v1beta1::MPIJob;
+use crate::{defaults, validate, FieldError, FieldErrors};
+
+/// The `apiVersion` of the primary API.
+pub const API_VERSION: &str = "batch.tensorstack.dev/v1beta1";
+
+/// Parse, validate and normalise a manifest.
+pub fn parse(text: &str) -> Result<MPIJob, FieldErrors> {
+    let mut job = parse_unvalidated(text).map_err(|e| FieldErrors(vec![e]))?;
+    validate::validate_job(&job).map_err(FieldErrors)?;
+    defaults::normalize(&mut job.spec);
+    Ok(job)
+}
+
+/// Parse a manifest into the typed job without validating it.
+pub fn parse_unvalidated(text: &str) -> Result<MPIJob, FieldError> {
+    let value: serde_json::Value = {
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            FieldError::new("manifest", format!("is not valid YAML: {}", e.into_inner()))
+        })?
+    };
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    let api_version = value
+        .get("apiVersion")
+        .and_then(|k| k.as_str())
+        .unwrap_or("");
+    if kind != "MPIJob" {
+        return Err(FieldError::new(
+            "kind",
+            format!("must be MPIJob, got {kind:?}"),
+        ));
+    }
+    if api_version != API_VERSION {
+        return Err(FieldError::new(
+            "apiVersion",
+            format!("must be {API_VERSION}, got {api_version:?}"),
+        ));
+    }
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        FieldError::new(path, e.into_inner().to_string())
+    })
+}

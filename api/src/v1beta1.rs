@@ -1,0 +1,598 @@
+//! `batch.tensorstack.dev/v1beta1` MPIJob, the T9k API.
+//!
+//! Field names follow the published T9k reference. Where the published
+//! versions disagree (`cleanUpWorkers` as a bool or a string, `enable` or
+//! `enabled`), both forms are accepted on input and one canonical form is
+//! written out.
+//!
+//! Deserialisation is deliberately never stricter than the CRD schema: a
+//! value the API server stores must always load, so that one bad job cannot
+//! break the controller's watch of all the others. Values the schema cannot
+//! express are carried through as-is and rejected by [`crate::validate`].
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::contract;
+use crate::schema;
+
+/// The MPIJob spec: one worker template, the MPI settings and run policy.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "batch.tensorstack.dev",
+    version = "v1beta1",
+    kind = "MPIJob",
+    plural = "mpijobs",
+    singular = "mpijob",
+    shortname = "mj",
+    category = "all",
+    namespaced,
+    status = "MPIJobStatus",
+    derive = "PartialEq",
+    doc = "An MPI job: workers running sshd, and a launcher running mpirun across them.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "The job's phase"
+    ),
+    printcolumn(
+        name = "Workers",
+        type_ = "integer",
+        json_path = ".spec.worker.replicas",
+        description = "Number of worker replicas"
+    ),
+    printcolumn(
+        name = "Running",
+        type_ = "integer",
+        json_path = ".status.aggregate.running",
+        description = "Pods running now",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MPIJobSpec {
+    /// The workers, and the command the launcher runs across them.
+    pub worker: WorkerSpec,
+
+    /// Open MPI MCA parameters, passed to mpirun as `--mca KEY VALUE`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mca: BTreeMap<String, String>,
+
+    /// Where the job's ssh keys are mounted, and which sshd to run.
+    #[serde(default)]
+    pub ssh: SshConfig,
+
+    /// What happens to the workers when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_policy: Option<RunPolicy>,
+
+    /// The MPI installation: mpirun is `<mpiHome>/bin/mpirun`. Without it,
+    /// mpirun is looked up on PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpi_home: Option<String>,
+
+    /// Scheduling through the T9k scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulePolicy>,
+
+    /// Debug and pause modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_mode: Option<RunMode>,
+}
+
+/// The worker replicas and the MPI command.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerSpec {
+    /// Number of worker pods.
+    #[serde(default = "crate::defaults::replicas")]
+    pub replicas: i32,
+
+    /// Extra arguments for mpirun, placed after the MCA parameters and
+    /// before `cmd`.
+    #[serde(
+        default,
+        rename = "extraMPIArgs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub extra_mpi_args: Vec<String>,
+
+    /// The command mpirun starts on every slot, e.g. `[python, train.py]`.
+    pub cmd: Vec<String>,
+
+    /// The pod template for the workers and the launcher. The MPI container
+    /// is the one named `mpi-worker`, or the first one.
+    #[serde(default, skip_serializing_if = "PodTemplate::is_empty")]
+    pub template: PodTemplate,
+}
+
+/// A pod template, kept as the JSON the API server stored.
+///
+/// The CRD schema only outlines the template (see [`crate::schema`]), so the
+/// server accepts anything beneath it. Keeping it raw means a malformed
+/// template fails validation of its own job, naming the field, instead of
+/// failing deserialisation of every job in a list.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct PodTemplate(pub serde_json::Value);
+
+impl PodTemplate {
+    /// True when nothing was given.
+    pub fn is_empty(&self) -> bool {
+        match &self.0 {
+            serde_json::Value::Null => true,
+            serde_json::Value::Object(map) => map.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The typed template. The error names the offending field, under
+    /// `spec.worker.template`.
+    pub fn parse(&self) -> Result<PodTemplateSpec, crate::FieldError> {
+        if self.0.is_null() {
+            return Ok(PodTemplateSpec::default());
+        }
+        serde_path_to_error::deserialize(&self.0).map_err(|e| {
+            let inner = e.path().to_string();
+            let path = if inner == "." {
+                "spec.worker.template".to_string()
+            } else {
+                format!("spec.worker.template.{inner}")
+            };
+            crate::FieldError::new(path, e.into_inner().to_string())
+        })
+    }
+}
+
+impl From<PodTemplateSpec> for PodTemplate {
+    fn from(t: PodTemplateSpec) -> Self {
+        PodTemplate(serde_json::to_value(t).expect("a PodTemplateSpec always serialises"))
+    }
+}
+
+impl JsonSchema for PodTemplate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PodTemplate".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schema::pod_template()
+    }
+}
+
+/// ssh settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SshConfig {
+    /// Where the job Secret (the ssh key pair) is mounted, read-only.
+    #[serde(default = "crate::defaults::ssh_auth_mount_path")]
+    pub ssh_auth_mount_path: String,
+
+    /// The sshd binary the workers run.
+    #[serde(default = "crate::defaults::sshd_path")]
+    pub sshd_path: String,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            ssh_auth_mount_path: contract::DEFAULT_SSH_AUTH_MOUNT_PATH.to_string(),
+            sshd_path: contract::DEFAULT_SSHD_PATH.to_string(),
+        }
+    }
+}
+
+/// Run policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunPolicy {
+    /// Which workers to delete when the job ends. `all`, `unfinished` or
+    /// `none`; the older boolean form is accepted, `true` meaning `all` and
+    /// `false` meaning `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::clean_up_workers")]
+    pub clean_up_workers: Option<CleanUpWorkers>,
+}
+
+/// Which workers are deleted when the job ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CleanUpWorkers {
+    /// Delete every worker.
+    All,
+    /// Delete only the workers that have not finished.
+    Unfinished,
+    /// Keep every worker (their sshd is still told to finish).
+    None,
+    /// A value that is neither published form, kept so that validation can
+    /// name it. Never produced by a valid spec.
+    Invalid(String),
+}
+
+impl CleanUpWorkers {
+    /// The canonical spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CleanUpWorkers::All => "all",
+            CleanUpWorkers::Unfinished => "unfinished",
+            CleanUpWorkers::None => "none",
+            CleanUpWorkers::Invalid(raw) => raw,
+        }
+    }
+
+    fn from_json(value: &serde_json::Value) -> Self {
+        match value {
+            serde_json::Value::Bool(true) => CleanUpWorkers::All,
+            serde_json::Value::Bool(false) => CleanUpWorkers::None,
+            serde_json::Value::String(s) => match s.as_str() {
+                "all" => CleanUpWorkers::All,
+                "unfinished" => CleanUpWorkers::Unfinished,
+                "none" => CleanUpWorkers::None,
+                _ => CleanUpWorkers::Invalid(value.to_string()),
+            },
+            other => CleanUpWorkers::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl Serialize for CleanUpWorkers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CleanUpWorkers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(CleanUpWorkers::from_json(&value))
+    }
+}
+
+/// Scheduler choice.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulePolicy {
+    /// Schedule the job's pods with the T9k scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t9k_scheduler: Option<T9kScheduler>,
+}
+
+/// T9k scheduler settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct T9kScheduler {
+    /// The queue to submit to. Required.
+    #[serde(default)]
+    pub queue: String,
+    /// Priority within the queue, 0 to 100.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// Debug and pause modes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunMode {
+    /// Start the replicas with a debug command instead of the MPI roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<DebugMode>,
+    /// Pause the job: delete its pods, keep the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseMode>,
+}
+
+/// Debug mode.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugMode {
+    /// Turn debug mode on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    /// Older spelling of `enable`; read, folded into `enable`, never written.
+    #[serde(default, skip_serializing)]
+    pub enabled: Option<bool>,
+    /// Per replica type: the command to run instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_specs: Vec<ReplicaDebugSet>,
+}
+
+/// Debug settings of one replica type.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaDebugSet {
+    /// `launcher` (or its alias `master`) or `worker`.
+    #[serde(rename = "type")]
+    pub replica_type: ReplicaType,
+    /// Do not add the agent's init container: the image has the agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_init_container: bool,
+    /// The command to run instead, e.g. `[sleep, inf]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+}
+
+/// Pause mode.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseMode {
+    /// Pause the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    /// Older spelling of `enable`; read, folded into `enable`, never written.
+    #[serde(default, skip_serializing)]
+    pub enabled: Option<bool>,
+    /// Per replica type: how to start again when resumed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resume_specs: Vec<ResumeSpec>,
+}
+
+/// How one replica type starts again after a pause.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeSpec {
+    /// `launcher` (or its alias `master`) or `worker`.
+    #[serde(rename = "type")]
+    pub replica_type: ReplicaType,
+    /// Do not add the agent's init container: the image has the agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_init_container: bool,
+    /// The command to start with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+}
+
+/// The two replica types. `master` is read as `launcher`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReplicaType {
+    Launcher,
+    Worker,
+    /// A value that is neither, kept so that validation can name it.
+    Invalid(String),
+}
+
+impl ReplicaType {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ReplicaType::Launcher => "launcher",
+            ReplicaType::Worker => "worker",
+            ReplicaType::Invalid(raw) => raw,
+        }
+    }
+}
+
+impl From<String> for ReplicaType {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "launcher" | "master" => ReplicaType::Launcher,
+            "worker" => ReplicaType::Worker,
+            _ => ReplicaType::Invalid(s),
+        }
+    }
+}
+
+impl Serialize for ReplicaType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplicaType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(ReplicaType::from)
+    }
+}
+
+impl JsonSchema for ReplicaType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReplicaType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "enum": ["launcher", "master", "worker"],
+            "description": "`launcher` (alias `master`) or `worker`."
+        })
+    }
+}
+
+/// The job's observed state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MPIJobStatus {
+    /// Where the job is in its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::phase")]
+    pub phase: Option<Phase>,
+    /// The latest observations of the job's state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Pod counts per phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
+    /// One entry per replica type, with each replica's containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<Task>,
+    /// When the controller first acted on the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the job succeeded or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+/// The job's phase.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Running,
+    Paused,
+    Resuming,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl Phase {
+    /// Succeeded and Failed are final.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// A condition, as in the Kubernetes API conventions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The aspect this condition describes, e.g. `Running`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A stable, CamelCase reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When `status` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// Pod counts per phase.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Aggregate {
+    pub creating: i32,
+    pub pending: i32,
+    pub running: i32,
+    pub succeeded: i32,
+    pub failed: i32,
+    pub unknown: i32,
+    pub deleted: i32,
+}
+
+/// The replicas of one type.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    /// `launcher` or `worker`.
+    pub replica_type: String,
+    /// Index of the replica type, kept for compatibility with T9k.
+    #[serde(default)]
+    pub replica_index: i32,
+    /// The pods of this type.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub name: String,
+    #[serde(default)]
+    pub uid: String,
+    /// The pod's phase.
+    #[serde(default)]
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// One container of a pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    pub name: String,
+    /// `Waiting`, `Running` or `Terminated`.
+    pub container_phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_from(yaml: &str) -> MPIJobSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_in_what_is_left_out() {
+        let spec = spec_from("worker: {cmd: [hostname]}");
+        assert_eq!(spec.worker.replicas, 1);
+        assert_eq!(spec.ssh.ssh_auth_mount_path, "/root/.ssh");
+        assert_eq!(spec.ssh.sshd_path, "/usr/sbin/sshd");
+        assert_eq!(
+            crate::defaults::clean_up_workers(&spec),
+            CleanUpWorkers::None
+        );
+        let spec = spec_from("{worker: {cmd: [x]}, scheduler: {t9kScheduler: {queue: q}}}");
+        assert_eq!(spec.scheduler.unwrap().t9k_scheduler.unwrap().priority, 0);
+    }
+
+    #[test]
+    fn clean_up_workers_accepts_both_forms_and_writes_strings() {
+        for (input, want) in [
+            ("true", CleanUpWorkers::All),
+            ("false", CleanUpWorkers::None),
+            ("all", CleanUpWorkers::All),
+            ("unfinished", CleanUpWorkers::Unfinished),
+            ("none", CleanUpWorkers::None),
+        ] {
+            let spec = spec_from(&format!(
+                "{{worker: {{cmd: [x]}}, runPolicy: {{cleanUpWorkers: {input}}}}}"
+            ));
+            let got = spec.run_policy.as_ref().unwrap().clean_up_workers.clone();
+            assert_eq!(got, Some(want.clone()), "{input}");
+            let out = serde_json::to_value(&spec).unwrap();
+            assert_eq!(out["runPolicy"]["cleanUpWorkers"], want.as_str(), "{input}");
+        }
+    }
+
+    #[test]
+    fn master_is_read_as_launcher_and_written_as_launcher() {
+        let spec = spec_from(
+            "{worker: {cmd: [x]}, runMode: {debug: {enabled: true, replicaSpecs: [{type: master, command: [sleep, inf]}]}}}",
+        );
+        let debug = spec.run_mode.as_ref().unwrap().debug.as_ref().unwrap();
+        assert_eq!(debug.replica_specs[0].replica_type, ReplicaType::Launcher);
+        assert!(crate::defaults::debug_enabled(&spec));
+        let mut spec = spec;
+        crate::defaults::normalize(&mut spec);
+        let out = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            out["runMode"]["debug"]["replicaSpecs"][0]["type"],
+            "launcher"
+        );
+        assert_eq!(out["runMode"]["debug"]["enable"], true);
+        assert!(out["runMode"]["debug"].get("enabled").is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_like_the_api_server_prunes_them() {
+        // The pre-2023 schema's fields must not stop a job from loading.
+        let spec = spec_from("{worker: {cmd: [x], processesPerWorker: 9}}");
+        assert_eq!(spec.worker.cmd, vec!["x"]);
+    }
+}

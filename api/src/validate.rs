@@ -1,0 +1,328 @@
+//! Validation. Pure: every error names the field, the bad value and the fix,
+//! as one line, e.g. `spec.worker.replicas: must be at least 1, got 0`.
+//!
+//! The same checks run in the controller (a bad job gets a `Failed` phase
+//! with the message) and in the agent (local mode, and the launcher's own
+//! flags), so a job is judged the same way everywhere.
+
+use std::collections::BTreeSet;
+
+use crate::contract;
+use crate::v1beta1::{CleanUpWorkers, MPIJob, MPIJobSpec, ReplicaType};
+use crate::FieldError;
+
+/// The longest name Kubernetes accepts for a pod's hostname or a Service.
+pub const DNS_LABEL_MAX: usize = 63;
+
+/// Check a whole job: its name (which every child's name derives from) and
+/// its spec. Returns every problem found, in field order.
+pub fn validate_job(job: &MPIJob) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let replicas = job.spec.worker.replicas;
+    match job.metadata.name.as_deref() {
+        None | Some("") => errors.push(FieldError::new(
+            "metadata.name",
+            "is required: name the job, e.g. pi",
+        )),
+        Some(name) => {
+            if let Err(e) = job_name(name, replicas) {
+                errors.push(e);
+            }
+        }
+    }
+    if let Err(mut spec_errors) = validate_spec(&job.spec) {
+        errors.append(&mut spec_errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Check the spec alone.
+pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
+    let mut e = Vec::new();
+    let w = &spec.worker;
+
+    if w.replicas < 1 {
+        e.push(FieldError::new(
+            "spec.worker.replicas",
+            format!("must be at least 1, got {}", w.replicas),
+        ));
+    }
+    if w.cmd.is_empty() {
+        e.push(FieldError::new(
+            "spec.worker.cmd",
+            "must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py]",
+        ));
+    } else if w.cmd[0].is_empty() {
+        e.push(FieldError::new(
+            "spec.worker.cmd[0]",
+            "must not be empty: it is the program mpirun starts, e.g. python",
+        ));
+    }
+    argv_entries("spec.worker.cmd", &w.cmd, &mut e);
+    argv_entries("spec.worker.extraMPIArgs", &w.extra_mpi_args, &mut e);
+
+    match w.template.parse() {
+        Ok(template) => {
+            let no_containers = template
+                .spec
+                .as_ref()
+                .is_none_or(|s| s.containers.is_empty());
+            if no_containers {
+                e.push(FieldError::new(
+                    "spec.worker.template.spec.containers",
+                    "must list at least one container: add the MPI container, named mpi-worker, with an image that has MPI and openssh-server",
+                ));
+            }
+        }
+        Err(err) => e.push(err),
+    }
+
+    for (key, value) in &spec.mca {
+        if let Err(err) = mca_key(key) {
+            e.push(err);
+        }
+        if let Err(err) = mca_value(key, value) {
+            e.push(err);
+        }
+    }
+
+    absolute_path(
+        "spec.ssh.sshAuthMountPath",
+        &spec.ssh.ssh_auth_mount_path,
+        contract::DEFAULT_SSH_AUTH_MOUNT_PATH,
+        &mut e,
+    );
+    absolute_path(
+        "spec.ssh.sshdPath",
+        &spec.ssh.sshd_path,
+        contract::DEFAULT_SSHD_PATH,
+        &mut e,
+    );
+
+    if let Some(CleanUpWorkers::Invalid(raw)) = spec
+        .run_policy
+        .as_ref()
+        .and_then(|p| p.clean_up_workers.as_ref())
+    {
+        e.push(FieldError::new(
+            "spec.runPolicy.cleanUpWorkers",
+            format!("must be true, false, \"all\", \"unfinished\" or \"none\", got {raw}"),
+        ));
+    }
+
+    if let Some(home) = &spec.mpi_home {
+        absolute_path("spec.mpiHome", home, "/usr/local", &mut e);
+    }
+
+    if let Some(t9k) = spec
+        .scheduler
+        .as_ref()
+        .and_then(|s| s.t9k_scheduler.as_ref())
+    {
+        if t9k.queue.trim().is_empty() {
+            e.push(FieldError::new(
+                "spec.scheduler.t9kScheduler.queue",
+                "is required when t9kScheduler is set: name the queue to submit to, e.g. default",
+            ));
+        }
+        if !(0..=100).contains(&t9k.priority) {
+            e.push(FieldError::new(
+                "spec.scheduler.t9kScheduler.priority",
+                format!("must be between 0 and 100, got {}", t9k.priority),
+            ));
+        }
+    }
+
+    if let Some(mode) = &spec.run_mode {
+        if let Some(debug) = &mode.debug {
+            both_spellings("spec.runMode.debug", debug.enable, debug.enabled, &mut e);
+            let types = debug.replica_specs.iter().map(|r| &r.replica_type);
+            replica_types("spec.runMode.debug.replicaSpecs", types, &mut e);
+            for (i, r) in debug.replica_specs.iter().enumerate() {
+                argv_entries(
+                    &format!("spec.runMode.debug.replicaSpecs[{i}].command"),
+                    &r.command,
+                    &mut e,
+                );
+            }
+        }
+        if let Some(pause) = &mode.pause {
+            both_spellings("spec.runMode.pause", pause.enable, pause.enabled, &mut e);
+            let types = pause.resume_specs.iter().map(|r| &r.replica_type);
+            replica_types("spec.runMode.pause.resumeSpecs", types, &mut e);
+            for (i, r) in pause.resume_specs.iter().enumerate() {
+                let at = format!("spec.runMode.pause.resumeSpecs[{i}]");
+                argv_entries(&format!("{at}.command"), &r.command, &mut e);
+                argv_entries(&format!("{at}.args"), &r.args, &mut e);
+            }
+        }
+    }
+
+    if e.is_empty() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// The job name must be a DNS-1035 label (it names the headless Service),
+/// and short enough that every pod name derived from it is one too.
+pub fn job_name(name: &str, replicas: i32) -> Result<(), FieldError> {
+    if !is_dns_1035_label(name) {
+        return Err(FieldError::new(
+            "metadata.name",
+            format!(
+                "{name:?} is not a DNS label: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, e.g. pi-job"
+            ),
+        ));
+    }
+    let last_index = replicas.max(1) as u32 - 1;
+    let longest = [
+        contract::worker_name(name, last_index),
+        contract::launcher_name(name),
+    ]
+    .into_iter()
+    .max_by_key(String::len)
+    .expect("two candidates");
+    if longest.len() > DNS_LABEL_MAX {
+        let allowed = name.len() - (longest.len() - DNS_LABEL_MAX);
+        return Err(FieldError::new(
+            "metadata.name",
+            format!(
+                "{name:?} is {} characters, so pod name {longest:?} would be {}, over the {DNS_LABEL_MAX}-character DNS label limit: use a name of at most {allowed} characters",
+                name.len(),
+                longest.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An MCA parameter name. It becomes one argv entry after `--mca`, and a
+/// `OMPI_MCA_<key>` environment name, so it must be a plain token.
+pub fn mca_key(key: &str) -> Result<(), FieldError> {
+    let fail = |why: &str| Err(FieldError::new("spec.mca", format!("key {key:?} {why}")));
+    if key.is_empty() {
+        return fail("must not be empty: name an MCA parameter, e.g. btl");
+    }
+    if key.contains(['\n', '\r']) {
+        return fail("must not contain a line break: give one MCA parameter name per key, e.g. btl_tcp_if_include");
+    }
+    if key.chars().any(char::is_whitespace) {
+        return fail("must not contain white space: give one MCA parameter name per key, e.g. btl_tcp_if_include");
+    }
+    if key.contains('=') {
+        return fail("must not contain '=': put the value on the right, e.g. btl: ^openib");
+    }
+    if key.starts_with('-') {
+        return fail("must not start with '-': give the parameter name without dashes, e.g. pml");
+    }
+    if key.contains('\0') {
+        return fail("must not contain a NUL byte");
+    }
+    Ok(())
+}
+
+/// An MCA parameter value. It becomes one argv entry and an environment
+/// value, so it must stay on one line.
+pub fn mca_value(key: &str, value: &str) -> Result<(), FieldError> {
+    let path = format!("spec.mca.{key}");
+    if value.contains(['\n', '\r']) {
+        return Err(FieldError::new(
+            path,
+            format!("value must not contain a line break, got {value:?}: give the value on one line, e.g. ^openib"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(FieldError::new(
+            path,
+            format!("value must not contain a NUL byte, got {value:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `s` is a DNS-1035 label: what Services, and so our job names,
+/// must be.
+pub fn is_dns_1035_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= DNS_LABEL_MAX
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn absolute_path(field: &str, value: &str, example: &str, e: &mut Vec<FieldError>) {
+    if !value.starts_with('/') {
+        e.push(FieldError::new(
+            field,
+            format!(
+                "must be an absolute path, got {value:?}: write it from the root, e.g. {example}"
+            ),
+        ));
+    } else if value.contains(['\n', '\r', '\0']) {
+        e.push(FieldError::new(
+            field,
+            format!("must be a single-line path, got {value:?}"),
+        ));
+    }
+}
+
+/// Entries that become argv: anything goes but NUL, which argv cannot hold.
+fn argv_entries(field: &str, entries: &[String], e: &mut Vec<FieldError>) {
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.contains('\0') {
+            e.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!("must not contain a NUL byte, got {entry:?}"),
+            ));
+        }
+    }
+}
+
+fn both_spellings(
+    field: &str,
+    enable: Option<bool>,
+    enabled: Option<bool>,
+    e: &mut Vec<FieldError>,
+) {
+    if let (Some(a), Some(b)) = (enable, enabled) {
+        if a != b {
+            e.push(FieldError::new(
+                field,
+                format!("enable is {a} but enabled is {b}: set only one of them (enabled is the older spelling)"),
+            ));
+        }
+    }
+}
+
+fn replica_types<'a>(
+    field: &str,
+    types: impl Iterator<Item = &'a ReplicaType>,
+    e: &mut Vec<FieldError>,
+) {
+    let mut seen = BTreeSet::new();
+    for (i, t) in types.enumerate() {
+        let at = format!("{field}[{i}].type");
+        match t {
+            ReplicaType::Invalid(raw) => e.push(FieldError::new(
+                at,
+                format!("must be launcher, master or worker, got {raw:?}"),
+            )),
+            t if !seen.insert(t.clone()) => e.push(FieldError::new(
+                at,
+                format!(
+                    "{} is listed twice: give each replica type once (master is launcher)",
+                    t.as_str()
+                ),
+            )),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Every invalid input gets exactly one message that names the field, the
+//! bad value and the fix. Each row changes one field of a valid job.
+
+use mpijob_api::manifest;
+use serde_json::{json, Value};
+
+const BASE: &str = r#"
+apiVersion: batch.tensorstack.dev/v1beta1
+kind: MPIJob
+metadata:
+  name: pi
+spec:
+  mca:
+    btl: ^openib
+  ssh:
+    sshAuthMountPath: /root/.ssh
+    sshdPath: /usr/sbin/sshd
+  runPolicy:
+    cleanUpWorkers: all
+  mpiHome: /usr
+  scheduler:
+    t9kScheduler:
+      queue: default
+      priority: 50
+  runMode:
+    debug:
+      enable: false
+      replicaSpecs:
+        - type: launcher
+          command: [sleep, inf]
+    pause:
+      enable: false
+      resumeSpecs:
+        - type: worker
+          command: [sleep]
+          args: [inf]
+  worker:
+    replicas: 2
+    extraMPIArgs: [-N, "1"]
+    cmd: [/opt/pi]
+    template:
+      spec:
+        containers:
+          - name: mpi-worker
+            image: mpijob/openmpi:latest
+"#;
+
+fn base() -> Value {
+    serde_yaml::from_str(BASE).unwrap()
+}
+
+/// Set the value at a JSON pointer, creating objects on the way.
+fn set(mut doc: Value, pointer: &str, value: Value) -> Value {
+    let mut cur = &mut doc;
+    let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i == parts.len() - 1;
+        cur = match cur {
+            Value::Array(items) => {
+                let idx: usize = part.parse().unwrap();
+                if last {
+                    items[idx] = value;
+                    return doc;
+                }
+                &mut items[idx]
+            }
+            Value::Object(map) => {
+                if last {
+                    map.insert(part.to_string(), value);
+                    return doc;
+                }
+                map.entry(part.to_string()).or_insert_with(|| json!({}))
+            }
+            other => panic!("cannot descend into {other}"),
+        };
+    }
+    doc
+}
+
+fn remove(mut doc: Value, pointer: &str) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    doc.pointer_mut(parent)
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove(key);
+    doc
+}
+
+fn errors_of(doc: &Value) -> Vec<String> {
+    let text = serde_yaml::to_string(doc).unwrap();
+    match manifest::parse(&text) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_base_job_is_valid() {
+    assert_eq!(errors_of(&base()), Vec::<String>::new());
+}
+
+#[test]
+fn every_invalid_input_gets_its_exact_message() {
+    let long = "a".repeat(55);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "replicas zero",
+            set(base(), "/spec/worker/replicas", json!(0)),
+            "spec.worker.replicas: must be at least 1, got 0",
+        ),
+        (
+            "replicas negative",
+            set(base(), "/spec/worker/replicas", json!(-3)),
+            "spec.worker.replicas: must be at least 1, got -3",
+        ),
+        (
+            "replicas not a number",
+            set(base(), "/spec/worker/replicas", json!("two")),
+            "spec.worker.replicas: invalid type: string \"two\", expected i32",
+        ),
+        (
+            "cmd missing",
+            remove(base(), "/spec/worker/cmd"),
+            "spec.worker: missing field `cmd`",
+        ),
+        (
+            "cmd empty",
+            set(base(), "/spec/worker/cmd", json!([])),
+            "spec.worker.cmd: must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py]",
+        ),
+        (
+            "cmd program empty",
+            set(base(), "/spec/worker/cmd", json!(["", "x"])),
+            "spec.worker.cmd[0]: must not be empty: it is the program mpirun starts, e.g. python",
+        ),
+        (
+            "cmd with NUL",
+            set(base(), "/spec/worker/cmd", json!(["/opt/pi", "a\u{0}b"])),
+            "spec.worker.cmd[1]: must not contain a NUL byte, got \"a\\0b\"",
+        ),
+        (
+            "extra arg with NUL",
+            set(base(), "/spec/worker/extraMPIArgs", json!(["\u{0}"])),
+            "spec.worker.extraMPIArgs[0]: must not contain a NUL byte, got \"\\0\"",
+        ),
+        (
+            "relative sshdPath",
+            set(base(), "/spec/ssh/sshdPath", json!("sbin/sshd")),
+            "spec.ssh.sshdPath: must be an absolute path, got \"sbin/sshd\": write it from the root, e.g. /usr/sbin/sshd",
+        ),
+        (
+            "relative sshAuthMountPath",
+            set(base(), "/spec/ssh/sshAuthMountPath", json!(".ssh")),
+            "spec.ssh.sshAuthMountPath: must be an absolute path, got \".ssh\": write it from the root, e.g. /root/.ssh",
+        ),
+        (
+            "relative mpiHome",
+            set(base(), "/spec/mpiHome", json!("usr/local")),
+            "spec.mpiHome: must be an absolute path, got \"usr/local\": write it from the root, e.g. /usr/local",
+        ),
+        (
+            "mpiHome with a newline",
+            set(base(), "/spec/mpiHome", json!("/usr\n/local")),
+            "spec.mpiHome: must be a single-line path, got \"/usr\\n/local\"",
+        ),
+        (
+            "MCA key with white space",
+            set(base(), "/spec/mca", json!({"btl tcp": "x"})),
+            "spec.mca: key \"btl tcp\" must not contain white space: give one MCA parameter name per key, e.g. btl_tcp_if_include",
+        ),
+        (
+            "MCA key with '='",
+            set(base(), "/spec/mca", json!({"btl=tcp": "x"})),
+            "spec.mca: key \"btl=tcp\" must not contain '=': put the value on the right, e.g. btl: ^openib",
+        ),
+        (
+            "MCA key with a newline",
+            set(base(), "/spec/mca", json!({"btl\npml": "x"})),
+            "spec.mca: key \"btl\\npml\" must not contain a line break: give one MCA parameter name per key, e.g. btl_tcp_if_include",
+        ),
+        (
+            "MCA key starting with '-'",
+            set(base(), "/spec/mca", json!({"-x": "y"})),
+            "spec.mca: key \"-x\" must not start with '-': give the parameter name without dashes, e.g. pml",
+        ),
+        (
+            "MCA key empty",
+            set(base(), "/spec/mca", json!({"": "y"})),
+            "spec.mca: key \"\" must not be empty: name an MCA parameter, e.g. btl",
+        ),
+        (
+            "MCA value with a newline",
+            set(base(), "/spec/mca", json!({"pml": "ob1\n--mca x y"})),
+            "spec.mca.pml: value must not contain a line break, got \"ob1\\n--mca x y\": give the value on one line, e.g. ^openib",
+        ),
+        (
+            "MCA value not a string",
+            set(base(), "/spec/mca", json!({"pml": ["ob1"]})),
+            "spec.mca.pml: invalid type: sequence, expected a string",
+        ),
+        (
+            "priority over 100",
+            set(base(), "/spec/scheduler/t9kScheduler/priority", json!(101)),
+            "spec.scheduler.t9kScheduler.priority: must be between 0 and 100, got 101",
+        ),
+        (
+            "priority negative",
+            set(base(), "/spec/scheduler/t9kScheduler/priority", json!(-1)),
+            "spec.scheduler.t9kScheduler.priority: must be between 0 and 100, got -1",
+        ),
+        (
+            "queue missing",
+            remove(base(), "/spec/scheduler/t9kScheduler/queue"),
+            "spec.scheduler.t9kScheduler.queue: is required when t9kScheduler is set: name the queue to submit to, e.g. default",
+        ),
+        (
+            "name too long for the worker names",
+            set(set(base(), "/metadata/name", json!(long)), "/spec/worker/replicas", json!(11)),
+            "metadata.name: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is 55 characters, so pod name \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-worker-10\" would be 65, over the 63-character DNS label limit: use a name of at most 53 characters",
+        ),
+        (
+            "name too long for the launcher name",
+            set(base(), "/metadata/name", json!(long)),
+            "metadata.name: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is 55 characters, so pod name \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-launcher\" would be 64, over the 63-character DNS label limit: use a name of at most 54 characters",
+        ),
+        (
+            "name not a DNS label",
+            set(base(), "/metadata/name", json!("Pi_Job")),
+            "metadata.name: \"Pi_Job\" is not a DNS label: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, e.g. pi-job",
+        ),
+        (
+            "name starting with a digit",
+            set(base(), "/metadata/name", json!("1pi")),
+            "metadata.name: \"1pi\" is not a DNS label: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, e.g. pi-job",
+        ),
+        (
+            "name missing",
+            remove(base(), "/metadata/name"),
+            "metadata.name: is required: name the job, e.g. pi",
+        ),
+        (
+            "unknown debug replica type",
+            set(base(), "/spec/runMode/debug/replicaSpecs/0/type", json!("ps")),
+            "spec.runMode.debug.replicaSpecs[0].type: must be launcher, master or worker, got \"ps\"",
+        ),
+        (
+            "unknown resume replica type",
+            set(base(), "/spec/runMode/pause/resumeSpecs/0/type", json!("chief")),
+            "spec.runMode.pause.resumeSpecs[0].type: must be launcher, master or worker, got \"chief\"",
+        ),
+        (
+            "master and launcher both listed",
+            set(
+                base(),
+                "/spec/runMode/debug/replicaSpecs",
+                json!([{"type": "launcher"}, {"type": "master"}]),
+            ),
+            "spec.runMode.debug.replicaSpecs[1].type: launcher is listed twice: give each replica type once (master is launcher)",
+        ),
+        (
+            "enable and enabled disagree",
+            set(base(), "/spec/runMode/debug/enabled", json!(true)),
+            "spec.runMode.debug: enable is false but enabled is true: set only one of them (enabled is the older spelling)",
+        ),
+        (
+            "cleanUpWorkers neither form",
+            set(base(), "/spec/runPolicy/cleanUpWorkers", json!("sometimes")),
+            "spec.runPolicy.cleanUpWorkers: must be true, false, \"all\", \"unfinished\" or \"none\", got \"sometimes\"",
+        ),
+        (
+            "cleanUpWorkers a number",
+            set(base(), "/spec/runPolicy/cleanUpWorkers", json!(1)),
+            "spec.runPolicy.cleanUpWorkers: must be true, false, \"all\", \"unfinished\" or \"none\", got 1",
+        ),
+        (
+            "template without containers",
+            set(base(), "/spec/worker/template", json!({"spec": {"containers": []}})),
+            "spec.worker.template.spec.containers: must list at least one container: add the MPI container, named mpi-worker, with an image that has MPI and openssh-server",
+        ),
+        (
+            "template with a malformed field",
+            set(
+                base(),
+                "/spec/worker/template/spec/containers/0/ports",
+                json!("2222"),
+            ),
+            "spec.worker.template.spec.containers[0].ports: invalid type: string \"2222\", expected a sequence",
+        ),
+        (
+            "wrong kind",
+            set(base(), "/kind", json!("Job")),
+            "kind: must be MPIJob, got \"Job\"",
+        ),
+        (
+            "wrong apiVersion",
+            set(base(), "/apiVersion", json!("kubeflow.org/v1")),
+            "apiVersion: must be batch.tensorstack.dev/v1beta1, got \"kubeflow.org/v1\"",
+        ),
+    ];
+    assert!(cases.len() >= 25);
+
+    let mut failures = Vec::new();
+    for (what, doc, expected) in &cases {
+        let got = errors_of(doc);
+        if got != vec![expected.to_string()] {
+            failures.push(format!("{what}:\n   want [{expected}]\n   got  {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let doc = set(
+        set(base(), "/spec/worker/replicas", json!(0)),
+        "/spec/ssh/sshdPath",
+        json!("sshd"),
+    );
+    assert_eq!(
+        errors_of(&doc),
+        vec![
+            "spec.worker.replicas: must be at least 1, got 0".to_string(),
+            "spec.ssh.sshdPath: must be an absolute path, got \"sshd\": write it from the root, e.g. /usr/sbin/sshd".to_string(),
+        ]
+    );
+}

@@ -1,0 +1,49 @@
+//! `mpijob-controller validate` reports each problem on its own line, and
+//! its exit code says whether the manifests are valid.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mpijob-controller"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn a_valid_example_passes() {
+    let pi = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pi/pi.yaml");
+    let (code, out) = run(&["validate", "-f", pi]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.ends_with("pi.yaml: valid MPIJob \"pi\" with 2 worker(s)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_invalid_manifest_names_every_field() {
+    let dir = std::env::temp_dir().join(format!("mpijob-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata: {name: pi}\nspec:\n  mca: {\"-x\": y}\n  worker: {replicas: 0, cmd: [/opt/pi], template: {spec: {containers: [{name: mpi-worker, image: i}]}}}\n",
+    )
+    .unwrap();
+    let (code, out) = run(&["validate", "-f", bad.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().map(|l| l.split_once(": ").unwrap().1).collect();
+    assert_eq!(
+        lines,
+        [
+            "spec.worker.replicas: must be at least 1, got 0",
+            "spec.mca: key \"-x\" must not start with '-': give the parameter name without dashes, e.g. pml",
+        ]
+    );
+}

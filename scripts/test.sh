@@ -24,5 +24,15 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# The real kube-apiserver + etcd harness. A cluster named by
+# MPIJOB_CLUSTER_DIR is reused and left running; otherwise a private one is
+# started for this run and stopped at the end, whatever happens.
+if [[ -z ${MPIJOB_CLUSTER_DIR:-} ]]; then
+    export MPIJOB_CLUSTER_DIR=/tmp/mpijob-cluster-test.$$
+    trap 'tests/cluster/cluster.sh stop >&2 || true' EXIT
+fi
+step "starting the kube-apiserver harness in $MPIJOB_CLUSTER_DIR (built once, cached)"
+tests/cluster/cluster.sh start >/dev/null
+
 step "cargo test"
 cargo test --workspace

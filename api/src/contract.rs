@@ -75,6 +75,8 @@ pub mod env {
     pub const GRACE_PERIOD: &str = "MPIJOB_GRACE_PERIOD";
     pub const PEERS: &str = "MPIJOB_PEERS";
     pub const FINISH_FILE: &str = "MPIJOB_FINISH_FILE";
+    /// Extra `sshd_config` lines, one per line of the value.
+    pub const SSHD_OPTIONS: &str = "MPIJOB_SSHD_OPTIONS";
     // Launcher role.
     pub const HOSTS: &str = "MPIJOB_HOSTS";
     pub const JOB: &str = "MPIJOB_JOB";

@@ -35,30 +35,10 @@ use crate::schema;
     status = "MPIJobStatus",
     derive = "PartialEq",
     doc = "An MPI job: workers running sshd, and a launcher running mpirun across them.",
-    printcolumn(
-        name = "Phase",
-        type_ = "string",
-        json_path = ".status.phase",
-        description = "The job's phase"
-    ),
-    printcolumn(
-        name = "Workers",
-        type_ = "integer",
-        json_path = ".spec.worker.replicas",
-        description = "Number of worker replicas"
-    ),
-    printcolumn(
-        name = "Running",
-        type_ = "integer",
-        json_path = ".status.aggregate.running",
-        description = "Pods running now",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "The job's phase"}"#,
+    printcolumn = r#"{"name": "Workers", "type": "integer", "jsonPath": ".spec.worker.replicas", "description": "Number of worker replicas"}"#,
+    printcolumn = r#"{"name": "Running", "type": "integer", "jsonPath": ".status.aggregate.running", "description": "Pods running now", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MPIJobSpec {
@@ -272,8 +252,8 @@ pub struct SchedulePolicy {
 #[serde(rename_all = "camelCase")]
 pub struct T9kScheduler {
     /// The queue to submit to. Required.
-    #[serde(default)]
-    pub queue: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Priority within the queue, 0 to 100.
     #[serde(default)]
     pub priority: i32,
@@ -505,10 +485,8 @@ pub struct Task {
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub name: String,
-    #[serde(default)]
     pub uid: String,
     /// The pod's phase.
-    #[serde(default)]
     pub phase: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ContainerStatus>,

@@ -123,7 +123,7 @@ pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
         .as_ref()
         .and_then(|s| s.t9k_scheduler.as_ref())
     {
-        if t9k.queue.trim().is_empty() {
+        if t9k.queue.as_deref().unwrap_or("").trim().is_empty() {
             e.push(FieldError::new(
                 "spec.scheduler.t9kScheduler.queue",
                 "is required when t9kScheduler is set: name the queue to submit to, e.g. default",

@@ -1,0 +1,14 @@
+//! Test support for integration tests against the real kube-apiserver
+//! harness started by `tests/cluster/cluster.sh start`.
+//!
+//! Nothing here is product code. When the harness is not running, every
+//! helper panics with a message that says how to start it: integration
+//! tests never skip.
+
+pub mod cluster;
+pub mod crds;
+pub mod kubelet_stand_in;
+pub mod namespace;
+
+pub use cluster::Harness;
+pub use namespace::TestNamespace;

@@ -17,6 +17,8 @@ pub const DEFAULT_SSHD_PATH: &str = "/usr/sbin/sshd";
 
 /// The name of the agent binary, in images and in the shared emptyDir.
 pub const AGENT_BINARY: &str = "mpijob-agent";
+/// Where the agent image (`Dockerfile.agent`) keeps the agent binary.
+pub const AGENT_IMAGE_PATH: &str = "/mpijob-agent";
 /// The emptyDir the init container copies the agent into.
 pub const AGENT_VOLUME: &str = "mpijob-agent";
 /// Where that emptyDir is mounted in every container of the job's pods.
@@ -120,6 +122,34 @@ pub fn worker_host(job: &str, namespace: &str, index: u32) -> String {
 /// The agent binary's path inside a container of the job.
 pub fn agent_path() -> String {
     format!("{AGENT_MOUNT_PATH}/{AGENT_BINARY}")
+}
+
+/// The init container's command: the agent copies itself into the shared
+/// emptyDir (`mpijob-agent install DIR`).
+pub fn agent_install_command() -> Vec<String> {
+    vec![
+        AGENT_IMAGE_PATH.to_string(),
+        "install".to_string(),
+        AGENT_MOUNT_PATH.to_string(),
+    ]
+}
+
+/// The finish file inside a worker container.
+pub fn finish_file_path() -> String {
+    format!("{PODINFO_MOUNT_PATH}/{FINISH_FILE_NAME}")
+}
+
+/// The ssh host patterns that name a job's pods, for the worker's
+/// `--peers`: the Service's DNS names, fully qualified or not, and the bare
+/// pod hostnames (what mpirun uses when it drops the domain).
+pub fn peer_patterns(job: &str, namespace: &str) -> Vec<String> {
+    let svc = service_name(job);
+    vec![
+        format!("*.{svc}.{namespace}.svc"),
+        format!("*.{svc}.{namespace}.svc.*"),
+        format!("{job}-worker-*"),
+        launcher_name(job),
+    ]
 }
 
 #[cfg(test)]

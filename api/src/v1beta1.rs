@@ -485,8 +485,10 @@ pub struct Task {
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub name: String,
-    pub uid: String,
-    /// The pod's phase.
+    /// The pod's uid; absent while it is being created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The pod's phase, or `Creating` and `Deleted` for pods not there.
     pub phase: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ContainerStatus>,

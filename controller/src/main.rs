@@ -1,9 +1,11 @@
 //! `mpijob-controller`: the MPIJob operator.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use mpijob_controller::{run, Config};
 
 /// The MPIJob operator: turns each MPIJob into a Secret, a headless Service,
 /// worker Pods and a launcher Pod, and keeps its status true.
@@ -16,6 +18,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the operator: watch MPIJobs and create, watch and clean up their
+    /// Secret, Service and Pods.
+    ///
+    /// Uses $KUBECONFIG, ~/.kube/config or the in-cluster service account,
+    /// in that order. Stops cleanly on SIGTERM or Ctrl-C.
+    ///
+    /// Example: mpijob-controller run --agent-image mpijob/agent:0.1.0
+    Run(RunArgs),
     /// Print the MPIJob CustomResourceDefinition as YAML.
     ///
     /// The output is what `crds/mpijob.yaml` holds; install it with
@@ -34,9 +44,47 @@ enum Command {
     },
 }
 
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The image the init container copies `/mpijob-agent` from.
+    #[arg(long, env = "MPIJOB_AGENT_IMAGE")]
+    agent_image: String,
+
+    /// Pull policy for the agent image: Always, IfNotPresent or Never.
+    #[arg(
+        long,
+        env = "MPIJOB_AGENT_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    agent_image_pull_policy: String,
+
+    /// Watch only this namespace [default: all namespaces].
+    #[arg(long, env = "MPIJOB_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Serve /healthz, /readyz and /metrics here; `off` to disable.
+    #[arg(long, env = "MPIJOB_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    health_addr: String,
+
+    /// This instance's name in events [default: $POD_NAME, else the host name].
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+
+    /// Log format: text for a terminal, json for a cluster's log collector.
+    #[arg(long, env = "MPIJOB_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run_operator(args),
         Command::Crd => {
             print!("{}", mpijob_api::crd::mpijob_yaml());
             ExitCode::SUCCESS
@@ -75,5 +123,57 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn run_operator(args: RunArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let health_addr = match args.health_addr.as_str() {
+        "off" | "" => None,
+        addr => match addr.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("mpijob-controller: --health-addr {addr:?}: {e}: give HOST:PORT, e.g. 0.0.0.0:8080, or off");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let instance = args
+        .instance
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "mpijob-controller".into());
+    let config = Config {
+        agent_image: args.agent_image,
+        agent_image_pull_policy: args.agent_image_pull_policy,
+    };
+    let opts = run::Options {
+        namespace: args.namespace,
+        health_addr,
+        instance,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let result = runtime.block_on(async move {
+        let client = kube::Client::try_default().await?;
+        run::run(client, config, opts).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("mpijob-controller: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! tests never skip.
 
 pub mod cluster;
+pub mod controller;
 pub mod crds;
 pub mod kubelet_stand_in;
 pub mod namespace;

@@ -1,0 +1,34 @@
+use thiserror::Error;
+
+/// What can go wrong in one reconcile. A bad job never produces one of
+/// these: invalid specs become a `Failed` status, not an error.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("the object has no {0}")]
+    MissingField(&'static str),
+
+    #[error("the watch caches were dropped")]
+    CachesClosed,
+
+    /// A child could not be built. Validation runs first, so this means
+    /// validation and the builders disagree: a bug.
+    #[error("building a child object: {0}")]
+    Build(#[from] mpijob_api::FieldError),
+}
+
+impl Error {
+    /// A short, stable label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::MissingField(_) => "missing_field",
+            Error::Build(_) => "build",
+            Error::CachesClosed => "caches_closed",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,66 @@
+//! A small HTTP endpoint for the Deployment's probes and for metrics:
+//! `/healthz` (the process is alive), `/readyz` (the caches have synced) and
+//! `/metrics` (Prometheus text).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the endpoint reports.
+#[derive(Default)]
+pub struct Health {
+    pub ready: AtomicBool,
+    pub reconciles: AtomicU64,
+    pub reconcile_errors: AtomicU64,
+}
+
+/// Serve until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    writes: Arc<dyn Fn() -> u64 + Send + Sync>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "health and metrics endpoint listening");
+    loop {
+        let (mut conn, _) = listener.accept().await?;
+        let health = health.clone();
+        let writes = writes.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (code, body) = match path {
+                "/healthz" => (200, "ok\n".to_string()),
+                "/readyz" if health.ready.load(Ordering::Relaxed) => (200, "ok\n".to_string()),
+                "/readyz" => (503, "caches not synced yet\n".to_string()),
+                "/metrics" => (
+                    200,
+                    format!(
+                        "# TYPE mpijob_reconciles_total counter\nmpijob_reconciles_total {}\n\
+                         # TYPE mpijob_reconcile_errors_total counter\nmpijob_reconcile_errors_total {}\n\
+                         # TYPE mpijob_api_writes_total counter\nmpijob_api_writes_total {}\n",
+                        health.reconciles.load(Ordering::Relaxed),
+                        health.reconcile_errors.load(Ordering::Relaxed),
+                        writes()
+                    ),
+                ),
+                _ => (404, "not found\n".to_string()),
+            };
+            let status = match code {
+                200 => "200 OK",
+                503 => "503 Service Unavailable",
+                _ => "404 Not Found",
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(response.as_bytes()).await;
+        });
+    }
+}

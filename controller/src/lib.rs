@@ -1,0 +1,14 @@
+//! The MPIJob operator.
+//!
+//! Reconcile is a pipeline, one module per step (see `reconcile`):
+//! validate → build (pure) → apply → status. `run` wires it to the API
+//! server; `main.rs` only parses arguments.
+
+pub mod context;
+pub mod error;
+pub mod health;
+pub mod reconcile;
+pub mod run;
+
+pub use context::{Config, Context};
+pub use error::Error;

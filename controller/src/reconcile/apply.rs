@@ -1,0 +1,231 @@
+//! Apply: create what is missing, never touch what is not ours, prune what
+//! is no longer wanted, and finish the workers of a finished job.
+//!
+//! Reads come from the watch caches; only missing objects are written, so a
+//! reconcile of an up-to-date job makes no write at all.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use mpijob_api::contract;
+use mpijob_api::v1beta1::CleanUpWorkers;
+use mpijob_api::MPIJob;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use super::build::{self, pod, roles, JobMeta, Role};
+use super::status::Observed;
+use crate::context::Context;
+use crate::error::Result;
+
+/// Whether an object with a child's name is ours.
+#[derive(Debug, PartialEq, Eq)]
+enum Ensured {
+    Present,
+    Created,
+    /// Someone else's object has the name: the message says whose.
+    Conflict(String),
+}
+
+/// Create the job's Secret, Service and (when `create_pods`) its pods,
+/// where missing. Returns the name clashes found.
+pub async fn children(
+    ctx: &Context,
+    job: &MPIJob,
+    meta: &JobMeta,
+    create_pods: bool,
+) -> Result<Observed> {
+    let ns = &meta.namespace;
+    let mut conflicts = Vec::new();
+    let mut all = true;
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret_name = contract::secret_name(&meta.name);
+    let comment = format!("mpijob:{ns}/{}", meta.name);
+    let r = ensure(
+        ctx,
+        &ctx.secrets,
+        &secrets,
+        "Secret",
+        &secret_name,
+        meta,
+        || {
+            // The key is generated only here, when the Secret is first created.
+            Ok(build::secret::secret(
+                meta,
+                &mpijob_api::sshkey::generate(&comment),
+            ))
+        },
+    )
+    .await?;
+    note(r, &mut conflicts, &mut all);
+
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let r = ensure(
+        ctx,
+        &ctx.services,
+        &services,
+        "Service",
+        &contract::service_name(&meta.name),
+        meta,
+        || Ok(build::service::service(meta)),
+    )
+    .await?;
+    note(r, &mut conflicts, &mut all);
+
+    // Pods would mount someone else's Secret or share their Service: wait
+    // until the clash is resolved.
+    let create_pods = create_pods && conflicts.is_empty();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    for role in roles(job.spec.worker.replicas) {
+        let name = role.pod_name(&meta.name);
+        if !create_pods {
+            let key = ObjectRef::new(&name).within(ns);
+            if ctx.pods.get(&key).is_none() {
+                all = false;
+            }
+            continue;
+        }
+        let r = ensure(ctx, &ctx.pods, &pods, "Pod", &name, meta, || {
+            Ok(pod::pod(job, meta, role, &ctx.config)?)
+        })
+        .await?;
+        note(r, &mut conflicts, &mut all);
+    }
+
+    prune(ctx, job, meta, &pods).await?;
+    Ok(Observed {
+        conflicts,
+        all_created: all,
+    })
+}
+
+fn note(r: Ensured, conflicts: &mut Vec<String>, all: &mut bool) {
+    if let Ensured::Conflict(msg) = r {
+        conflicts.push(msg);
+        *all = false;
+    }
+}
+
+async fn ensure<K>(
+    ctx: &Context,
+    store: &Store<K>,
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    meta: &JobMeta,
+    build: impl FnOnce() -> Result<K>,
+) -> Result<Ensured>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let key = ObjectRef::new(name).within(&meta.namespace);
+    if let Some(existing) = store.get(&key) {
+        return Ok(ownership(&*existing, kind, name, meta));
+    }
+    let obj = build()?;
+    ctx.wrote();
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => Ok(Ensured::Created),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => match api.get_opt(name).await? {
+            Some(existing) => Ok(ownership(&existing, kind, name, meta)),
+            // Deleted in between: the next reconcile creates it.
+            None => Ok(Ensured::Present),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn ownership<K: Resource>(obj: &K, kind: &str, name: &str, meta: &JobMeta) -> Ensured {
+    let ours = obj
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == meta.uid);
+    if ours {
+        Ensured::Present
+    } else {
+        Ensured::Conflict(format!(
+            "{kind} {name} already exists and is not owned by this MPIJob: delete or rename it, or rename the job"
+        ))
+    }
+}
+
+/// Pods of this job that the spec no longer asks for (fewer replicas).
+async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> Result<()> {
+    let wanted = roles(job.spec.worker.replicas);
+    for pod in owned_pods(&ctx.pods, meta) {
+        let role = Role::of_labels(pod.labels());
+        if role.is_some_and(|r| !wanted.contains(&r)) && pod.metadata.deletion_timestamp.is_none() {
+            ctx.wrote();
+            delete_pod(api, &pod.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The pods in the cache that this job owns.
+pub fn owned_pods(store: &Store<Pod>, meta: &JobMeta) -> Vec<std::sync::Arc<Pod>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.namespace.as_deref() == Some(meta.namespace.as_str())
+                && p.labels().get(contract::labels::JOB_NAME) == Some(&meta.name)
+                && p.owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true) && o.uid == meta.uid)
+        })
+        .collect()
+}
+
+/// The job is over: workers must not run sshd forever. Workers the policy
+/// deletes are deleted; every other running worker is told to finish
+/// through the finish annotation.
+pub async fn finish_workers(ctx: &Context, meta: &JobMeta, policy: &CleanUpWorkers) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
+    for pod in owned_pods(&ctx.pods, meta) {
+        if !matches!(Role::of_labels(pod.labels()), Some(Role::Worker(_)))
+            || pod.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        let ended = matches!(phase, "Succeeded" | "Failed");
+        let delete = match policy {
+            CleanUpWorkers::All => true,
+            CleanUpWorkers::Unfinished => !ended,
+            CleanUpWorkers::None | CleanUpWorkers::Invalid(_) => false,
+        };
+        if delete {
+            ctx.wrote();
+            delete_pod(&api, &pod.name_any()).await?;
+        } else if !ended && !pod.annotations().contains_key(contract::FINISH_ANNOTATION) {
+            ctx.wrote();
+            let patch = json!({"metadata": {"annotations": BTreeMap::from([(contract::FINISH_ANNOTATION, "true")])}});
+            api.patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_pod(api: &Api<Pod>, name: &str) -> Result<()> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

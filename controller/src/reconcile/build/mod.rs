@@ -1,0 +1,172 @@
+//! Build: every child object as a pure function of the job. No client here,
+//! so each builder is unit-tested as plain data.
+
+pub mod pod;
+pub mod secret;
+pub mod service;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use mpijob_api::contract::labels;
+use mpijob_api::MPIJob;
+
+use crate::error::{Error, Result};
+
+/// What every builder needs to know about the job, read once.
+#[derive(Clone, Debug)]
+pub struct JobMeta {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub owner: OwnerReference,
+}
+
+impl JobMeta {
+    /// Dereference the job's identity. Fails only for an object the API
+    /// server would never hand out (no name, namespace or uid).
+    pub fn of(job: &MPIJob) -> Result<JobMeta> {
+        let name = job
+            .metadata
+            .name
+            .clone()
+            .ok_or(Error::MissingField("metadata.name"))?;
+        let namespace = job
+            .metadata
+            .namespace
+            .clone()
+            .ok_or(Error::MissingField("metadata.namespace"))?;
+        let uid = job
+            .metadata
+            .uid
+            .clone()
+            .ok_or(Error::MissingField("metadata.uid"))?;
+        let owner = job
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingField("metadata.uid"))?;
+        Ok(JobMeta {
+            name,
+            namespace,
+            uid,
+            owner,
+        })
+    }
+
+    /// Metadata for a child: name, namespace, the job's labels and the
+    /// controller owner reference.
+    pub fn child(&self, name: String, extra_labels: BTreeMap<String, String>) -> ObjectMeta {
+        let mut l = self.selector();
+        l.extend(extra_labels);
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(l),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// The label every child of this job carries.
+    pub fn selector(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(labels::JOB_NAME.to_string(), self.name.clone())])
+    }
+}
+
+/// The two roles a pod can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Launcher,
+    Worker(u32),
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Launcher => labels::ROLE_LAUNCHER,
+            Role::Worker(_) => labels::ROLE_WORKER,
+        }
+    }
+
+    pub fn index(self) -> u32 {
+        match self {
+            Role::Launcher => 0,
+            Role::Worker(i) => i,
+        }
+    }
+
+    /// The pod's name.
+    pub fn pod_name(self, job: &str) -> String {
+        match self {
+            Role::Launcher => mpijob_api::contract::launcher_name(job),
+            Role::Worker(i) => mpijob_api::contract::worker_name(job, i),
+        }
+    }
+
+    /// Read a pod's role back from its labels.
+    pub fn of_labels(l: &BTreeMap<String, String>) -> Option<Role> {
+        match l.get(labels::ROLE).map(String::as_str)? {
+            labels::ROLE_LAUNCHER => Some(Role::Launcher),
+            labels::ROLE_WORKER => l.get(labels::INDEX)?.parse().ok().map(Role::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// Every pod a job with this many workers has: the launcher first.
+pub fn roles(replicas: i32) -> Vec<Role> {
+    let workers = u32::try_from(replicas.max(0)).unwrap_or(0);
+    std::iter::once(Role::Launcher)
+        .chain((0..workers).map(Role::Worker))
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use mpijob_api::MPIJob;
+
+    /// A valid job as the API server would hand it out.
+    pub fn job(yaml_spec: &str) -> MPIJob {
+        let mut job: MPIJob = serde_yaml::from_str(&format!(
+            "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata: {{name: pi, namespace: team, uid: 1234-abcd}}\nspec:\n{yaml_spec}"
+        ))
+        .unwrap();
+        mpijob_api::defaults::normalize(&mut job.spec);
+        job
+    }
+
+    pub const PI: &str = "  worker:\n    replicas: 2\n    cmd: [/opt/pi, '100']\n    template:\n      metadata: {labels: {team: a}}\n      spec:\n        containers:\n          - {name: sidecar, image: busybox}\n          - {name: mpi-worker, image: mpi:1, command: [ignored]}\n";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_and_names() {
+        assert_eq!(
+            roles(2),
+            vec![Role::Launcher, Role::Worker(0), Role::Worker(1)]
+        );
+        assert_eq!(Role::Worker(3).pod_name("pi"), "pi-worker-3");
+        assert_eq!(Role::Launcher.pod_name("pi"), "pi-launcher");
+        let l = BTreeMap::from([
+            (labels::ROLE.to_string(), "worker".to_string()),
+            (labels::INDEX.to_string(), "7".to_string()),
+        ]);
+        assert_eq!(Role::of_labels(&l), Some(Role::Worker(7)));
+    }
+
+    #[test]
+    fn children_are_owned_by_the_job_as_controller() {
+        let job = fixtures::job(fixtures::PI);
+        let meta = JobMeta::of(&job).unwrap();
+        let child = meta.child("x".into(), BTreeMap::new());
+        let owner = &child.owner_references.unwrap()[0];
+        assert_eq!(owner.kind, "MPIJob");
+        assert_eq!(owner.api_version, "batch.tensorstack.dev/v1beta1");
+        assert_eq!(owner.uid, "1234-abcd");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(child.labels.unwrap()[labels::JOB_NAME], "pi");
+    }
+}

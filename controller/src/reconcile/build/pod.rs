@@ -1,0 +1,470 @@
+//! Worker and launcher pods, built from `spec.worker.template`.
+//!
+//! The MPI container (named `mpi-worker`, or the first container) runs the
+//! agent from a shared emptyDir, which an init container fills from the
+//! agent image. Every value from the spec goes in as its own argv entry;
+//! nothing passes through a shell.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
+    ExecAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SecretVolumeSource, Volume, VolumeMount,
+};
+use mpijob_api::contract::{self, labels};
+use mpijob_api::{FieldError, MPIJob};
+
+use super::{JobMeta, Role};
+use crate::context::Config;
+
+/// Slots per worker written to the hostfile. The T9k API has no field for
+/// it; `extraMPIArgs` (e.g. `-N 2`) sets ranks per node.
+pub const SLOTS_PER_WORKER: u32 = 1;
+
+/// The pod for `role`. Fails only on a template that validation would have
+/// rejected.
+pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<Pod, FieldError> {
+    let template: PodTemplateSpec = job.spec.worker.template.parse()?;
+    let mut spec: PodSpec = template.spec.unwrap_or_default();
+    let template_meta = template.metadata.unwrap_or_default();
+    let name = role.pod_name(&meta.name);
+
+    let mut extra = template_meta.labels.unwrap_or_default();
+    extra.insert(labels::ROLE.to_string(), role.label().to_string());
+    extra.insert(labels::INDEX.to_string(), role.index().to_string());
+    let mut metadata = meta.child(name.clone(), extra);
+    metadata.annotations = template_meta.annotations;
+
+    spec.hostname = Some(name);
+    spec.subdomain = Some(contract::service_name(&meta.name));
+    spec.restart_policy = Some("Never".to_string());
+    readable_keys_for_non_root(&mut spec);
+
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    volumes.extend(job_volumes(meta));
+
+    let skip_init = skip_init_container(job, role);
+    if !skip_init {
+        spec.init_containers
+            .get_or_insert_with(Vec::new)
+            .insert(0, install_agent(config));
+    }
+
+    let index = mpi_container_index(&spec.containers);
+    let ssh_dir = job.spec.ssh.ssh_auth_mount_path.clone();
+    let Some(c) = spec.containers.get_mut(index) else {
+        return Err(FieldError::new(
+            "spec.worker.template.spec.containers",
+            "must list at least one container",
+        ));
+    };
+    c.volume_mounts
+        .get_or_insert_with(Vec::new)
+        .extend(job_mounts(&ssh_dir));
+    c.termination_message_policy = Some("FallbackToLogsOnError".to_string());
+    let (command, args) = match debug_command(job, role) {
+        Some(cmd) => (cmd, Vec::new()),
+        None => (vec![contract::agent_path()], role_args(job, meta, role)),
+    };
+    c.command = Some(command);
+    c.args = Some(args);
+    if let Role::Worker(_) = role {
+        c.ports.get_or_insert_with(Vec::new).push(ContainerPort {
+            name: Some("ssh".to_string()),
+            container_port: i32::from(contract::DEFAULT_SSH_PORT),
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        });
+        c.readiness_probe.get_or_insert_with(|| Probe {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    contract::agent_path(),
+                    "probe".to_string(),
+                    "--port".to_string(),
+                    contract::DEFAULT_SSH_PORT.to_string(),
+                ]),
+            }),
+            period_seconds: Some(2),
+            timeout_seconds: Some(2),
+            ..Probe::default()
+        });
+    }
+
+    Ok(Pod {
+        metadata,
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+/// The container that runs MPI: `mpi-worker`, or the first.
+pub fn mpi_container_index(containers: &[Container]) -> usize {
+    containers
+        .iter()
+        .position(|c| c.name == contract::MPI_CONTAINER)
+        .unwrap_or(0)
+}
+
+/// The agent's arguments for a role.
+pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
+    let spec = &job.spec;
+    let port = contract::DEFAULT_SSH_PORT.to_string();
+    let mut a: Vec<String> = Vec::new();
+    match role {
+        Role::Worker(_) => {
+            a.extend(["worker".into(), "--port".into(), port]);
+            a.extend(["--ssh-dir".into(), spec.ssh.ssh_auth_mount_path.clone()]);
+            a.extend(["--sshd-path".into(), spec.ssh.sshd_path.clone()]);
+            a.extend(["--finish-file".into(), contract::finish_file_path()]);
+            let peers = contract::peer_patterns(&meta.name, &meta.namespace).join(",");
+            a.push(format!("--peers={peers}"));
+        }
+        Role::Launcher => {
+            a.extend(["launcher".into(), "--port".into(), port]);
+            a.extend(["--job".into(), meta.name.clone()]);
+            a.extend(["--namespace".into(), meta.namespace.clone()]);
+            a.extend(["--workers".into(), spec.worker.replicas.to_string()]);
+            a.extend(["--slots".into(), SLOTS_PER_WORKER.to_string()]);
+            a.extend(["--ssh-dir".into(), spec.ssh.ssh_auth_mount_path.clone()]);
+            if let Some(home) = &spec.mpi_home {
+                a.extend(["--mpi-home".into(), home.clone()]);
+            }
+            // `--flag=value`, so values starting with '-' stay values.
+            for (k, v) in &spec.mca {
+                a.push(format!("--mca={k}={v}"));
+            }
+            for arg in &spec.worker.extra_mpi_args {
+                a.push(format!("--extra-mpi-args={arg}"));
+            }
+            a.push("--".into());
+            a.extend(spec.worker.cmd.iter().cloned());
+        }
+    }
+    a
+}
+
+fn install_agent(config: &Config) -> Container {
+    Container {
+        name: contract::AGENT_INIT_CONTAINER.to_string(),
+        image: Some(config.agent_image.clone()),
+        image_pull_policy: Some(config.agent_image_pull_policy.clone()),
+        command: Some(contract::agent_install_command()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: contract::AGENT_VOLUME.to_string(),
+            mount_path: contract::AGENT_MOUNT_PATH.to_string(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+fn job_volumes(meta: &JobMeta) -> Vec<Volume> {
+    vec![
+        Volume {
+            name: contract::AGENT_VOLUME.to_string(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        Volume {
+            name: contract::SSH_VOLUME.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(contract::secret_name(&meta.name)),
+                // Owner and group only: never world-readable.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: contract::PODINFO_VOLUME.to_string(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: contract::FINISH_FILE_NAME.to_string(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: format!(
+                            "metadata.annotations['{}']",
+                            contract::FINISH_ANNOTATION
+                        ),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..DownwardAPIVolumeFile::default()
+                }]),
+                ..DownwardAPIVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ]
+}
+
+fn job_mounts(ssh_dir: &str) -> Vec<VolumeMount> {
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    vec![
+        mount(contract::AGENT_VOLUME, contract::AGENT_MOUNT_PATH),
+        mount(contract::SSH_VOLUME, ssh_dir),
+        mount(contract::PODINFO_VOLUME, contract::PODINFO_MOUNT_PATH),
+    ]
+}
+
+/// The key files are mode 0440. A pod that runs as a non-root user needs a
+/// group that can read them: when the template sets no `fsGroup`, use the
+/// pod's group (or its user id), which the kubelet adds to every
+/// container's groups and gives the Secret's files.
+fn readable_keys_for_non_root(spec: &mut PodSpec) {
+    let first_container_user = spec
+        .containers
+        .iter()
+        .find_map(|c| c.security_context.as_ref().and_then(|s| s.run_as_user));
+    let sc = spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    let user = sc.run_as_user.or(first_container_user);
+    if sc.fs_group.is_none() {
+        if let Some(uid) = user.filter(|u| *u != 0) {
+            sc.fs_group = Some(sc.run_as_group.unwrap_or(uid));
+        }
+    }
+    if *sc == PodSecurityContext::default() {
+        spec.security_context = None;
+    }
+}
+
+/// In debug mode, the replica's debug command replaces the agent.
+fn debug_command(job: &MPIJob, role: Role) -> Option<Vec<String>> {
+    if !mpijob_api::defaults::debug_enabled(&job.spec) {
+        return None;
+    }
+    debug_entry(job, role)
+        .map(|e| e.command.clone())
+        .filter(|c| !c.is_empty())
+}
+
+fn skip_init_container(job: &MPIJob, role: Role) -> bool {
+    mpijob_api::defaults::debug_enabled(&job.spec)
+        && debug_entry(job, role).is_some_and(|e| e.skip_init_container)
+}
+
+fn debug_entry(job: &MPIJob, role: Role) -> Option<&mpijob_api::v1beta1::ReplicaDebugSet> {
+    use mpijob_api::v1beta1::ReplicaType;
+    let want = match role {
+        Role::Launcher => ReplicaType::Launcher,
+        Role::Worker(_) => ReplicaType::Worker,
+    };
+    job.spec
+        .run_mode
+        .as_ref()?
+        .debug
+        .as_ref()?
+        .replica_specs
+        .iter()
+        .find(|r| r.replica_type == want)
+}
+
+/// The labels that select a job's pods of one role.
+pub fn role_labels(job: &str, role: Role) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::JOB_NAME.to_string(), job.to_string()),
+        (labels::ROLE.to_string(), role.label().to_string()),
+        (labels::INDEX.to_string(), role.index().to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::build::fixtures;
+
+    fn config() -> Config {
+        Config {
+            agent_image: "mpijob/agent:test".into(),
+            agent_image_pull_policy: "Never".into(),
+        }
+    }
+
+    fn build(spec: &str, role: Role) -> Pod {
+        let job = fixtures::job(spec);
+        let meta = JobMeta::of(&job).unwrap();
+        pod(&job, &meta, role, &config()).unwrap()
+    }
+
+    fn mpi(p: &Pod) -> &Container {
+        p.spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .find(|c| c.name == "mpi-worker")
+            .unwrap()
+    }
+
+    #[test]
+    fn a_worker_runs_the_agent_worker_role_with_the_spec_values() {
+        let p = build(fixtures::PI, Role::Worker(1));
+        assert_eq!(p.metadata.name.as_deref(), Some("pi-worker-1"));
+        let l = p.metadata.labels.as_ref().unwrap();
+        assert_eq!(l["batch.tensorstack.dev/mpi-job-name"], "pi");
+        assert_eq!(l["batch.tensorstack.dev/replica-type"], "worker");
+        assert_eq!(l["batch.tensorstack.dev/replica-index"], "1");
+        assert_eq!(l["team"], "a", "template labels are kept");
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("pi-worker-1"));
+        assert_eq!(spec.subdomain.as_deref(), Some("pi"));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let c = mpi(&p);
+        assert_eq!(c.command.as_ref().unwrap(), &["/opt/mpijob/mpijob-agent"]);
+        assert_eq!(
+            c.args.as_ref().unwrap(),
+            &[
+                "worker",
+                "--port",
+                "2222",
+                "--ssh-dir",
+                "/root/.ssh",
+                "--sshd-path",
+                "/usr/sbin/sshd",
+                "--finish-file",
+                "/etc/mpijob/podinfo/finished",
+                "--peers=*.pi.team.svc,*.pi.team.svc.*,pi-worker-*,pi-launcher",
+            ]
+        );
+        assert_eq!(c.image.as_deref(), Some("mpi:1"));
+        // The sidecar is untouched.
+        assert_eq!(spec.containers[0].name, "sidecar");
+        assert!(spec.containers[0].args.is_none());
+        let probe = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
+        assert_eq!(probe.command.as_ref().unwrap()[1], "probe");
+    }
+
+    #[test]
+    fn the_init_container_copies_the_agent_and_the_secret_is_mounted_read_only() {
+        let p = build(fixtures::PI, Role::Worker(0));
+        let spec = p.spec.as_ref().unwrap();
+        let init = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("mpijob/agent:test"));
+        assert_eq!(
+            init.command.as_ref().unwrap(),
+            &["/mpijob-agent", "install", "/opt/mpijob"]
+        );
+        let vols = spec.volumes.as_ref().unwrap();
+        let ssh = vols
+            .iter()
+            .find(|v| v.name == "mpijob-ssh")
+            .unwrap()
+            .secret
+            .as_ref()
+            .unwrap();
+        assert_eq!(ssh.secret_name.as_deref(), Some("pi-ssh"));
+        assert_eq!(ssh.default_mode, Some(0o440));
+        let mounts = mpi(&p).volume_mounts.as_ref().unwrap();
+        let m = mounts.iter().find(|m| m.name == "mpijob-ssh").unwrap();
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            ("/root/.ssh", Some(true))
+        );
+        let podinfo = vols.iter().find(|v| v.name == "mpijob-podinfo").unwrap();
+        let item = &podinfo
+            .downward_api
+            .as_ref()
+            .unwrap()
+            .items
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            item.field_ref.as_ref().unwrap().field_path,
+            "metadata.annotations['batch.tensorstack.dev/finished']"
+        );
+    }
+
+    #[test]
+    fn the_launcher_gets_every_value_as_its_own_argument() {
+        let spec = "  mpiHome: /usr/local\n  mca: {btl: ^openib, pml: ob1}\n  ssh: {sshAuthMountPath: /home/u/.ssh}\n  worker:\n    replicas: 3\n    extraMPIArgs: [-N, '1', --bind-to, none]\n    cmd: [python, 'train.py; rm -rf /', --lr, '0.1']\n    template: {spec: {containers: [{name: main, image: x}]}}\n";
+        let p = build(spec, Role::Launcher);
+        assert_eq!(p.metadata.name.as_deref(), Some("pi-launcher"));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            c.args.as_ref().unwrap(),
+            &[
+                "launcher",
+                "--port",
+                "2222",
+                "--job",
+                "pi",
+                "--namespace",
+                "team",
+                "--workers",
+                "3",
+                "--slots",
+                "1",
+                "--ssh-dir",
+                "/home/u/.ssh",
+                "--mpi-home",
+                "/usr/local",
+                "--mca=btl=^openib",
+                "--mca=pml=ob1",
+                "--extra-mpi-args=-N",
+                "--extra-mpi-args=1",
+                "--extra-mpi-args=--bind-to",
+                "--extra-mpi-args=none",
+                "--",
+                "python",
+                "train.py; rm -rf /",
+                "--lr",
+                "0.1",
+            ]
+        );
+        assert!(
+            c.readiness_probe.is_none(),
+            "the launcher needs no readiness"
+        );
+        assert!(c.ports.is_none());
+    }
+
+    #[test]
+    fn non_root_pods_get_a_group_that_can_read_the_keys() {
+        let spec = "  worker:\n    cmd: [x]\n    template: {spec: {securityContext: {runAsUser: 1000}, containers: [{name: mpi-worker, image: x}]}}\n";
+        let sc = build(spec, Role::Worker(0))
+            .spec
+            .unwrap()
+            .security_context
+            .unwrap();
+        assert_eq!(sc.fs_group, Some(1000));
+        let spec = "  worker:\n    cmd: [x]\n    template: {spec: {containers: [{name: mpi-worker, image: x, securityContext: {runAsUser: 1000}}], securityContext: {runAsGroup: 50}}}\n";
+        let sc = build(spec, Role::Worker(0))
+            .spec
+            .unwrap()
+            .security_context
+            .unwrap();
+        assert_eq!(sc.fs_group, Some(50));
+        let spec = "  worker:\n    cmd: [x]\n    template: {spec: {securityContext: {runAsUser: 1000, fsGroup: 7}, containers: [{name: mpi-worker, image: x}]}}\n";
+        let sc = build(spec, Role::Worker(0))
+            .spec
+            .unwrap()
+            .security_context
+            .unwrap();
+        assert_eq!(sc.fs_group, Some(7), "a template's fsGroup is kept");
+        assert!(build(fixtures::PI, Role::Worker(0))
+            .spec
+            .unwrap()
+            .security_context
+            .is_none());
+    }
+
+    #[test]
+    fn debug_mode_runs_the_debug_command_instead() {
+        let spec = "  runMode: {debug: {enabled: true, replicaSpecs: [{type: master, command: [sleep, inf], skipInitContainer: true}]}}\n  worker:\n    cmd: [x]\n    template: {spec: {containers: [{name: mpi-worker, image: x}]}}\n";
+        let launcher = build(spec, Role::Launcher);
+        let c = mpi(&launcher);
+        assert_eq!(c.command.as_ref().unwrap(), &["sleep", "inf"]);
+        assert!(c.args.as_ref().unwrap().is_empty());
+        assert!(launcher.spec.as_ref().unwrap().init_containers.is_none());
+        // Workers have no debug entry: they run the agent as usual.
+        let worker = build(spec, Role::Worker(0));
+        assert_eq!(mpi(&worker).args.as_ref().unwrap()[0], "worker");
+        assert!(worker.spec.unwrap().init_containers.is_some());
+    }
+}

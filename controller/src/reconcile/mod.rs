@@ -1,0 +1,209 @@
+//! One reconcile of one MPIJob: dereference → validate → build → apply →
+//! status. Each step is its own module; `build` and the status computation
+//! are pure.
+
+pub mod apply;
+pub mod build;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource};
+use mpijob_api::v1beta1::{MPIJobStatus, Phase};
+use mpijob_api::{defaults, validate, MPIJob};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use build::JobMeta;
+
+/// Bring the cluster in line with one job, and its status in line with the
+/// cluster.
+pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
+    if job.metadata.deletion_timestamp.is_some() {
+        // Owner references hand the children to the garbage collector.
+        return Ok(Action::await_change());
+    }
+    // Existence checks read the caches: wait until they hold the truth, so
+    // that a restarted controller adopts what exists instead of re-creating.
+    tokio::try_join!(
+        ctx.pods.wait_until_ready(),
+        ctx.secrets.wait_until_ready(),
+        ctx.services.wait_until_ready()
+    )
+    .map_err(|_| Error::CachesClosed)?;
+    let meta = JobMeta::of(&job)?;
+    let prev = job.status.as_ref();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+
+    if let Err(errors) = validate::validate_job(&job) {
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let next = status::invalid(prev, &messages, &now);
+        write_status(&ctx, &job, &meta, prev, &next).await?;
+        return Ok(Action::await_change());
+    }
+    let mut job = (*job).clone();
+    defaults::normalize(&mut job.spec);
+
+    let finished = prev.and_then(|s| s.phase).is_some_and(Phase::is_finished);
+    let observed = if finished {
+        status::Observed::default()
+    } else {
+        // Pods are created before the job runs; a pod lost while it runs
+        // fails the job instead of being replaced behind its back.
+        let may_create_pods = matches!(prev.and_then(|s| s.phase), None | Some(Phase::Pending));
+        apply::children(&ctx, &job, &meta, may_create_pods).await?
+    };
+    let pods = apply::owned_pods(&ctx.pods, &meta);
+    let pod_refs: Vec<&_> = pods.iter().map(|p| p.as_ref()).collect();
+    let next = status::compute(&job, &pod_refs, prev, &observed, &now);
+    for conflict in observed
+        .conflicts
+        .iter()
+        .filter(|c| !has_condition_message(prev, c))
+    {
+        event(
+            &ctx,
+            &job,
+            EventType::Warning,
+            status::reason::NAME_CONFLICT,
+            conflict,
+        )
+        .await;
+    }
+    write_status(&ctx, &job, &meta, prev, &next).await?;
+
+    if next.phase.is_some_and(Phase::is_finished) {
+        apply::finish_workers(&ctx, &meta, &defaults::clean_up_workers(&job.spec)).await?;
+    }
+    if !observed.conflicts.is_empty() {
+        // The clashing object is not ours, so no watch tells us when it
+        // goes: look again shortly.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    Ok(Action::await_change())
+}
+
+/// On error: log, emit an event, and try again shortly.
+pub fn error_policy(job: Arc<MPIJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        job = %job.metadata.name.as_deref().unwrap_or_default(),
+        namespace = %job.metadata.namespace.as_deref().unwrap_or_default(),
+        error = %error,
+        kind = error.metric_label(),
+        "reconcile failed; retrying in 5 s"
+    );
+    let message = error.to_string();
+    tokio::spawn(async move {
+        event(&ctx, &job, EventType::Warning, "ReconcileError", &message).await;
+    });
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Write `next` through the status subresource with a merge patch, only if
+/// it differs from `prev`, and emit an event when the phase changes.
+async fn write_status(
+    ctx: &Context,
+    job: &MPIJob,
+    meta: &JobMeta,
+    prev: Option<&MPIJobStatus>,
+    next: &MPIJobStatus,
+) -> Result<()> {
+    if prev == Some(next) {
+        return Ok(());
+    }
+    let api: Api<MPIJob> = Api::namespaced(ctx.client.clone(), &meta.namespace);
+    ctx.wrote();
+    api.patch_status(
+        &meta.name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": next })),
+    )
+    .await?;
+    let before = prev.and_then(|s| s.phase);
+    if let Some(phase) = next.phase.filter(|p| Some(*p) != before) {
+        let (kind, reason, message) = phase_event(phase, next);
+        event(ctx, job, kind, &reason, &message).await;
+        tracing::info!(job = %meta.name, namespace = %meta.namespace, phase = ?phase, "{message}");
+    }
+    Ok(())
+}
+
+/// The event for entering `phase`: a failure carries its condition's
+/// reason (e.g. `WorkerFailed`) and message.
+fn phase_event(phase: Phase, s: &MPIJobStatus) -> (EventType, String, String) {
+    let cond = |t: &str| s.conditions.iter().find(|c| c.type_ == t);
+    let message = |t: &str| cond(t).and_then(|c| c.message.clone()).unwrap_or_default();
+    match phase {
+        Phase::Failed => {
+            let reason = cond(status::condition::FAILED)
+                .and_then(|c| c.reason.clone())
+                .unwrap_or_else(|| "Failed".into());
+            (
+                EventType::Warning,
+                reason,
+                message(status::condition::FAILED),
+            )
+        }
+        Phase::Succeeded => (
+            EventType::Normal,
+            "Succeeded".into(),
+            message(status::condition::SUCCEEDED),
+        ),
+        Phase::Running => (
+            EventType::Normal,
+            "Running".into(),
+            message(status::condition::RUNNING),
+        ),
+        Phase::Pending => (
+            EventType::Normal,
+            "Pending".into(),
+            "waiting for the pods to run".into(),
+        ),
+        other => (
+            EventType::Normal,
+            format!("{other:?}"),
+            format!("{other:?}"),
+        ),
+    }
+}
+
+fn has_condition_message(prev: Option<&MPIJobStatus>, message: &str) -> bool {
+    prev.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.message.as_deref().is_some_and(|m| m.contains(message)))
+    })
+}
+
+/// Emit an event about the job. Events are best effort: a failure to
+/// record one is logged, never fatal.
+async fn event(ctx: &Context, job: &MPIJob, type_: EventType, reason: &str, note: &str) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1000)),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    ctx.wrote();
+    if let Err(e) = ctx.recorder.publish(&ev, &job.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not record an event");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

@@ -1,0 +1,701 @@
+//! Status: what the job's pods say, as a pure function, and writing it only
+//! when it changed.
+//!
+//! The rules, in order:
+//! - a finished job (Succeeded or Failed) stays finished; its tasks and
+//!   counts still follow the pods;
+//! - the launcher's MPI container exiting 0 is `Succeeded`, non-zero is
+//!   `Failed`;
+//! - a worker whose MPI container ends, or any pod that fails or disappears
+//!   while the job runs, is `Failed`;
+//! - every pod running is `Running`; anything else is `Pending`.
+
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use mpijob_api::v1beta1::{
+    Aggregate, Condition, ContainerStatus, MPIJobStatus, Phase, ReplicaStatus, Task,
+};
+use mpijob_api::MPIJob;
+
+use super::build::pod::mpi_container_index;
+use super::build::{roles, Role};
+
+/// Stable condition types.
+pub mod condition {
+    pub const CREATED: &str = "Created";
+    pub const RUNNING: &str = "Running";
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const FAILED: &str = "Failed";
+}
+
+/// Stable reasons.
+pub mod reason {
+    pub const CHILDREN_CREATED: &str = "ChildrenCreated";
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    pub const ALL_PODS_RUNNING: &str = "AllPodsRunning";
+    pub const JOB_FINISHED: &str = "JobFinished";
+    pub const LAUNCHER_SUCCEEDED: &str = "LauncherSucceeded";
+    pub const LAUNCHER_FAILED: &str = "LauncherFailed";
+    pub const WORKER_FAILED: &str = "WorkerFailed";
+    pub const POD_DELETED: &str = "PodDeleted";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+}
+
+/// What apply found that the pods cannot show.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Objects with a child's name that this job does not own.
+    pub conflicts: Vec<String>,
+    /// Every child has been created (or already existed).
+    pub all_created: bool,
+}
+
+/// The status of an invalid job: `Failed`, with every validation message.
+pub fn invalid(prev: Option<&MPIJobStatus>, messages: &[String], now: &Time) -> MPIJobStatus {
+    let mut s = prev.cloned().unwrap_or_default();
+    if s.phase.is_some_and(Phase::is_finished) {
+        return s;
+    }
+    s.phase = Some(Phase::Failed);
+    s.start_time.get_or_insert_with(|| now.clone());
+    s.completion_time.get_or_insert_with(|| now.clone());
+    set_condition(
+        &mut s.conditions,
+        condition::FAILED,
+        true,
+        reason::INVALID_SPEC,
+        &messages.join("; "),
+        now,
+    );
+    s
+}
+
+/// The status the pods and `observed` call for. `pods` are the job's own
+/// pods; `prev` is the status last written.
+pub fn compute(
+    job: &MPIJob,
+    pods: &[&Pod],
+    prev: Option<&MPIJobStatus>,
+    observed: &Observed,
+    now: &Time,
+) -> MPIJobStatus {
+    let prev = prev.cloned().unwrap_or_default();
+    let name = job.metadata.name.as_deref().unwrap_or_default();
+    let expected = roles(job.spec.worker.replicas);
+    let find = |role: Role| {
+        let pod_name = role.pod_name(name);
+        pods.iter()
+            .copied()
+            .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()))
+    };
+
+    let mut s = MPIJobStatus {
+        phase: prev.phase,
+        conditions: prev.conditions.clone(),
+        aggregate: None,
+        tasks: Vec::new(),
+        start_time: prev.start_time.clone().or_else(|| Some(now.clone())),
+        completion_time: prev.completion_time.clone(),
+    };
+
+    // Tasks and counts, one entry per expected replica.
+    let mut aggregate = Aggregate::default();
+    let mut launcher_task = Task {
+        replica_type: "launcher".into(),
+        replica_index: 0,
+        replicas: Vec::new(),
+    };
+    let mut worker_task = Task {
+        replica_type: "worker".into(),
+        replica_index: 1,
+        replicas: Vec::new(),
+    };
+    for &role in &expected {
+        let pod_name = role.pod_name(name);
+        let known = known_replica(&prev, &pod_name);
+        let replica = match find(role) {
+            Some(pod) => replica_of(pod),
+            None => match known {
+                // It existed once: keep what it last showed, marked deleted.
+                Some(r) if r.uid.is_some() => ReplicaStatus {
+                    phase: "Deleted".into(),
+                    ..r.clone()
+                },
+                _ => ReplicaStatus {
+                    name: pod_name.clone(),
+                    uid: None,
+                    phase: "Creating".into(),
+                    containers: Vec::new(),
+                },
+            },
+        };
+        count(&mut aggregate, &replica.phase);
+        match role {
+            Role::Launcher => launcher_task.replicas.push(replica),
+            Role::Worker(_) => worker_task.replicas.push(replica),
+        }
+    }
+    s.aggregate = Some(aggregate);
+    s.tasks = vec![launcher_task, worker_task];
+
+    if !observed.conflicts.is_empty() {
+        set_condition(
+            &mut s.conditions,
+            condition::CREATED,
+            false,
+            reason::NAME_CONFLICT,
+            &observed.conflicts.join("; "),
+            now,
+        );
+    } else if observed.all_created {
+        set_condition(
+            &mut s.conditions,
+            condition::CREATED,
+            true,
+            reason::CHILDREN_CREATED,
+            "the Secret, the Service and every pod exist",
+            now,
+        );
+    }
+
+    if prev.phase.is_some_and(Phase::is_finished) {
+        return s;
+    }
+
+    let was_running = prev.phase == Some(Phase::Running);
+    let verdict = verdict(name, &expected, &find, was_running);
+    match verdict {
+        Verdict::Succeeded => {
+            s.phase = Some(Phase::Succeeded);
+            s.completion_time = Some(now.clone());
+            set_condition(
+                &mut s.conditions,
+                condition::SUCCEEDED,
+                true,
+                reason::LAUNCHER_SUCCEEDED,
+                "the launcher's mpirun exited 0",
+                now,
+            );
+            finish_running(&mut s, now);
+        }
+        Verdict::Failed(why, message) => {
+            s.phase = Some(Phase::Failed);
+            s.completion_time = Some(now.clone());
+            set_condition(
+                &mut s.conditions,
+                condition::FAILED,
+                true,
+                why,
+                &message,
+                now,
+            );
+            finish_running(&mut s, now);
+        }
+        Verdict::Running => {
+            s.phase = Some(Phase::Running);
+            set_condition(
+                &mut s.conditions,
+                condition::RUNNING,
+                true,
+                reason::ALL_PODS_RUNNING,
+                "the launcher and every worker are running",
+                now,
+            );
+        }
+        Verdict::Pending => {
+            s.phase = Some(Phase::Pending);
+        }
+    }
+    s
+}
+
+enum Verdict {
+    Succeeded,
+    Failed(&'static str, String),
+    Running,
+    Pending,
+}
+
+fn verdict<'p>(
+    job: &str,
+    expected: &[Role],
+    find: &dyn Fn(Role) -> Option<&'p Pod>,
+    was_running: bool,
+) -> Verdict {
+    // The launcher decides the outcome.
+    if let Some(launcher) = find(Role::Launcher) {
+        let pod_name = Role::Launcher.pod_name(job);
+        if let Some((container, t)) = mpi_termination(launcher) {
+            if t.exit_code == 0 {
+                return Verdict::Succeeded;
+            }
+            return Verdict::Failed(
+                reason::LAUNCHER_FAILED,
+                describe("launcher", &pod_name, &container, t),
+            );
+        }
+        if let Some(msg) = pod_failure("launcher", &pod_name, launcher) {
+            return Verdict::Failed(reason::LAUNCHER_FAILED, msg);
+        }
+    }
+    // A worker must not end while the job runs.
+    for &role in expected.iter().filter(|r| matches!(r, Role::Worker(_))) {
+        let pod_name = role.pod_name(job);
+        if let Some(worker) = find(role) {
+            if let Some((container, t)) = mpi_termination(worker) {
+                return Verdict::Failed(
+                    reason::WORKER_FAILED,
+                    describe("worker", &pod_name, &container, t),
+                );
+            }
+            if let Some(msg) = pod_failure("worker", &pod_name, worker) {
+                return Verdict::Failed(reason::WORKER_FAILED, msg);
+            }
+        }
+    }
+    // A pod that is gone, or going, while the job runs. (Before that, apply
+    // simply creates it again.)
+    if was_running {
+        for &role in expected {
+            let gone = find(role).is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+            if gone {
+                let kind = if role == Role::Launcher {
+                    "launcher"
+                } else {
+                    "worker"
+                };
+                return Verdict::Failed(
+                    reason::POD_DELETED,
+                    format!(
+                        "{kind} {} was deleted while the job was running",
+                        role.pod_name(job)
+                    ),
+                );
+            }
+        }
+    }
+    let all_running = expected.iter().all(|&r| {
+        find(r)
+            .is_some_and(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    });
+    if all_running {
+        Verdict::Running
+    } else {
+        Verdict::Pending
+    }
+}
+
+/// `worker pi-worker-2 container mpi-worker exited 137 (OOMKilled)`, with
+/// the container's termination message after a colon when it left one.
+fn describe(kind: &str, pod: &str, container: &str, t: &ContainerStateTerminated) -> String {
+    let mut m = format!("{kind} {pod} container {container} exited {}", t.exit_code);
+    if let Some(r) = t.reason.as_deref().filter(|r| !r.is_empty()) {
+        m.push_str(&format!(" ({r})"));
+    }
+    if let Some(msg) = t
+        .message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        m.push_str(&format!(": {}", msg.lines().next().unwrap_or_default()));
+    }
+    m
+}
+
+/// A pod that failed without its MPI container saying why (evicted,
+/// rejected by the node, an init container failing).
+fn pod_failure(kind: &str, pod_name: &str, pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Failed") {
+        return None;
+    }
+    if let Some(init) = status.init_container_statuses.as_ref().and_then(|cs| {
+        cs.iter().find_map(|c| {
+            let t = c.state.as_ref()?.terminated.as_ref()?;
+            (t.exit_code != 0).then(|| (c.name.clone(), t))
+        })
+    }) {
+        return Some(format!(
+            "{kind} {pod_name} init container {} exited {}{}",
+            init.0,
+            init.1.exit_code,
+            init.1
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ));
+    }
+    let why = [status.reason.as_deref(), status.message.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ");
+    Some(if why.is_empty() {
+        format!("{kind} {pod_name} failed")
+    } else {
+        format!("{kind} {pod_name} failed: {why}")
+    })
+}
+
+/// The MPI container's termination, if it has ended.
+fn mpi_termination(pod: &Pod) -> Option<(String, &ContainerStateTerminated)> {
+    let spec = pod.spec.as_ref()?;
+    let name = &spec
+        .containers
+        .get(mpi_container_index(&spec.containers))?
+        .name;
+    let cs = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let c = cs.iter().find(|c| &c.name == name)?;
+    let t = c.state.as_ref()?.terminated.as_ref()?;
+    Some((name.clone(), t))
+}
+
+fn replica_of(pod: &Pod) -> ReplicaStatus {
+    let status = pod.status.as_ref();
+    let containers = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let state = c.state.as_ref();
+                    let (phase, exit_code, reason, message) = match state {
+                        Some(s) if s.terminated.is_some() => {
+                            let t = s.terminated.as_ref().unwrap();
+                            (
+                                "Terminated",
+                                Some(t.exit_code),
+                                t.reason.clone(),
+                                t.message.clone(),
+                            )
+                        }
+                        Some(s) if s.running.is_some() => ("Running", None, None, None),
+                        Some(s) => {
+                            let w = s.waiting.as_ref();
+                            (
+                                "Waiting",
+                                None,
+                                w.and_then(|w| w.reason.clone()),
+                                w.and_then(|w| w.message.clone()),
+                            )
+                        }
+                        None => ("Waiting", None, None, None),
+                    };
+                    ContainerStatus {
+                        name: c.name.clone(),
+                        container_phase: phase.into(),
+                        exit_code,
+                        // Never write empty strings: see tests/cluster/README.md.
+                        reason: reason.filter(|r| !r.is_empty()),
+                        message: message.filter(|m| !m.is_empty()),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ReplicaStatus {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone(),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".into()),
+        containers,
+    }
+}
+
+fn known_replica<'a>(prev: &'a MPIJobStatus, pod_name: &str) -> Option<&'a ReplicaStatus> {
+    prev.tasks
+        .iter()
+        .flat_map(|t| t.replicas.iter())
+        .find(|r| r.name == pod_name)
+}
+
+fn count(a: &mut Aggregate, phase: &str) {
+    match phase {
+        "Creating" => a.creating += 1,
+        "Pending" => a.pending += 1,
+        "Running" => a.running += 1,
+        "Succeeded" => a.succeeded += 1,
+        "Failed" => a.failed += 1,
+        "Deleted" => a.deleted += 1,
+        _ => a.unknown += 1,
+    }
+}
+
+fn finish_running(s: &mut MPIJobStatus, now: &Time) {
+    if s.conditions.iter().any(|c| c.type_ == condition::RUNNING) {
+        set_condition(
+            &mut s.conditions,
+            condition::RUNNING,
+            false,
+            reason::JOB_FINISHED,
+            "the job has finished",
+            now,
+        );
+    }
+}
+
+/// Set a condition. Its transition time moves only when its status does.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let new = |t: Option<Time>| Condition {
+        type_: type_.to_string(),
+        status: status.clone(),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        last_transition_time: t,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) if c.status == status => {
+            let t = c.last_transition_time.clone();
+            *c = new(t);
+        }
+        Some(c) => *c = new(Some(now.clone())),
+        None => conditions.push(new(Some(now.clone()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::build::fixtures;
+    use serde_json::json;
+
+    fn at(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn pod(name: &str, phase: &str, mpi: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "uid": format!("uid-{name}")},
+            "spec": {"containers": [{"name": "sidecar"}, {"name": "mpi-worker"}]},
+            "status": {"phase": phase, "containerStatuses": [
+                {"name": "mpi-worker", "ready": true, "restartCount": 0, "image": "", "imageID": "", "state": mpi}
+            ]}
+        }))
+        .unwrap()
+    }
+
+    fn running(name: &str) -> Pod {
+        pod(name, "Running", json!({"running": {}}))
+    }
+
+    fn exited(name: &str, code: i32, reason: &str, message: Option<&str>) -> Pod {
+        let mut t = json!({"exitCode": code, "reason": reason});
+        if let Some(m) = message {
+            t["message"] = json!(m);
+        }
+        pod(
+            name,
+            if code == 0 { "Succeeded" } else { "Failed" },
+            json!({"terminated": t}),
+        )
+    }
+
+    fn compute_with(pods: &[Pod], prev: Option<&MPIJobStatus>, now: &str) -> MPIJobStatus {
+        let job = fixtures::job(fixtures::PI);
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let observed = Observed {
+            conflicts: vec![],
+            all_created: true,
+        };
+        compute(&job, &refs, prev, &observed, &at(now))
+    }
+
+    fn condition<'a>(s: &'a MPIJobStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn pending_until_every_pod_runs_then_running() {
+        let t0 = "2026-01-01T00:00:00Z";
+        let s = compute_with(&[running("pi-launcher"), running("pi-worker-0")], None, t0);
+        assert_eq!(s.phase, Some(Phase::Pending));
+        let a = s.aggregate.clone().unwrap();
+        assert_eq!((a.running, a.creating), (2, 1));
+        assert_eq!(s.start_time, Some(at(t0)));
+
+        let pods = [
+            running("pi-launcher"),
+            running("pi-worker-0"),
+            running("pi-worker-1"),
+        ];
+        let s = compute_with(&pods, Some(&s), "2026-01-01T00:00:05Z");
+        assert_eq!(s.phase, Some(Phase::Running));
+        assert_eq!(condition(&s, "Running").status, "True");
+        assert_eq!(s.start_time, Some(at(t0)), "the start time stays");
+        assert_eq!(s.tasks[1].replicas[1].name, "pi-worker-1");
+        assert_eq!(
+            s.tasks[1].replicas[1].uid.as_deref(),
+            Some("uid-pi-worker-1")
+        );
+        assert_eq!(
+            s.tasks[1].replicas[1].containers[0].container_phase,
+            "Running"
+        );
+
+        // Nothing changed: the same status, so no write.
+        let again = compute_with(&pods, Some(&s), "2026-01-01T00:09:00Z");
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn the_launcher_exiting_0_succeeds_and_keeps_every_exit_code() {
+        let running_status = compute_with(
+            &[
+                running("pi-launcher"),
+                running("pi-worker-0"),
+                running("pi-worker-1"),
+            ],
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        let pods = [
+            exited("pi-launcher", 0, "Completed", None),
+            running("pi-worker-0"),
+            running("pi-worker-1"),
+        ];
+        let s = compute_with(&pods, Some(&running_status), "2026-01-01T00:01:00Z");
+        assert_eq!(s.phase, Some(Phase::Succeeded));
+        assert_eq!(s.completion_time, Some(at("2026-01-01T00:01:00Z")));
+        assert_eq!(
+            condition(&s, "Succeeded").reason.as_deref(),
+            Some("LauncherSucceeded")
+        );
+        assert_eq!(condition(&s, "Running").status, "False");
+        let launcher = &s.tasks[0].replicas[0].containers[0];
+        assert_eq!(
+            (launcher.container_phase.as_str(), launcher.exit_code),
+            ("Terminated", Some(0))
+        );
+
+        // Finished is final; later the workers are cleaned up and the status
+        // remembers them as deleted, exit codes and all.
+        let later = compute_with(
+            &[exited("pi-launcher", 0, "Completed", None)],
+            Some(&s),
+            "2026-01-01T00:02:00Z",
+        );
+        assert_eq!(later.phase, Some(Phase::Succeeded));
+        assert_eq!(later.completion_time, s.completion_time);
+        assert_eq!(later.tasks[1].replicas[0].phase, "Deleted");
+        assert_eq!(later.aggregate.unwrap().deleted, 2);
+    }
+
+    #[test]
+    fn failures_name_the_pod_the_container_the_code_and_the_reason() {
+        let cases = [
+            (
+                vec![exited("pi-launcher", 3, "Error", Some("mpirun exited 3: rank 1 on pi-worker-1\nmore")), running("pi-worker-0"), running("pi-worker-1")],
+                "LauncherFailed",
+                "launcher pi-launcher container mpi-worker exited 3 (Error): mpirun exited 3: rank 1 on pi-worker-1",
+            ),
+            (
+                vec![running("pi-launcher"), running("pi-worker-0"), exited("pi-worker-1", 137, "OOMKilled", None)],
+                "WorkerFailed",
+                "worker pi-worker-1 container mpi-worker exited 137 (OOMKilled)",
+            ),
+            (
+                vec![running("pi-launcher"), running("pi-worker-1")],
+                "PodDeleted",
+                "worker pi-worker-0 was deleted while the job was running",
+            ),
+        ];
+        let prev = compute_with(
+            &[
+                running("pi-launcher"),
+                running("pi-worker-0"),
+                running("pi-worker-1"),
+            ],
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        for (pods, reason, message) in cases {
+            let s = compute_with(&pods, Some(&prev), "2026-01-01T00:01:00Z");
+            assert_eq!(s.phase, Some(Phase::Failed), "{message}");
+            let c = condition(&s, "Failed");
+            assert_eq!(c.reason.as_deref(), Some(reason));
+            assert_eq!(c.message.as_deref(), Some(message));
+        }
+    }
+
+    #[test]
+    fn a_missing_pod_before_the_job_runs_is_being_created_not_failed() {
+        let s = compute_with(&[running("pi-launcher")], None, "2026-01-01T00:00:00Z");
+        assert_eq!(s.phase, Some(Phase::Pending));
+        assert_eq!(s.tasks[1].replicas[0].phase, "Creating");
+    }
+
+    #[test]
+    fn an_evicted_launcher_fails_the_job_with_the_pods_reason() {
+        let evicted: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "pi-launcher", "uid": "u"},
+            "spec": {"containers": [{"name": "mpi-worker"}]},
+            "status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."}
+        }))
+        .unwrap();
+        let s = compute_with(
+            &[evicted, running("pi-worker-0"), running("pi-worker-1")],
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(
+            condition(&s, "Failed").message.as_deref(),
+            Some("launcher pi-launcher failed: Evicted: The node was low on memory.")
+        );
+    }
+
+    #[test]
+    fn conditions_move_their_time_only_on_a_transition() {
+        let mut c = Vec::new();
+        set_condition(
+            &mut c,
+            "Running",
+            true,
+            "A",
+            "m1",
+            &at("2026-01-01T00:00:00Z"),
+        );
+        set_condition(
+            &mut c,
+            "Running",
+            true,
+            "A",
+            "m2",
+            &at("2026-01-01T00:05:00Z"),
+        );
+        assert_eq!(c[0].last_transition_time, Some(at("2026-01-01T00:00:00Z")));
+        assert_eq!(c[0].message.as_deref(), Some("m2"));
+        set_condition(
+            &mut c,
+            "Running",
+            false,
+            "B",
+            "m3",
+            &at("2026-01-01T00:07:00Z"),
+        );
+        assert_eq!(c[0].last_transition_time, Some(at("2026-01-01T00:07:00Z")));
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn an_invalid_job_fails_with_every_message() {
+        let s = invalid(
+            None,
+            &["a: x".into(), "b: y".into()],
+            &at("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(s.phase, Some(Phase::Failed));
+        let c = condition(&s, "Failed");
+        assert_eq!(c.reason.as_deref(), Some("InvalidSpec"));
+        assert_eq!(c.message.as_deref(), Some("a: x; b: y"));
+    }
+}

@@ -1,0 +1,132 @@
+//! Wiring: one watch per kind, shared by the controller's triggers and the
+//! caches the reconciler reads from.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::{Api, Client};
+use mpijob_api::contract::labels;
+use mpijob_api::MPIJob;
+
+use crate::context::{Config, Context};
+use crate::health::Health;
+use crate::reconcile::{error_policy, reconcile};
+
+/// Where to watch and serve.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch one namespace only; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub health_addr: Option<SocketAddr>,
+    /// This instance's name in events (the pod name in a cluster).
+    pub instance: String,
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Run the operator until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Result<()> {
+    // Only the job's own children are cached: they carry the job-name label.
+    let children = watcher::Config::default().labels(labels::JOB_NAME);
+
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let pod_events = reflector(
+        pods_writer,
+        watcher(api::<Pod>(&client, &opts.namespace), children.clone()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (secrets, secrets_writer) = reflector::store::<Secret>();
+    let secret_events = reflector(
+        secrets_writer,
+        watcher(api::<Secret>(&client, &opts.namespace), children.clone()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (services, services_writer) = reflector::store::<Service>();
+    let service_events = reflector(
+        services_writer,
+        watcher(api::<Service>(&client, &opts.namespace), children),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "mpijob-controller".into(),
+            instance: Some(opts.instance.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        recorder,
+        pods: pods.clone(),
+        secrets: secrets.clone(),
+        services: services.clone(),
+        writes: Default::default(),
+    });
+
+    let health = Arc::new(Health::default());
+    if let Some(addr) = opts.health_addr {
+        let ctx = ctx.clone();
+        let writes = Arc::new(move || ctx.writes.load(Ordering::Relaxed));
+        let health = health.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, health, writes).await {
+                tracing::error!(%addr, error = %e, "health endpoint failed");
+            }
+        });
+    }
+    {
+        let health = health.clone();
+        let (pods, secrets, services) = (pods.clone(), secrets.clone(), services.clone());
+        tokio::spawn(async move {
+            let _ = tokio::join!(
+                pods.wait_until_ready(),
+                secrets.wait_until_ready(),
+                services.wait_until_ready()
+            );
+            health.ready.store(true, Ordering::Relaxed);
+            tracing::info!("caches synced; serving");
+        });
+    }
+
+    let jobs = api::<MPIJob>(&client, &opts.namespace);
+    tracing::info!(
+        namespace = opts.namespace.as_deref().unwrap_or("<all>"),
+        "mpijob-controller starting"
+    );
+    Controller::new(jobs, watcher::Config::default())
+        .owns_stream(pod_events)
+        .owns_stream(secret_events)
+        .owns_stream(service_events)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            health.reconciles.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = result {
+                health.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "reconcile error");
+            }
+            std::future::ready(())
+        })
+        .await;
+    tracing::info!("mpijob-controller stopped");
+    Ok(())
+}

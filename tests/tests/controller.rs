@@ -1,0 +1,534 @@
+//! The controller against the real API server: what it creates, the status
+//! it writes at each step as the kubelet stand-in moves the pods, and how it
+//! behaves on failures, bad input, name clashes, restarts and deletion.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use mpijob_api::v1beta1::{MPIJobStatus, Phase};
+use mpijob_api::MPIJob;
+use mpijob_tests::controller::{wait_for, RunningController, AGENT_IMAGE};
+use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
+use mpijob_tests::{crds, Harness, TestNamespace};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+
+struct Env {
+    client: Client,
+    ns: TestNamespace,
+    jobs: Api<MPIJob>,
+    pods: Api<Pod>,
+    kubelet: KubeletStandIn,
+}
+
+async fn env(prefix: &str) -> Env {
+    let h = Harness::get();
+    let client = h.client().await;
+    crds::install(&client).await;
+    let ns = TestNamespace::new(&client, &h, prefix).await;
+    Env {
+        jobs: Api::namespaced(client.clone(), &ns.name),
+        pods: Api::namespaced(client.clone(), &ns.name),
+        kubelet: KubeletStandIn::new(&client, &ns.name),
+        client,
+        ns,
+    }
+}
+
+fn job(name: &str, extra_spec: serde_json::Value) -> MPIJob {
+    let mut j = json!({
+        "apiVersion": "batch.tensorstack.dev/v1beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": name},
+        "spec": {
+            "worker": {
+                "replicas": 2,
+                "cmd": ["/opt/mpi-examples/pi", "1000"],
+                "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:test"}]}}
+            }
+        }
+    });
+    if let serde_json::Value::Object(extra) = extra_spec {
+        for (k, v) in extra {
+            j["spec"][k] = v;
+        }
+    }
+    serde_json::from_value(j).unwrap()
+}
+
+impl Env {
+    async fn create(&self, job: &MPIJob) {
+        self.jobs.create(&PostParams::default(), job).await.unwrap();
+    }
+
+    async fn status(&self, name: &str) -> MPIJobStatus {
+        self.jobs
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default()
+    }
+
+    async fn wait_phase(&self, name: &str, phase: Phase) -> MPIJobStatus {
+        wait_for(&format!("{name} to be {phase:?}"), T, || async {
+            let s = self.status(name).await;
+            if s.phase == Some(phase) {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        })
+        .await
+    }
+
+    async fn pod_names(&self) -> BTreeSet<String> {
+        let pods = self.pods.list(&ListParams::default()).await.unwrap();
+        pods.items.iter().map(|p| p.name_any()).collect()
+    }
+
+    async fn wait_pods(&self, names: &[&str]) {
+        let want: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+        wait_for(&format!("pods {want:?}"), T, || async {
+            let got = self.pod_names().await;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        })
+        .await
+    }
+
+    async fn run_all(&self, names: &[&str]) {
+        for n in names {
+            self.kubelet.run(n).await;
+        }
+    }
+
+    /// Events about `job`, as `reason: note` lines.
+    async fn events(&self, job: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let list = api.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(job))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    async fn wait_event(&self, job: &str, line: &str) {
+        wait_for(&format!("event {line:?}"), T, || async {
+            let events = self.events(job).await;
+            if events.iter().any(|e| e == line) {
+                Ok(())
+            } else {
+                Err(format!("{events:?}"))
+            }
+        })
+        .await
+    }
+}
+
+const PODS: [&str; 3] = ["pi-launcher", "pi-worker-0", "pi-worker-1"];
+
+#[tokio::test]
+async fn happy_path_from_creation_to_succeeded() {
+    let e = env("happy").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job(
+        "pi",
+        json!({"mca": {"btl": "^openib"}, "runPolicy": {"cleanUpWorkers": "none"}}),
+    ))
+    .await;
+    e.wait_pods(&PODS).await;
+    let job_uid = e.jobs.get("pi").await.unwrap().uid().unwrap();
+
+    // The Secret: one immutable ed25519 key pair, owned by the job.
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let secret = secrets.get("pi-ssh").await.unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
+    assert_eq!(secret.immutable, Some(true));
+    let data = secret.data.clone().unwrap();
+    let private = String::from_utf8(data["ssh-privatekey"].0.clone()).unwrap();
+    assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert!(String::from_utf8(data["authorized_keys"].0.clone())
+        .unwrap()
+        .starts_with("ssh-ed25519 "));
+    let owner = &secret.owner_references()[0];
+    assert_eq!(
+        (owner.uid.as_str(), owner.controller),
+        (job_uid.as_str(), Some(true))
+    );
+
+    // The headless Service.
+    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let svc = services.get("pi").await.unwrap().spec.unwrap();
+    assert_eq!(svc.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(svc.publish_not_ready_addresses, Some(true));
+
+    // The pods, as the API server stored them.
+    let w1 = e.pods.get("pi-worker-1").await.unwrap();
+    let spec = w1.spec.clone().unwrap();
+    assert_eq!(spec.hostname.as_deref(), Some("pi-worker-1"));
+    assert_eq!(spec.subdomain.as_deref(), Some("pi"));
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(
+        spec.init_containers.unwrap()[0].image.as_deref(),
+        Some(AGENT_IMAGE)
+    );
+    assert_eq!(spec.containers[0].args.as_ref().unwrap()[0], "worker");
+    assert_eq!(w1.labels()["batch.tensorstack.dev/replica-index"], "1");
+    assert_eq!(w1.owner_references()[0].uid, job_uid);
+    let launcher = e.pods.get("pi-launcher").await.unwrap();
+    let args = launcher.spec.unwrap().containers[0].args.clone().unwrap();
+    let tail: Vec<&str> = args
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, ["--", "/opt/mpi-examples/pi", "1000"]);
+    assert!(args.contains(&"--mca=btl=^openib".to_string()));
+
+    // Pending, with every replica listed.
+    let s = e.wait_phase("pi", Phase::Pending).await;
+    assert!(s.start_time.is_some());
+    assert_eq!(s.tasks.len(), 2);
+    assert_eq!(s.tasks[1].replicas.len(), 2);
+
+    // The stand-in runs everything: Running.
+    e.run_all(&PODS).await;
+    let s = e.wait_phase("pi", Phase::Running).await;
+    assert_eq!(s.aggregate.as_ref().unwrap().running, 3);
+    assert!(s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Running" && c.status == "True"));
+
+    // The launcher's mpirun exits 0: Succeeded.
+    e.kubelet
+        .terminate(
+            "pi-launcher",
+            "mpi-worker",
+            &Termination::new(0, "Completed"),
+        )
+        .await;
+    let s = e.wait_phase("pi", Phase::Succeeded).await;
+    assert!(s.completion_time.is_some());
+    let launcher = &s.tasks[0].replicas[0];
+    assert_eq!(launcher.containers[0].exit_code, Some(0));
+    assert_eq!(launcher.phase, "Succeeded");
+    e.wait_event("pi", "Running: the launcher and every worker are running")
+        .await;
+    e.wait_event("pi", "Succeeded: the launcher's mpirun exited 0")
+        .await;
+
+    // cleanUpWorkers none: the workers stay, told to finish.
+    for w in ["pi-worker-0", "pi-worker-1"] {
+        wait_for(&format!("{w} to be told to finish"), T, || async {
+            let p = e.pods.get(w).await.map_err(|x| x.to_string())?;
+            match p.annotations().get("batch.tensorstack.dev/finished") {
+                Some(v) if v == "true" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+    assert_eq!(e.pod_names().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_worker_oom_kill_and_a_launcher_exit_3_give_exact_messages() {
+    let e = env("failures").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job("pi", json!({}))).await;
+    e.wait_pods(&PODS).await;
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    e.kubelet
+        .terminate(
+            "pi-worker-1",
+            "mpi-worker",
+            &Termination::new(137, "OOMKilled"),
+        )
+        .await;
+    let s = e.wait_phase("pi", Phase::Failed).await;
+    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    let msg = "worker pi-worker-1 container mpi-worker exited 137 (OOMKilled)";
+    assert_eq!(failed.message.as_deref(), Some(msg));
+    assert_eq!(failed.reason.as_deref(), Some("WorkerFailed"));
+    e.wait_event("pi", &format!("WorkerFailed: {msg}")).await;
+    let worker = &s.tasks[1].replicas[1];
+    assert_eq!(worker.containers[0].exit_code, Some(137));
+    assert_eq!(worker.containers[0].reason.as_deref(), Some("OOMKilled"));
+
+    let names = ["l3-launcher", "l3-worker-0", "l3-worker-1"];
+    e.create(&job("l3", json!({}))).await;
+    wait_for("l3's pods", T, || async {
+        let got = e.pod_names().await;
+        if names.iter().all(|n| got.contains(*n)) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await;
+    e.run_all(&names).await;
+    e.wait_phase("l3", Phase::Running).await;
+    let end = Termination::new(3, "Error")
+        .with_message("mpirun exited 3: rank 1 on l3-worker-1 exited 3");
+    e.kubelet.terminate("l3-launcher", "mpi-worker", &end).await;
+    let s = e.wait_phase("l3", Phase::Failed).await;
+    let msg = "launcher l3-launcher container mpi-worker exited 3 (Error): mpirun exited 3: rank 1 on l3-worker-1 exited 3";
+    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.message.as_deref(), Some(msg));
+    e.wait_event("l3", &format!("LauncherFailed: {msg}")).await;
+    assert_eq!(s.tasks[0].replicas[0].containers[0].exit_code, Some(3));
+}
+
+#[tokio::test]
+async fn an_invalid_job_fails_with_its_message_and_the_others_are_served() {
+    let e = env("invalid").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job(
+        "bad",
+        json!({"mca": {"-x": "y"}, "ssh": {"sshdPath": "sshd"}}),
+    ))
+    .await;
+    e.create(&job("pi", json!({}))).await;
+    let s = e.wait_phase("bad", Phase::Failed).await;
+    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    let msg = "spec.mca: key \"-x\" must not start with '-': give the parameter name without dashes, e.g. pml; spec.ssh.sshdPath: must be an absolute path, got \"sshd\": write it from the root, e.g. /usr/sbin/sshd";
+    assert_eq!(failed.reason.as_deref(), Some("InvalidSpec"));
+    assert_eq!(failed.message.as_deref(), Some(msg));
+    e.wait_event("bad", &format!("InvalidSpec: {msg}")).await;
+    // The valid job next to it is served; the bad one has no children.
+    e.wait_pods(&PODS).await;
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    assert!(secrets.get_opt("bad-ssh").await.unwrap().is_none());
+    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    assert!(services.get_opt("bad").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_name_clash_is_reported_and_the_other_object_is_never_touched() {
+    let e = env("clash").await;
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let theirs: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "pi-ssh"}, "stringData": {"mine": "do not touch"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job("pi", json!({}))).await;
+    let msg = "Secret pi-ssh already exists and is not owned by this MPIJob: delete or rename it, or rename the job";
+    let s = wait_for("the clash condition", T, || async {
+        let s = e.status("pi").await;
+        let c = s.conditions.iter().find(|c| c.type_ == "Created").cloned();
+        match c {
+            Some(c) if c.status == "False" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(s.reason.as_deref(), Some("NameConflict"));
+    assert_eq!(s.message.as_deref(), Some(msg));
+    e.wait_event("pi", &format!("NameConflict: {msg}")).await;
+    let after = secrets.get("pi-ssh").await.unwrap();
+    assert!(after.owner_references().is_empty());
+    assert_eq!(after.data.unwrap()["mine"].0, b"do not touch");
+    // No pod mounts someone else's Secret.
+    assert!(e.pod_names().await.is_empty());
+
+    // Once the other Secret is gone, the job proceeds.
+    secrets
+        .delete("pi-ssh", &DeleteParams::default())
+        .await
+        .unwrap();
+    e.wait_pods(&PODS).await;
+}
+
+#[tokio::test]
+async fn clean_up_workers_all_deletes_the_workers_after_success() {
+    let e = env("clean-all").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job("pi", json!({"runPolicy": {"cleanUpWorkers": true}})))
+        .await;
+    e.wait_pods(&PODS).await;
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    e.kubelet
+        .terminate(
+            "pi-launcher",
+            "mpi-worker",
+            &Termination::new(0, "Completed"),
+        )
+        .await;
+    e.wait_phase("pi", Phase::Succeeded).await;
+    e.wait_pods(&["pi-launcher"]).await;
+    // The status still shows what the workers were, and that they are gone.
+    let s = wait_for("the workers to show as deleted", T, || async {
+        let s = e.status("pi").await;
+        if s.aggregate.as_ref().is_some_and(|a| a.deleted == 2) {
+            Ok(s)
+        } else {
+            Err(format!("{:?}", s.aggregate))
+        }
+    })
+    .await;
+    assert!(s.tasks[1]
+        .replicas
+        .iter()
+        .all(|r| r.phase == "Deleted" && r.uid.is_some()));
+    assert_eq!(s.phase, Some(Phase::Succeeded));
+}
+
+#[tokio::test]
+async fn clean_up_workers_unfinished_deletes_only_running_workers_even_across_a_restart() {
+    let e = env("clean-unfinished").await;
+    let c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job(
+        "pi",
+        json!({"runPolicy": {"cleanUpWorkers": "unfinished"}}),
+    ))
+    .await;
+    e.wait_pods(&PODS).await;
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    // While the controller is down, worker 0 and the launcher both finish.
+    c.kill().await;
+    e.kubelet
+        .terminate(
+            "pi-worker-0",
+            "mpi-worker",
+            &Termination::new(0, "Completed"),
+        )
+        .await;
+    e.kubelet
+        .terminate(
+            "pi-launcher",
+            "mpi-worker",
+            &Termination::new(0, "Completed"),
+        )
+        .await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.wait_phase("pi", Phase::Succeeded).await;
+    e.wait_pods(&["pi-launcher", "pi-worker-0"]).await;
+}
+
+#[tokio::test]
+async fn a_restarted_controller_adopts_everything_and_creates_no_duplicates() {
+    let e = env("restart").await;
+    let c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job("pi", json!({}))).await;
+    e.wait_pods(&PODS).await;
+    e.wait_phase("pi", Phase::Pending).await;
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let before = secrets.get("pi-ssh").await.unwrap();
+    let uids: Vec<String> = futures_uids(&e.pods).await;
+    c.kill().await;
+
+    e.run_all(&PODS).await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let s = e.wait_phase("pi", Phase::Running).await;
+    assert_eq!(s.aggregate.unwrap().running, 3);
+    // Same objects: the key was not regenerated, no pod was replaced.
+    let after = secrets.get("pi-ssh").await.unwrap();
+    assert_eq!(after.uid(), before.uid());
+    assert_eq!(after.data, before.data);
+    assert_eq!(futures_uids(&e.pods).await, uids);
+    assert_eq!(e.pod_names().await.len(), 3);
+}
+
+async fn futures_uids(pods: &Api<Pod>) -> Vec<String> {
+    let mut uids: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.uid().unwrap())
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[tokio::test]
+async fn deleting_a_worker_while_the_job_runs_fails_the_job() {
+    let e = env("lost-worker").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job("pi", json!({}))).await;
+    e.wait_pods(&PODS).await;
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    e.pods
+        .delete("pi-worker-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    let s = e.wait_phase("pi", Phase::Failed).await;
+    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("PodDeleted"));
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("worker pi-worker-0 was deleted while the job was running")
+    );
+    // It is not quietly replaced.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!e.pod_names().await.contains("pi-worker-0"));
+}
+
+#[tokio::test]
+async fn deleting_the_job_leaves_nothing_behind() {
+    let e = env("delete").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job("pi", json!({}))).await;
+    e.wait_pods(&PODS).await;
+    e.jobs
+        .delete("pi", &DeleteParams::background())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    // The garbage collector learns new resource types every 30 s.
+    wait_for(
+        "every child to be collected",
+        Duration::from_secs(90),
+        || async {
+            let pods = e.pod_names().await;
+            let s = secrets.list(&ListParams::default()).await.unwrap().items;
+            let s: Vec<String> = s
+                .iter()
+                .map(|x| x.name_any())
+                .filter(|n| n.starts_with("pi"))
+                .collect();
+            let v = services
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len();
+            if pods.is_empty() && s.is_empty() && v == 0 {
+                Ok(())
+            } else {
+                Err(format!("pods {pods:?}, secrets {s:?}, services {v}"))
+            }
+        },
+    )
+    .await;
+}

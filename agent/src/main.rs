@@ -1,3 +1,196 @@
-fn main() {
-    println!("mpijob-agent: not yet implemented");
+//! `mpijob-agent`: parses arguments and dispatches to a role. Every flag
+//! also reads the environment variable named in the pod contract.
+
+mod client;
+mod init;
+mod keys;
+mod log;
+mod probe;
+mod sshd;
+mod user;
+mod worker;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mpijob_api::contract::{self, env};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mpijob-agent",
+    version,
+    about = "The agent of mpijob's MPI containers and hosts"
+)]
+struct Cli {
+    /// Log format: `text` for people, `json` for a cluster's log collector.
+    #[arg(long, global = true, env = env::LOG_FORMAT, value_enum, default_value = "text")]
+    log_format: log::Format,
+
+    #[command(subcommand)]
+    command: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Run sshd with the job's keys, as the container's PID 1.
+    Worker(WorkerArgs),
+    /// Exit 0 only when an SSH server answers with its banner (a readiness
+    /// probe).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Where the job's key pair is mounted (the job's sshAuthMountPath).
+    #[arg(long, env = env::SSH_DIR, default_value = contract::DEFAULT_SSH_AUTH_MOUNT_PATH)]
+    ssh_dir: PathBuf,
+
+    /// The OpenSSH sshd to run.
+    #[arg(long, env = env::SSHD_PATH, default_value = contract::DEFAULT_SSHD_PATH)]
+    sshd_path: PathBuf,
+
+    /// The port sshd listens on.
+    #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// The address sshd listens on [default: all addresses].
+    #[arg(long, env = env::LISTEN)]
+    listen: Option<IpAddr>,
+
+    /// A private directory for the agent's files [default: /run/mpijob as
+    /// root, else $XDG_RUNTIME_DIR/mpijob or /tmp/mpijob-<uid>].
+    #[arg(long, env = env::STATE_DIR)]
+    state_dir: Option<PathBuf>,
+
+    /// The job's hosts, as ssh host patterns separated by commas (e.g.
+    /// `*.pi.ns.svc`): plain `ssh <peer>` then uses the job key and port,
+    /// and checks the peer's host key against the job key.
+    #[arg(long, env = env::PEERS, value_delimiter = ',')]
+    peers: Vec<String>,
+
+    /// How long sshd gets after SIGTERM before SIGKILL: seconds, or a number
+    /// with `ms`, `s` or `m`.
+    #[arg(long, env = env::GRACE_PERIOD, default_value = "10s", value_parser = parse_duration)]
+    grace_period: Duration,
+
+    /// When this file exists and is not empty, the job is over: stop sshd
+    /// and exit 0 [default: /etc/mpijob/podinfo/finished, the downward API
+    /// file of the finish annotation].
+    #[arg(long, env = env::FINISH_FILE)]
+    finish_file: Option<PathBuf>,
+
+    /// An extra sshd_config line, like `MaxStartups 100:30:200`; repeat the
+    /// flag, or put one per line in the environment variable.
+    #[arg(long = "sshd-option", env = env::SSHD_OPTIONS, value_delimiter = '\n')]
+    sshd_options: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// The port to probe.
+    #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// The address to probe.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+
+    /// How long to wait for the banner.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    log::init(cli.log_format);
+    let result = match cli.command {
+        Role::Worker(a) => worker::run(worker::Options {
+            ssh_dir: a.ssh_dir,
+            sshd_path: a.sshd_path,
+            port: a.port,
+            listen: a.listen,
+            state_dir: a.state_dir,
+            peers: a.peers.into_iter().filter(|p| !p.is_empty()).collect(),
+            grace_period: a.grace_period,
+            finish_file: a.finish_file.unwrap_or_else(|| {
+                PathBuf::from(contract::PODINFO_MOUNT_PATH).join(contract::FINISH_FILE_NAME)
+            }),
+            sshd_options: a
+                .sshd_options
+                .into_iter()
+                .filter(|o| !o.trim().is_empty())
+                .collect(),
+        }),
+        Role::Probe(a) => probe::banner(a.host, a.port, a.timeout).map(|banner| {
+            println!("{banner}");
+            0
+        }),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            tracing::error!("{line}");
+            log::termination_message(&line);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `10`, `10s`, `500ms` or `2m`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; use e.g. 10s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// An I/O error's reason in words, without Rust's "(os error N)".
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_lowercase(),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn io_reasons_read_as_words() {
+        let e = std::io::Error::from_raw_os_error(13);
+        assert_eq!(io_reason(&e), "permission denied");
+    }
 }

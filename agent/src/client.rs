@@ -1,0 +1,292 @@
+//! The ssh client side: plain `ssh <peer>` must reach a peer's sshd with
+//! the right port, the job identity and host checking on.
+//!
+//! The agent writes a complete client config for the job's peers into its
+//! state directory, then makes plain `ssh` read it, in the first way that
+//! works (see agent/README.md):
+//! 1. an `Include` line at the top of `~/.ssh/config` (home from passwd, as
+//!    ssh uses it), when that file can be written;
+//! 2. as root, a drop-in `/etc/ssh/ssh_config.d/50-mpijob.conf` (read by
+//!    Debian's, Ubuntu's and Fedora's stock `ssh_config`), or else an
+//!    `Include` line at the top of `/etc/ssh/ssh_config`;
+//! 3. otherwise a `config` already in `~/.ssh` (the job Secret's own) is
+//!    left to do the work, and the agent says so.
+//!
+//! Whatever it added is removed again when the agent exits.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::keys::PublicKey;
+
+/// The `known_hosts` text pinning the job key for the peers at `port`.
+///
+/// ssh looks a host up as `[host]:port` when the port is not 22, and a
+/// pattern matches that whole string, so `[*.pi.ns.svc]:2222` pins every
+/// peer's port.
+pub fn known_hosts(peers: &[String], port: u16, key: &PublicKey) -> String {
+    let hosts: Vec<String> = peers
+        .iter()
+        .map(|p| {
+            if port == 22 {
+                p.clone()
+            } else {
+                format!("[{p}]:{port}")
+            }
+        })
+        .collect();
+    format!("{} {key}\n", hosts.join(","))
+}
+
+/// The client config for the job's peers.
+pub fn ssh_config(peers: &[String], port: u16, identity: &Path, known_hosts: &Path) -> String {
+    format!(
+        "# Written by mpijob-agent: the job's peers.\n\
+         Host {}\n\
+         \x20   Port {port}\n\
+         \x20   IdentityFile {}\n\
+         \x20   IdentitiesOnly yes\n\
+         \x20   UserKnownHostsFile {}\n\
+         \x20   GlobalKnownHostsFile /dev/null\n\
+         \x20   StrictHostKeyChecking yes\n\
+         \x20   CheckHostIP no\n\
+         \x20   BatchMode yes\n\
+         \x20   LogLevel ERROR\n\
+         # Back to all hosts, for whatever follows the Include.\n\
+         Host *\n",
+        peers.join(" "),
+        identity.display(),
+        known_hosts.display(),
+    )
+}
+
+/// A peer pattern must be one word that ssh and known_hosts both accept.
+pub fn check_peer(peer: &str) -> Result<(), String> {
+    if peer.is_empty() {
+        return Err("empty pattern".into());
+    }
+    if let Some(c) = peer
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, ',' | '#' | '"' | '\'' | '[' | ']'))
+    {
+        return Err(format!("{peer:?} contains {c:?}"));
+    }
+    Ok(())
+}
+
+const MARK: &str = "# Added by mpijob-agent, removed when it exits:";
+
+/// The lines put at the top of a config file to include `target`.
+fn include_block(target: &Path) -> String {
+    format!("{MARK}\nInclude {}\n", target.display())
+}
+
+/// `text` with an include of `target` at the top; `None` when it is already
+/// there.
+pub fn add_include(text: &str, target: &Path) -> Option<String> {
+    let block = include_block(target);
+    if text.starts_with(&block) || text.contains(&format!("\n{block}")) {
+        return None;
+    }
+    Some(format!("{block}{text}"))
+}
+
+/// `text` without the include of `target`.
+pub fn remove_include(text: &str, target: &Path) -> String {
+    text.replacen(&include_block(target), "", 1)
+}
+
+/// How plain `ssh` was pointed at the job's client config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installed {
+    /// An include line in this file (a user's or the system config).
+    Include(PathBuf),
+    /// This drop-in file.
+    DropIn(PathBuf),
+    /// Nothing was written; this existing file is relied on.
+    Existing(PathBuf),
+    /// Nothing works: the reason, for the log.
+    Nothing(String),
+}
+
+/// Point plain `ssh` at `config` (see the module docs for the order).
+pub fn install(home: Option<&Path>, root: bool, config: &Path) -> Installed {
+    let user_config = home.map(|h| h.join(".ssh").join("config"));
+    if let Some(file) = &user_config {
+        if include_in(file, config, 0o600).is_ok() {
+            return Installed::Include(file.clone());
+        }
+    }
+    if root {
+        let system = Path::new("/etc/ssh/ssh_config");
+        let dropin_dir = Path::new("/etc/ssh/ssh_config.d");
+        let stock_includes_dropins = fs::read_to_string(system)
+            .map(|t| {
+                t.lines()
+                    .any(|l| l.trim() == "Include /etc/ssh/ssh_config.d/*.conf")
+            })
+            .unwrap_or(false);
+        if stock_includes_dropins && dropin_dir.is_dir() {
+            let file = dropin_dir.join("50-mpijob.conf");
+            let text = format!("{MARK}\nInclude {}\n", config.display());
+            if write_file(&file, text.as_bytes(), 0o644).is_ok() {
+                return Installed::DropIn(file);
+            }
+        }
+        if include_in(system, config, 0o644).is_ok() {
+            return Installed::Include(system.to_path_buf());
+        }
+    }
+    match user_config {
+        Some(file) if file.exists() => Installed::Existing(file),
+        Some(file) => Installed::Nothing(format!(
+            "{} is not writable and does not exist",
+            file.display()
+        )),
+        None => Installed::Nothing("the user has no home directory in /etc/passwd".into()),
+    }
+}
+
+/// Undo [`install`]; best effort, at exit.
+pub fn uninstall(installed: &Installed, config: &Path) {
+    match installed {
+        Installed::Include(file) => {
+            if let Ok(text) = fs::read_to_string(file) {
+                let mode = fs::metadata(file)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0o600);
+                let _ = write_file(file, remove_include(&text, config).as_bytes(), mode);
+            }
+        }
+        Installed::DropIn(file) => {
+            let _ = fs::remove_file(file);
+        }
+        Installed::Existing(_) | Installed::Nothing(_) => {}
+    }
+}
+
+fn include_in(file: &Path, target: &Path, new_mode: u32) -> std::io::Result<()> {
+    let (text, mode) = match fs::read_to_string(file) {
+        Ok(text) => {
+            let mode = fs::metadata(file)?.permissions().mode() & 0o777;
+            (text, mode)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(dir) = file.parent() {
+                if !dir.exists() {
+                    fs::create_dir(dir)?;
+                    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+                }
+            }
+            (String::new(), new_mode)
+        }
+        Err(e) => return Err(e),
+    };
+    match add_include(&text, target) {
+        Some(text) => write_file(file, text.as_bytes(), mode),
+        None => Ok(()),
+    }
+}
+
+/// Replace `file` by a rename, so a concurrent ssh never reads half of it.
+fn write_file(file: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = file.with_file_name(format!(
+        ".{}.mpijob-{}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::parse_public_line;
+    use crate::keys::tests::ED25519_PUBLIC;
+
+    fn key() -> PublicKey {
+        parse_public_line(ED25519_PUBLIC).unwrap()
+    }
+
+    #[test]
+    fn known_hosts_pins_the_job_key_on_the_peers_port() {
+        let peers = vec!["*.pi.team-a.svc".to_string(), "pi-worker-*".to_string()];
+        assert_eq!(
+            known_hosts(&peers, 2222, &key()),
+            format!("[*.pi.team-a.svc]:2222,[pi-worker-*]:2222 {ED25519_PUBLIC}\n")
+        );
+        assert_eq!(
+            known_hosts(&peers[..1], 22, &key()),
+            format!("*.pi.team-a.svc {ED25519_PUBLIC}\n")
+        );
+    }
+
+    #[test]
+    fn client_config_sets_port_identity_and_strict_checking() {
+        let c = ssh_config(
+            &["*.pi.ns.svc".into(), "10.0.0.*".into()],
+            2222,
+            Path::new("/run/mpijob/job_key"),
+            Path::new("/run/mpijob/known_hosts"),
+        );
+        assert_eq!(
+            c,
+            "# Written by mpijob-agent: the job's peers.\n\
+             Host *.pi.ns.svc 10.0.0.*\n    Port 2222\n\
+             \x20   IdentityFile /run/mpijob/job_key\n    IdentitiesOnly yes\n\
+             \x20   UserKnownHostsFile /run/mpijob/known_hosts\n\
+             \x20   GlobalKnownHostsFile /dev/null\n\
+             \x20   StrictHostKeyChecking yes\n    CheckHostIP no\n\
+             \x20   BatchMode yes\n    LogLevel ERROR\n\
+             # Back to all hosts, for whatever follows the Include.\n\
+             Host *\n"
+        );
+    }
+
+    #[test]
+    fn peer_patterns_are_single_words() {
+        assert!(check_peer("*.pi.ns.svc").is_ok());
+        assert!(check_peer("127.0.0.1").is_ok());
+        assert!(check_peer("!bad?.x").is_ok());
+        assert_eq!(check_peer(""), Err("empty pattern".into()));
+        assert_eq!(check_peer("a b"), Err("\"a b\" contains ' '".into()));
+        assert_eq!(check_peer("[a]"), Err("\"[a]\" contains '['".into()));
+    }
+
+    #[test]
+    fn include_is_added_once_at_the_top_and_removed_cleanly() {
+        let target = Path::new("/run/mpijob/ssh_config");
+        let user = "Host *\n    ForwardAgent no\n";
+        let with = add_include(user, target).unwrap();
+        assert_eq!(
+            with,
+            "# Added by mpijob-agent, removed when it exits:\n\
+             Include /run/mpijob/ssh_config\nHost *\n    ForwardAgent no\n"
+        );
+        assert_eq!(add_include(&with, target), None);
+        assert_eq!(remove_include(&with, target), user);
+        // Another job's include stays.
+        let other = add_include(&with, Path::new("/tmp/other/ssh_config")).unwrap();
+        assert_eq!(add_include(&other, target), None);
+        assert_eq!(
+            remove_include(&other, target),
+            add_include(user, Path::new("/tmp/other/ssh_config")).unwrap()
+        );
+        assert_eq!(add_include("", target).unwrap(), include_block(target));
+    }
+}

@@ -1,0 +1,253 @@
+//! What PID 1 must do, after tini and catatonit: block signals and read them
+//! synchronously (a signalfd), forward them to the child, reap every zombie,
+//! and exit with the child's code or 128+signal. When not PID 1, become a
+//! child subreaper so that orphans are still ours to reap.
+//!
+//! This module owns every `waitpid` of the process. Nothing else may wait
+//! for children once [`Init`] exists, except for a specific pid that is
+//! known not to be the main child.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// The signals passed on to the child.
+pub const FORWARDED: [Signal; 5] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// What one [`Init::wait`] saw.
+#[derive(Debug, Default)]
+pub struct Events {
+    /// Forwardable signals received, in order.
+    pub signals: Vec<Signal>,
+    /// The extra descriptor is readable (or closed).
+    pub readable: bool,
+}
+
+pub struct Init {
+    signals: SignalFd,
+}
+
+impl Init {
+    /// Block the forwarded signals and SIGCHLD, read them from a signalfd,
+    /// and become a subreaper unless PID 1. Call first, before any child
+    /// exists; children get an empty mask back from `std::process`.
+    pub fn new() -> Result<Init> {
+        let mut mask = SigSet::empty();
+        for sig in FORWARDED {
+            mask.add(sig);
+        }
+        mask.add(Signal::SIGCHLD);
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .context("blocking signals")?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .context("creating a signalfd")?;
+        if !is_pid1() {
+            nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+        }
+        Ok(Init { signals })
+    }
+
+    /// Wait up to `timeout` for a signal or for `extra` to become readable.
+    pub fn wait(&mut self, extra: Option<BorrowedFd<'_>>, timeout: Duration) -> Events {
+        let mut events = Events::default();
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(fd) = extra {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(Errno::EINTR) => return events,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("poll failed: {e}");
+                std::thread::sleep(timeout);
+                return events;
+            }
+        }
+        events.readable = fds
+            .get(1)
+            .and_then(|fd| fd.revents())
+            .is_some_and(|r| !r.is_empty());
+        drop(fds);
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) | Err(_) => {}
+                Ok(sig) => events.signals.push(sig),
+            }
+        }
+        events
+    }
+
+    /// Reap every child that has exited; returns `main`'s status once it has.
+    pub fn reap(&mut self, main: Pid) -> Option<WaitStatus> {
+        let mut main_status = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return main_status,
+                Ok(status) => {
+                    let pid = status.pid();
+                    if pid == Some(main) {
+                        main_status = Some(status);
+                    } else {
+                        tracing::debug!(?pid, "reaped an orphan");
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::warn!("waitpid failed: {e}");
+                    return main_status;
+                }
+            }
+        }
+    }
+
+    /// At exit: SIGTERM every remaining child (orphans and sessions we
+    /// adopted), give them `patience`, then SIGKILL the rest; reap them all.
+    /// As PID 1 the kernel would kill them anyway, as a subreaper nobody
+    /// else would.
+    pub fn stop_remaining(&mut self, patience: Duration) {
+        let me = Pid::this();
+        let deadline = std::time::Instant::now() + patience;
+        let mut termed = HashSet::new();
+        let mut killed = HashSet::new();
+        loop {
+            let _ = self.reap(me);
+            let children = children_of(me.as_raw());
+            let now = std::time::Instant::now();
+            if children.is_empty() || now >= deadline + Duration::from_secs(1) {
+                return;
+            }
+            let late = now >= deadline;
+            for pid in children {
+                let (sig, sent) = if late {
+                    (Signal::SIGKILL, &mut killed)
+                } else {
+                    (Signal::SIGTERM, &mut termed)
+                };
+                if sent.insert(pid) {
+                    let _ = kill(Pid::from_raw(pid), sig);
+                }
+            }
+            self.wait(None, Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// The agent's exit code, from how the main child ended.
+///
+/// `stop` is the terminating signal the agent received and passed on: sshd
+/// exits 0 on SIGTERM, and that still reads as "terminated by SIGTERM"
+/// (143). `finished` means the agent stopped the child itself because the
+/// job is over, which is a success.
+pub fn exit_code(status: WaitStatus, stop: Option<Signal>, finished: bool) -> i32 {
+    let child = match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        _ => 1,
+    };
+    match stop {
+        Some(sig) if child == 0 => 128 + sig as i32,
+        Some(_) => child,
+        None if finished => 0,
+        None => child,
+    }
+}
+
+/// Pids whose parent is `parent`, from /proc.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parse_stat(&s))
+                .is_some_and(|(_, ppid)| ppid == parent)
+        })
+        .collect()
+}
+
+/// The state letter and parent pid from a `/proc/<pid>/stat` line. The
+/// command name may contain spaces and parentheses, so parse from the last
+/// `)`.
+pub fn parse_stat(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid() -> Pid {
+        Pid::from_raw(42)
+    }
+
+    #[test]
+    fn exit_codes_follow_the_child_or_the_signal() {
+        let exited = |c| WaitStatus::Exited(pid(), c);
+        let signaled = |s| WaitStatus::Signaled(pid(), s, false);
+        // sshd exits 0 on SIGTERM: report the SIGTERM.
+        assert_eq!(exit_code(exited(0), Some(Signal::SIGTERM), false), 143);
+        assert_eq!(exit_code(exited(0), None, false), 0);
+        assert_eq!(exit_code(exited(255), None, false), 255);
+        assert_eq!(exit_code(exited(255), Some(Signal::SIGTERM), false), 255);
+        assert_eq!(exit_code(signaled(Signal::SIGKILL), None, false), 137);
+        assert_eq!(
+            exit_code(signaled(Signal::SIGKILL), Some(Signal::SIGTERM), false),
+            137
+        );
+        assert_eq!(exit_code(signaled(Signal::SIGINT), None, false), 130);
+        // Finished by the job: success, however sshd went.
+        assert_eq!(exit_code(exited(0), None, true), 0);
+        assert_eq!(exit_code(exited(255), None, true), 0);
+        assert_eq!(exit_code(signaled(Signal::SIGKILL), None, true), 0);
+        // A SIGTERM during the finish still reads as SIGTERM.
+        assert_eq!(exit_code(exited(0), Some(Signal::SIGTERM), true), 143);
+    }
+
+    #[test]
+    fn parses_proc_stat_with_awkward_names() {
+        assert_eq!(
+            parse_stat("123 (sshd) S 1 123 123 0 -1 4194560"),
+            Some(('S', 1))
+        );
+        assert_eq!(parse_stat("77 (a) b (c)) Z 12 77 77 0 -1"), Some(('Z', 12)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn finds_its_own_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let children = children_of(std::process::id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(children.contains(&(child.id() as i32)));
+    }
+}

@@ -11,7 +11,7 @@ set -euo pipefail
 what=${1:-run}
 pkgs=(openssh-server openssh-client openmpi-bin libopenmpi-dev gcc libc6-dev)
 if [[ $what == test ]]; then
-    pkgs+=(mpich libmpich-dev dnsmasq-base iproute2 procps util-linux passwd)
+    pkgs+=(mpich libmpich-dev dnsmasq-base iproute2 procps util-linux passwd hostname mount)
 fi
 
 missing=()

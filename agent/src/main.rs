@@ -3,6 +3,7 @@
 
 mod client;
 mod init;
+mod install;
 mod keys;
 mod log;
 mod probe;
@@ -40,6 +41,14 @@ enum Role {
     /// Exit 0 only when an SSH server answers with its banner (a readiness
     /// probe).
     Probe(ProbeArgs),
+    /// Copy this binary into DIR (the init container's job), so that the
+    /// job's own image can run it from a shared volume.
+    ///
+    /// Example: /mpijob-agent install /opt/mpijob
+    Install {
+        /// The directory to copy `mpijob-agent` into.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +135,10 @@ fn main() -> ExitCode {
         }),
         Role::Probe(a) => probe::banner(a.host, a.port, a.timeout).map(|banner| {
             println!("{banner}");
+            0
+        }),
+        Role::Install { dir } => install::run(&dir).map(|dest| {
+            println!("installed {}", dest.display());
             0
         }),
     };

@@ -100,7 +100,7 @@ pub fn run(opts: Options) -> Result<i32> {
     });
     sshd::write_private(&sshd_config, config.as_bytes())?;
     if !opts.peers.is_empty() {
-        let pins = client::known_hosts(&opts.peers, opts.port, &key.public);
+        let pins = client::known_hosts(&opts.peers, opts.port, &key.public.to_string());
         sshd::write_private(&known_hosts, pins.as_bytes())?;
         let conf = client::ssh_config(&opts.peers, opts.port, &host_key, &known_hosts);
         sshd::write_private(&client_config, conf.as_bytes())?;

@@ -50,6 +50,11 @@ pub mod secret_keys {
     pub const ID_ED25519: &str = "id_ed25519";
     pub const ID_ED25519_PUB: &str = "id_ed25519.pub";
     pub const AUTHORIZED_KEYS: &str = "authorized_keys";
+    /// Client config for the job's peers, so that plain `ssh <peer>` works
+    /// even where `~/.ssh` is this read-only Secret.
+    pub const CONFIG: &str = "config";
+    /// The job key pinned as every peer's host key.
+    pub const KNOWN_HOSTS: &str = "known_hosts";
 }
 
 /// Labels the controller puts on every child object.

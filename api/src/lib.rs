@@ -9,6 +9,7 @@ pub mod defaults;
 mod error;
 pub mod manifest;
 pub mod schema;
+pub mod sshclient;
 pub mod sshkey;
 pub mod v1beta1;
 pub mod validate;

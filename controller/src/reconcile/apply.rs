@@ -56,9 +56,11 @@ pub async fn children(
         meta,
         || {
             // The key is generated only here, when the Secret is first created.
+            let key = mpijob_api::sshkey::generate(&comment);
             Ok(build::secret::secret(
                 meta,
-                &mpijob_api::sshkey::generate(&comment),
+                &key,
+                &job.spec.ssh.ssh_auth_mount_path,
             ))
         },
     )

@@ -1,19 +1,37 @@
 //! `<job>-ssh`: the job's key pair.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use k8s_openapi::api::core::v1::Secret;
-use mpijob_api::contract::{secret_keys, secret_name};
+use mpijob_api::contract::{self, secret_keys, secret_name};
+use mpijob_api::sshclient;
 use mpijob_api::sshkey::JobKey;
 
 use super::JobMeta;
 
 /// An immutable `kubernetes.io/ssh-auth` Secret holding `key`. The key is
 /// made once, when the Secret is first created, and never again while the
-/// job lives.
-pub fn secret(meta: &JobMeta, key: &JobKey) -> Secret {
+/// job lives. Mounted at `ssh_dir`, it is also a complete `~/.ssh`: a client
+/// config for the job's peers and a `known_hosts` pinning the job key.
+pub fn secret(meta: &JobMeta, key: &JobKey, ssh_dir: &str) -> Secret {
     let public = format!("{}\n", key.public_openssh.trim_end());
+    let key_only: Vec<&str> = key.public_openssh.split_whitespace().take(2).collect();
+    let peers = contract::peer_patterns(&meta.name, &meta.namespace);
+    let port = contract::DEFAULT_SSH_PORT;
+    let dir = Path::new(ssh_dir);
+    let config = sshclient::ssh_config(
+        &peers,
+        port,
+        &dir.join(secret_keys::ID_ED25519),
+        &dir.join(secret_keys::KNOWN_HOSTS),
+    );
     let data = BTreeMap::from([
+        (secret_keys::CONFIG.to_string(), config),
+        (
+            secret_keys::KNOWN_HOSTS.to_string(),
+            sshclient::known_hosts(&peers, port, &key_only.join(" ")),
+        ),
         (
             secret_keys::PRIVATE_KEY.to_string(),
             key.private_openssh.clone(),
@@ -43,7 +61,7 @@ mod tests {
     fn the_secret_holds_one_key_pair_under_the_names_ssh_looks_for() {
         let meta = JobMeta::of(&fixtures::job(fixtures::PI)).unwrap();
         let key = mpijob_api::sshkey::generate("t");
-        let s = secret(&meta, &key);
+        let s = secret(&meta, &key, "/home/u/.ssh");
         assert_eq!(s.metadata.name.as_deref(), Some("pi-ssh"));
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
         assert_eq!(s.immutable, Some(true));
@@ -52,5 +70,18 @@ mod tests {
         assert_eq!(d["id_ed25519"], key.private_openssh);
         assert_eq!(d["id_ed25519.pub"], format!("{}\n", key.public_openssh));
         assert_eq!(d["authorized_keys"], d["id_ed25519.pub"]);
+        let key_only: Vec<&str> = key.public_openssh.split_whitespace().take(2).collect();
+        assert_eq!(
+            d["known_hosts"],
+            format!(
+                "[*.pi.team.svc]:2222,[*.pi.team.svc.*]:2222,[pi-worker-*]:2222,[pi-launcher]:2222 {}\n",
+                key_only.join(" ")
+            )
+        );
+        let config = &d["config"];
+        assert!(config.contains("Host *.pi.team.svc *.pi.team.svc.* pi-worker-* pi-launcher\n"));
+        assert!(config.contains("IdentityFile /home/u/.ssh/id_ed25519\n"));
+        assert!(config.contains("UserKnownHostsFile /home/u/.ssh/known_hosts\n"));
+        assert!(config.contains("StrictHostKeyChecking yes\n"));
     }
 }

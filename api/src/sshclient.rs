@@ -1,0 +1,116 @@
+//! The ssh client side of the pod contract: the text that makes plain
+//! `ssh <peer>` use the job's port and key, with the peer's host key pinned.
+//! The worker agent writes it into its state directory; the controller puts
+//! the same text into the job Secret, so it also works where `~/.ssh` is the
+//! read-only Secret mount.
+
+use std::path::Path;
+
+/// The `known_hosts` text pinning the job key (`ssh-ed25519 AAAA…`, no
+/// comment) for the peers at `port`.
+///
+/// ssh looks a host up as `[host]:port` when the port is not 22, and a
+/// pattern matches that whole string, so `[*.pi.ns.svc]:2222` pins every
+/// peer's port.
+pub fn known_hosts(peers: &[String], port: u16, key: &str) -> String {
+    let hosts: Vec<String> = peers
+        .iter()
+        .map(|p| {
+            if port == 22 {
+                p.clone()
+            } else {
+                format!("[{p}]:{port}")
+            }
+        })
+        .collect();
+    format!("{} {key}\n", hosts.join(","))
+}
+
+/// The client config for the job's peers.
+pub fn ssh_config(peers: &[String], port: u16, identity: &Path, known_hosts: &Path) -> String {
+    format!(
+        "# Written by mpijob-agent: the job's peers.\n\
+         Host {}\n\
+         \x20   Port {port}\n\
+         \x20   IdentityFile {}\n\
+         \x20   IdentitiesOnly yes\n\
+         \x20   UserKnownHostsFile {}\n\
+         \x20   GlobalKnownHostsFile /dev/null\n\
+         \x20   StrictHostKeyChecking yes\n\
+         \x20   CheckHostIP no\n\
+         \x20   BatchMode yes\n\
+         \x20   LogLevel ERROR\n\
+         # Back to all hosts, for whatever follows the Include.\n\
+         Host *\n",
+        peers.join(" "),
+        identity.display(),
+        known_hosts.display(),
+    )
+}
+
+/// A peer pattern must be one word that ssh and known_hosts both accept.
+pub fn check_peer(peer: &str) -> Result<(), String> {
+    if peer.is_empty() {
+        return Err("empty pattern".into());
+    }
+    if let Some(c) = peer
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, ',' | '#' | '"' | '\'' | '[' | ']'))
+    {
+        return Err(format!("{peer:?} contains {c:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjRrSRvLjhcy3rbT9Yf1o2GZJHkX7wB2dkwV7W1o3mN";
+
+    #[test]
+    fn known_hosts_pins_the_job_key_on_the_peers_port() {
+        let peers = vec!["*.pi.team-a.svc".to_string(), "pi-worker-*".to_string()];
+        assert_eq!(
+            known_hosts(&peers, 2222, KEY),
+            format!("[*.pi.team-a.svc]:2222,[pi-worker-*]:2222 {KEY}\n")
+        );
+        assert_eq!(
+            known_hosts(&peers[..1], 22, KEY),
+            format!("*.pi.team-a.svc {KEY}\n")
+        );
+    }
+
+    #[test]
+    fn client_config_sets_port_identity_and_strict_checking() {
+        let c = ssh_config(
+            &["*.pi.ns.svc".into(), "10.0.0.*".into()],
+            2222,
+            Path::new("/run/mpijob/job_key"),
+            Path::new("/run/mpijob/known_hosts"),
+        );
+        assert_eq!(
+            c,
+            "# Written by mpijob-agent: the job's peers.\n\
+             Host *.pi.ns.svc 10.0.0.*\n    Port 2222\n\
+             \x20   IdentityFile /run/mpijob/job_key\n    IdentitiesOnly yes\n\
+             \x20   UserKnownHostsFile /run/mpijob/known_hosts\n\
+             \x20   GlobalKnownHostsFile /dev/null\n\
+             \x20   StrictHostKeyChecking yes\n    CheckHostIP no\n\
+             \x20   BatchMode yes\n    LogLevel ERROR\n\
+             # Back to all hosts, for whatever follows the Include.\n\
+             Host *\n"
+        );
+    }
+
+    #[test]
+    fn peer_patterns_are_single_words() {
+        assert!(check_peer("*.pi.ns.svc").is_ok());
+        assert!(check_peer("127.0.0.1").is_ok());
+        assert!(check_peer("!bad?.x").is_ok());
+        assert_eq!(check_peer(""), Err("empty pattern".into()));
+        assert_eq!(check_peer("a b"), Err("\"a b\" contains ' '".into()));
+        assert_eq!(check_peer("[a]"), Err("\"[a]\" contains '['".into()));
+    }
+}

@@ -1,7 +1,10 @@
 //! What every reconcile shares: the client, the caches of the job's
 //! children, the event recorder and the controller's settings.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::runtime::events::Recorder;
@@ -26,13 +29,88 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub secrets: Store<Secret>,
     pub services: Store<Service>,
-    /// API writes made, for the benchmark and the metrics endpoint.
-    pub writes: AtomicU64,
+    /// API writes made, by kind, for the benchmark and the metrics endpoint.
+    pub writes: Writes,
+    /// Objects created but not yet seen in the caches.
+    pub expectations: Expectations,
+}
+
+/// Objects this controller created whose watch events have not arrived yet.
+/// Without this, a reconcile that runs in between would find them missing
+/// from the caches and create them again (to be refused with 409).
+#[derive(Default, Debug)]
+pub struct Expectations {
+    created: Mutex<HashMap<String, Instant>>,
+}
+
+impl Expectations {
+    /// How long to trust a create whose watch event never comes.
+    const TTL: Duration = Duration::from_secs(30);
+
+    fn key(kind: &str, namespace: &str, name: &str) -> String {
+        format!("{kind}/{namespace}/{name}")
+    }
+
+    /// Remember that we created it.
+    pub fn created(&self, kind: &str, namespace: &str, name: &str) {
+        let mut m = self.created.lock().expect("expectations lock");
+        m.retain(|_, at| at.elapsed() < Self::TTL);
+        m.insert(Self::key(kind, namespace, name), Instant::now());
+    }
+
+    /// Whether we created it recently.
+    pub fn pending(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        let m = self.created.lock().expect("expectations lock");
+        m.get(&Self::key(kind, namespace, name))
+            .is_some_and(|at| at.elapsed() < Self::TTL)
+    }
+
+    /// The caches have it now.
+    pub fn observed(&self, kind: &str, namespace: &str, name: &str) {
+        self.created
+            .lock()
+            .expect("expectations lock")
+            .remove(&Self::key(kind, namespace, name));
+    }
+}
+
+/// What a write request was for.
+#[derive(Clone, Copy, Debug)]
+pub enum Write {
+    Create,
+    Status,
+    Event,
+    /// Deletes and annotation patches of pods.
+    Cleanup,
+}
+
+/// API write requests made, by kind.
+#[derive(Default, Debug)]
+pub struct Writes {
+    pub create: AtomicU64,
+    pub status: AtomicU64,
+    pub event: AtomicU64,
+    pub cleanup: AtomicU64,
+}
+
+impl Writes {
+    pub fn total(&self) -> u64 {
+        [&self.create, &self.status, &self.event, &self.cleanup]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 impl Context {
     /// Count one API write request.
-    pub fn wrote(&self) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
+    pub fn wrote(&self, kind: Write) {
+        let counter = match kind {
+            Write::Create => &self.writes.create,
+            Write::Status => &self.writes.status,
+            Write::Event => &self.writes.event,
+            Write::Cleanup => &self.writes.cleanup,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::context::{Context, Writes};
+
 /// What the endpoint reports.
 #[derive(Default)]
 pub struct Health {
@@ -21,14 +23,14 @@ pub struct Health {
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
-    writes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ctx: Arc<Context>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health and metrics endpoint listening");
     loop {
         let (mut conn, _) = listener.accept().await?;
         let health = health.clone();
-        let writes = writes.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let n = conn.read(&mut buf).await.unwrap_or(0);
@@ -38,17 +40,7 @@ pub async fn serve(
                 "/healthz" => (200, "ok\n".to_string()),
                 "/readyz" if health.ready.load(Ordering::Relaxed) => (200, "ok\n".to_string()),
                 "/readyz" => (503, "caches not synced yet\n".to_string()),
-                "/metrics" => (
-                    200,
-                    format!(
-                        "# TYPE mpijob_reconciles_total counter\nmpijob_reconciles_total {}\n\
-                         # TYPE mpijob_reconcile_errors_total counter\nmpijob_reconcile_errors_total {}\n\
-                         # TYPE mpijob_api_writes_total counter\nmpijob_api_writes_total {}\n",
-                        health.reconciles.load(Ordering::Relaxed),
-                        health.reconcile_errors.load(Ordering::Relaxed),
-                        writes()
-                    ),
-                ),
+                "/metrics" => (200, metrics(&health, &ctx.writes)),
                 _ => (404, "not found\n".to_string()),
             };
             let status = match code {
@@ -63,4 +55,24 @@ pub async fn serve(
             let _ = conn.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// The Prometheus text of the counters.
+fn metrics(health: &Health, writes: &Writes) -> String {
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    format!(
+        "# TYPE mpijob_reconciles_total counter\nmpijob_reconciles_total {}\n\
+         # TYPE mpijob_reconcile_errors_total counter\nmpijob_reconcile_errors_total {}\n\
+         # TYPE mpijob_api_writes_total counter\n\
+         mpijob_api_writes_total{{kind=\"create\"}} {}\n\
+         mpijob_api_writes_total{{kind=\"status\"}} {}\n\
+         mpijob_api_writes_total{{kind=\"event\"}} {}\n\
+         mpijob_api_writes_total{{kind=\"cleanup\"}} {}\n",
+        get(&health.reconciles),
+        get(&health.reconcile_errors),
+        get(&writes.create),
+        get(&writes.status),
+        get(&writes.event),
+        get(&writes.cleanup),
+    )
 }

@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::runtime::{controller, reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
 use mpijob_api::contract::labels;
 use mpijob_api::MPIJob;
@@ -43,24 +44,33 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     // Only the job's own children are cached: they carry the job-name label.
     let children = watcher::Config::default().labels(labels::JOB_NAME);
 
+    // managedFields are dropped from the caches: nothing reads them, and
+    // they are a large share of each object. Secrets keep no key material:
+    // only their existence and owner are read.
     let (pods, pods_writer) = reflector::store::<Pod>();
     let pod_events = reflector(
         pods_writer,
-        watcher(api::<Pod>(&client, &opts.namespace), children.clone()),
+        watcher(api::<Pod>(&client, &opts.namespace), children.clone())
+            .modify(|p| p.metadata.managed_fields = None),
     )
     .default_backoff()
     .touched_objects();
     let (secrets, secrets_writer) = reflector::store::<Secret>();
     let secret_events = reflector(
         secrets_writer,
-        watcher(api::<Secret>(&client, &opts.namespace), children.clone()),
+        watcher(api::<Secret>(&client, &opts.namespace), children.clone()).modify(|s| {
+            s.metadata.managed_fields = None;
+            s.data = None;
+            s.string_data = None;
+        }),
     )
     .default_backoff()
     .touched_objects();
     let (services, services_writer) = reflector::store::<Service>();
     let service_events = reflector(
         services_writer,
-        watcher(api::<Service>(&client, &opts.namespace), children),
+        watcher(api::<Service>(&client, &opts.namespace), children)
+            .modify(|s| s.metadata.managed_fields = None),
     )
     .default_backoff()
     .touched_objects();
@@ -80,15 +90,15 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         secrets: secrets.clone(),
         services: services.clone(),
         writes: Default::default(),
+        expectations: Default::default(),
     });
 
     let health = Arc::new(Health::default());
     if let Some(addr) = opts.health_addr {
         let ctx = ctx.clone();
-        let writes = Arc::new(move || ctx.writes.load(Ordering::Relaxed));
         let health = health.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(addr, health, writes).await {
+            if let Err(e) = crate::health::serve(addr, health, ctx).await {
                 tracing::error!(%addr, error = %e, "health endpoint failed");
             }
         });
@@ -113,6 +123,9 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         "mpijob-controller starting"
     );
     Controller::new(jobs, watcher::Config::default())
+        // A job's pods change in bursts (created together, started
+        // together): one reconcile per burst, not one per pod.
+        .with_config(controller::Config::default().debounce(Duration::from_millis(0)))
         .owns_stream(pod_events)
         .owns_stream(secret_events)
         .owns_stream(service_events)

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::build::{self, pod, roles, JobMeta, Role};
 use super::status::Observed;
-use crate::context::Context;
+use crate::context::{Context, Write};
 use crate::error::Result;
 
 /// Whether an object with a child's name is ours.
@@ -28,12 +28,16 @@ use crate::error::Result;
 enum Ensured {
     Present,
     Created,
+    /// Created by an earlier reconcile, not in the caches yet.
+    Expected,
     /// Someone else's object has the name: the message says whose.
     Conflict(String),
 }
 
 /// Create the job's Secret, Service and (when `create_pods`) its pods,
-/// where missing. Returns the name clashes found.
+/// where missing. Returns the name clashes found. The Secret and the Service
+/// go out together, then all the pods together: two round trips for a new
+/// job, however many workers it has.
 pub async fn children(
     ctx: &Context,
     job: &MPIJob,
@@ -43,74 +47,89 @@ pub async fn children(
     let ns = &meta.namespace;
     let mut conflicts = Vec::new();
     let mut all = true;
+    let mut created = false;
 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret_name = contract::secret_name(&meta.name);
-    let comment = format!("mpijob:{ns}/{}", meta.name);
-    let r = ensure(
-        ctx,
-        &ctx.secrets,
-        &secrets,
-        "Secret",
-        &secret_name,
-        meta,
-        || {
-            // The key is generated only here, when the Secret is first created.
-            let key = mpijob_api::sshkey::generate(&comment);
-            Ok(build::secret::secret(
-                meta,
-                &key,
-                &job.spec.ssh.ssh_auth_mount_path,
-            ))
-        },
-    )
-    .await?;
-    note(r, &mut conflicts, &mut all);
-
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let r = ensure(
-        ctx,
-        &ctx.services,
-        &services,
-        "Service",
-        &contract::service_name(&meta.name),
-        meta,
-        || Ok(build::service::service(meta)),
-    )
-    .await?;
-    note(r, &mut conflicts, &mut all);
+    let secret_name = contract::secret_name(&meta.name);
+    let service_name = contract::service_name(&meta.name);
+    let comment = format!("mpijob:{ns}/{}", meta.name);
+    let (secret, service) = tokio::try_join!(
+        ensure(
+            ctx,
+            &ctx.secrets,
+            &secrets,
+            "Secret",
+            &secret_name,
+            meta,
+            || {
+                // The key is generated only here, when the Secret is first created.
+                let key = mpijob_api::sshkey::generate(&comment);
+                Ok(build::secret::secret(
+                    meta,
+                    &key,
+                    &job.spec.ssh.ssh_auth_mount_path,
+                ))
+            }
+        ),
+        ensure(
+            ctx,
+            &ctx.services,
+            &services,
+            "Service",
+            &service_name,
+            meta,
+            || { Ok(build::service::service(meta)) }
+        ),
+    )?;
+    for r in [secret, service] {
+        note(r, &mut conflicts, &mut all, &mut created);
+    }
 
     // Pods would mount someone else's Secret or share their Service: wait
     // until the clash is resolved.
     let create_pods = create_pods && conflicts.is_empty();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    for role in roles(job.spec.worker.replicas) {
-        let name = role.pod_name(&meta.name);
-        if !create_pods {
-            let key = ObjectRef::new(&name).within(ns);
-            if ctx.pods.get(&key).is_none() {
-                all = false;
+    let wanted = roles(job.spec.worker.replicas);
+    if create_pods {
+        let results = futures::future::try_join_all(wanted.iter().map(|&role| {
+            let name = role.pod_name(&meta.name);
+            let pods = &pods;
+            async move {
+                ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
+                    Ok(pod::pod(job, meta, role, &ctx.config)?)
+                })
+                .await
             }
-            continue;
-        }
-        let r = ensure(ctx, &ctx.pods, &pods, "Pod", &name, meta, || {
-            Ok(pod::pod(job, meta, role, &ctx.config)?)
-        })
+        }))
         .await?;
-        note(r, &mut conflicts, &mut all);
+        for r in results {
+            note(r, &mut conflicts, &mut all, &mut created);
+        }
+    } else {
+        all &= wanted.iter().all(|r| {
+            ctx.pods
+                .get(&ObjectRef::new(&r.pod_name(&meta.name)).within(ns))
+                .is_some()
+        });
     }
 
     prune(ctx, job, meta, &pods).await?;
     Ok(Observed {
         conflicts,
         all_created: all,
+        created_any: created,
     })
 }
 
-fn note(r: Ensured, conflicts: &mut Vec<String>, all: &mut bool) {
-    if let Ensured::Conflict(msg) = r {
-        conflicts.push(msg);
-        *all = false;
+fn note(r: Ensured, conflicts: &mut Vec<String>, all: &mut bool, created: &mut bool) {
+    match r {
+        Ensured::Conflict(msg) => {
+            conflicts.push(msg);
+            *all = false;
+        }
+        Ensured::Created | Ensured::Expected => *created = true,
+        Ensured::Present => {}
     }
 }
 
@@ -126,14 +145,23 @@ async fn ensure<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
-    let key = ObjectRef::new(name).within(&meta.namespace);
+    let ns = &meta.namespace;
+    let key = ObjectRef::new(name).within(ns);
     if let Some(existing) = store.get(&key) {
+        ctx.expectations.observed(kind, ns, name);
         return Ok(ownership(&*existing, kind, name, meta));
     }
+    if ctx.expectations.pending(kind, ns, name) {
+        // Created a moment ago; its watch event is on its way.
+        return Ok(Ensured::Expected);
+    }
     let obj = build()?;
-    ctx.wrote();
+    ctx.wrote(Write::Create);
     match api.create(&PostParams::default(), &obj).await {
-        Ok(_) => Ok(Ensured::Created),
+        Ok(_) => {
+            ctx.expectations.created(kind, ns, name);
+            Ok(Ensured::Created)
+        }
         Err(kube::Error::Api(s)) if s.is_already_exists() => match api.get_opt(name).await? {
             Some(existing) => Ok(ownership(&existing, kind, name, meta)),
             // Deleted in between: the next reconcile creates it.
@@ -163,7 +191,7 @@ async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> R
     for pod in owned_pods(&ctx.pods, meta) {
         let role = Role::of_labels(pod.labels());
         if role.is_some_and(|r| !wanted.contains(&r)) && pod.metadata.deletion_timestamp.is_none() {
-            ctx.wrote();
+            ctx.wrote(Write::Cleanup);
             delete_pod(api, &pod.name_any()).await?;
         }
     }
@@ -208,10 +236,10 @@ pub async fn finish_workers(ctx: &Context, meta: &JobMeta, policy: &CleanUpWorke
             CleanUpWorkers::None | CleanUpWorkers::Invalid(_) => false,
         };
         if delete {
-            ctx.wrote();
+            ctx.wrote(Write::Cleanup);
             delete_pod(&api, &pod.name_any()).await?;
         } else if !ended && !pod.annotations().contains_key(contract::FINISH_ANNOTATION) {
-            ctx.wrote();
+            ctx.wrote(Write::Cleanup);
             let patch = json!({"metadata": {"annotations": BTreeMap::from([(contract::FINISH_ANNOTATION, "true")])}});
             api.patch(
                 &pod.name_any(),

@@ -18,7 +18,7 @@ use mpijob_api::v1beta1::{MPIJobStatus, Phase};
 use mpijob_api::{defaults, validate, MPIJob};
 use serde_json::json;
 
-use crate::context::Context;
+use crate::context::{Context, Write};
 use crate::error::{Error, Result};
 use build::JobMeta;
 
@@ -59,6 +59,12 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         let may_create_pods = matches!(prev.and_then(|s| s.phase), None | Some(Phase::Pending));
         apply::children(&ctx, &job, &meta, may_create_pods).await?
     };
+    if observed.created_any && observed.conflicts.is_empty() {
+        // The new children's watch events trigger the next reconcile, which
+        // sees them in the caches and writes the status once, instead of
+        // now and again then.
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
     let pods = apply::owned_pods(&ctx.pods, &meta);
     let pod_refs: Vec<&_> = pods.iter().map(|p| p.as_ref()).collect();
     let next = status::compute(&job, &pod_refs, prev, &observed, &now);
@@ -118,7 +124,7 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<MPIJob> = Api::namespaced(ctx.client.clone(), &meta.namespace);
-    ctx.wrote();
+    ctx.wrote(Write::Status);
     api.patch_status(
         &meta.name,
         &PatchParams::default(),
@@ -191,7 +197,7 @@ async fn event(ctx: &Context, job: &MPIJob, type_: EventType, reason: &str, note
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    ctx.wrote();
+    ctx.wrote(Write::Event);
     if let Err(e) = ctx.recorder.publish(&ev, &job.object_ref(&())).await {
         tracing::warn!(error = %e, "could not record an event");
     }

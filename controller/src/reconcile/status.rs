@@ -48,6 +48,10 @@ pub struct Observed {
     pub conflicts: Vec<String>,
     /// Every child has been created (or already existed).
     pub all_created: bool,
+    /// Something was created, by this reconcile or one just before, and
+    /// is not in the caches yet: its watch event brings another reconcile,
+    /// which sees it there.
+    pub created_any: bool,
 }
 
 /// The status of an invalid job: `Failed`, with every validation message.
@@ -506,6 +510,7 @@ mod tests {
         let observed = Observed {
             conflicts: vec![],
             all_created: true,
+            created_any: false,
         };
         compute(&job, &refs, prev, &observed, &at(now))
     }

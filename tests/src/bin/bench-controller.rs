@@ -1,0 +1,255 @@
+//! Controller scale benchmark, against the kube-apiserver harness.
+//!
+//! 1. The limit: a plain client creates the same pods the controller would
+//!    (JOBS × (WORKERS + 1)), one task per job, all tasks at once, each
+//!    creating its job's pods at once: the controller's own concurrency.
+//! 2. The controller (the release binary, as a separate process) is given
+//!    JOBS MPIJobs with WORKERS workers each, created all at once; the clock
+//!    stops when every child (Secret, Service, every pod) exists.
+//!
+//! Prints both times and their ratio, the controller's API writes per job
+//! (from its /metrics) and its peak resident memory (VmHWM).
+//!
+//! Run it with `scripts/bench-controller.sh`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use mpijob_api::MPIJob;
+use mpijob_tests::{crds, Harness, TestNamespace};
+use serde_json::json;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn job(name: &str, workers: usize) -> MPIJob {
+    serde_json::from_value(json!({
+        "apiVersion": "batch.tensorstack.dev/v1beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": name},
+        "spec": {"worker": {
+            "replicas": workers,
+            "cmd": ["/opt/mpi-examples/pi"],
+            "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:bench"}]}}
+        }}
+    }))
+    .unwrap()
+}
+
+fn plain_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"bench": "plain"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:bench"}]}
+    }))
+    .unwrap()
+}
+
+async fn count<K>(api: &Api<K>) -> usize
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default().labels("batch.tensorstack.dev/mpi-job-name"))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+struct Controller(Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let jobs = env_or("BENCH_JOBS", 100);
+    let workers = env_or("BENCH_WORKERS", 8);
+    let h = Harness::get();
+    let client: Client = h.client().await;
+    crds::install(&client).await;
+    println!(
+        "controller scale: {jobs} MPIJobs x {workers} workers ({} pods)",
+        jobs * (workers + 1)
+    );
+
+    // 1. The limit: the same pods from a plain client, one task per job.
+    let ns_plain = TestNamespace::new(&client, &h, "bench-plain").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns_plain.name);
+    let start = Instant::now();
+    join_all((0..jobs).map(|j| {
+        let pods = pods.clone();
+        async move {
+            join_all((0..=workers).map(|i| {
+                let pods = pods.clone();
+                async move {
+                    let name = if i == workers {
+                        format!("b{j}-launcher")
+                    } else {
+                        format!("b{j}-worker-{i}")
+                    };
+                    pods.create(&PostParams::default(), &plain_pod(&name))
+                        .await
+                        .unwrap();
+                }
+            }))
+            .await;
+        }
+    }))
+    .await;
+    let plain = start.elapsed();
+    println!("plain client loop:   {:>8.2} s", plain.as_secs_f64());
+
+    // 2. The controller, as its own process.
+    let ns = TestNamespace::new(&client, &h, "bench-ctl").await;
+    let binary = std::env::var("MPIJOB_CONTROLLER_BIN")
+        .expect("MPIJOB_CONTROLLER_BIN: the release mpijob-controller");
+    let port = free_port();
+    let child = Command::new(&binary)
+        .args([
+            "run",
+            "--agent-image",
+            "mpijob/agent:bench",
+            "--namespace",
+            &ns.name,
+        ])
+        .arg("--health-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("KUBECONFIG", &h.kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(std::env::temp_dir().join("bench-controller.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let controller = Controller(child);
+    let pid = controller.0.id();
+    // Wait until it has synced its caches.
+    for _ in 0..200 {
+        if http_get(port, "/readyz")
+            .await
+            .is_some_and(|b| b.starts_with("ok"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let api: Api<MPIJob> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let job_pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let start = Instant::now();
+    join_all((0..jobs).map(|j| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &job(&format!("b{j}"), workers))
+                .await
+                .unwrap();
+        }
+    }))
+    .await;
+    let want_pods = jobs * (workers + 1);
+    loop {
+        let (p, s, v) = tokio::join!(count(&job_pods), count(&secrets), count(&services));
+        if p == want_pods && s == jobs && v == jobs {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            panic!("after 600 s: {p}/{want_pods} pods, {s}/{jobs} secrets, {v}/{jobs} services");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ctl = start.elapsed();
+    println!(
+        "controller:          {:>8.2} s (every Secret, Service and pod exists)",
+        ctl.as_secs_f64()
+    );
+    println!(
+        "ratio controller / plain: {:.2} (target <= 1.25)",
+        ctl.as_secs_f64() / plain.as_secs_f64()
+    );
+
+    // Let status writes settle, then read the write counter.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let body = http_get(port, "/metrics").await.unwrap_or_default();
+    let per_job = |kind: &str| -> f64 {
+        let prefix = format!("mpijob_api_writes_total{{kind=\"{kind}\"}} ");
+        let n: f64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN);
+        n / jobs as f64
+    };
+    let (c, s, e, x) = (
+        per_job("create"),
+        per_job("status"),
+        per_job("event"),
+        per_job("cleanup"),
+    );
+    println!(
+        "API writes per job:  {:>8.1} ({c:.1} creates for {} children, {s:.1} status patches, {e:.1} events, {x:.1} cleanups)",
+        c + s + e + x,
+        workers + 3
+    );
+    if let Some(cpu) = cpu_seconds(pid) {
+        println!("controller CPU time: {cpu:>8.2} s (user + system, whole run)");
+    }
+    match vm_hwm_kib(pid) {
+        Some(kib) => println!("controller peak RSS: {:>8.1} MiB", kib as f64 / 1024.0),
+        None => println!("controller peak RSS: unknown"),
+    }
+}
+
+/// A minimal HTTP GET on loopback, for the controller's /metrics.
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}

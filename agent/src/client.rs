@@ -21,6 +21,29 @@ use std::path::{Path, PathBuf};
 
 pub use mpijob_api::sshclient::{check_peer, known_hosts, ssh_config};
 
+/// Where the client files live in a state directory.
+pub struct ClientFiles<'a> {
+    /// The private copy of the job key.
+    pub identity: &'a Path,
+    pub known_hosts: &'a Path,
+    pub config: &'a Path,
+}
+
+/// Write the pinned `known_hosts` and the `ssh_config` for `peers` (the
+/// identity must already be there). Both roles use this: the worker for
+/// plain ssh between peers, the launcher for mpirun's ssh.
+pub fn write_files(
+    files: &ClientFiles,
+    peers: &[String],
+    port: u16,
+    public: &crate::keys::PublicKey,
+) -> anyhow::Result<()> {
+    let pins = known_hosts(peers, port, &public.to_string());
+    crate::sshd::write_private(files.known_hosts, pins.as_bytes())?;
+    let conf = ssh_config(peers, port, files.identity, files.known_hosts);
+    crate::sshd::write_private(files.config, conf.as_bytes())
+}
+
 const MARK: &str = "# Added by mpijob-agent, removed when it exits:";
 
 /// The lines put at the top of a config file to include `target`.

@@ -42,10 +42,27 @@ pub struct Init {
     signals: SignalFd,
 }
 
+/// A `Command` for a child of the init loop: the signals [`Init`] blocks
+/// are unblocked again between fork and exec, or the child would never see
+/// the SIGTERM the agent forwards to it.
+pub fn child_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(program);
+    // SAFETY: sigprocmask is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)
+        });
+    }
+    command
+}
+
 impl Init {
     /// Block the forwarded signals and SIGCHLD, read them from a signalfd,
     /// and become a subreaper unless PID 1. Call first, before any child
-    /// exists; children get an empty mask back from `std::process`.
+    /// exists. A blocked mask survives fork and exec, so every child must be
+    /// started through [`child_command`], which unblocks them again.
     pub fn new() -> Result<Init> {
         let mut mask = SigSet::empty();
         for sig in FORWARDED {

@@ -2,10 +2,14 @@
 //! also reads the environment variable named in the pod contract.
 
 mod client;
+mod hostfile;
+mod hosts;
 mod init;
 mod install;
 mod keys;
+mod launcher;
 mod log;
+mod mpirun;
 mod probe;
 mod sshd;
 mod user;
@@ -38,6 +42,11 @@ struct Cli {
 enum Role {
     /// Run sshd with the job's keys, as the container's PID 1.
     Worker(WorkerArgs),
+    /// Wait for every worker's DNS name and ssh banner, then run mpirun over
+    /// them as the container's PID 1.
+    ///
+    /// Example: mpijob-agent launcher --hosts h1,h2 --slots 2 -- ./hello
+    Launcher(LauncherArgs),
     /// Exit 0 only when an SSH server answers with its banner (a readiness
     /// probe).
     Probe(ProbeArgs),
@@ -98,6 +107,101 @@ struct WorkerArgs {
 }
 
 #[derive(Debug, Args)]
+struct LauncherArgs {
+    /// The worker hosts, separated by commas; or use --job, --namespace and
+    /// --workers.
+    #[arg(long, env = env::HOSTS, value_delimiter = ',')]
+    hosts: Vec<String>,
+
+    /// The MPIJob's name: the workers are <job>-worker-<i>.<job>.<ns>.svc.
+    #[arg(long, env = env::JOB)]
+    job: Option<String>,
+
+    /// The MPIJob's namespace.
+    #[arg(long, env = env::NAMESPACE)]
+    namespace: Option<String>,
+
+    /// How many workers the job has.
+    #[arg(long, env = env::WORKERS)]
+    workers: Option<u32>,
+
+    /// Slots (ranks) per worker.
+    #[arg(long, env = env::SLOTS, default_value_t = 1)]
+    slots: u32,
+
+    /// The workers' ssh port.
+    #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// Where the job's key pair is mounted (the job's sshAuthMountPath).
+    #[arg(long, env = env::SSH_DIR, default_value = contract::DEFAULT_SSH_AUTH_MOUNT_PATH)]
+    ssh_dir: PathBuf,
+
+    /// A private directory for the hostfile and the ssh client files
+    /// [default: /run/mpijob/launcher as root, else under $XDG_RUNTIME_DIR
+    /// or /tmp/mpijob-<uid>].
+    #[arg(long, env = env::STATE_DIR)]
+    state_dir: Option<PathBuf>,
+
+    /// The MPI installation: mpirun is DIR/bin/mpirun [default: mpirun on
+    /// PATH].
+    #[arg(long, env = env::MPI_HOME)]
+    mpi_home: Option<PathBuf>,
+
+    /// The MPI implementation [default: detected from `mpirun --version`].
+    #[arg(long = "mpi-implementation", env = env::MPI_IMPLEMENTATION, value_enum)]
+    mpi_implementation: Option<mpirun::Implementation>,
+
+    /// An MCA parameter as KEY=VALUE (Open MPI only); repeat the flag. The
+    /// variable takes one per line.
+    #[arg(long = "mca", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    mca: Vec<String>,
+
+    /// An extra mpirun argument, e.g. --extra-mpi-args=-N; repeat the flag.
+    /// The variable takes one per line.
+    #[arg(
+        long = "extra-mpi-args",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    extra_mpi_args: Vec<String>,
+
+    /// How long to wait for the workers: seconds, or a number with ms, s
+    /// or m.
+    #[arg(long, env = env::TIMEOUT, default_value = "10m", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// How long mpirun gets after SIGTERM before SIGKILL.
+    #[arg(long, env = env::GRACE_PERIOD, default_value = "10s", value_parser = parse_duration)]
+    grace_period: Duration,
+
+    /// Where the one-line summary goes (written only if it exists when
+    /// under /dev).
+    #[arg(long, env = env::TERMINATION_LOG, default_value = contract::TERMINATION_LOG)]
+    termination_log: PathBuf,
+
+    /// The MPI program and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+/// A flag's values, or else the variable's lines. Not a clap delimiter:
+/// a line break inside a flag's value must reach the checks, not split it.
+fn or_env_lines(values: Vec<String>, var: &str) -> Vec<String> {
+    if !values.is_empty() {
+        return values;
+    }
+    std::env::var(var)
+        .map(|v| {
+            v.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Args)]
 struct ProbeArgs {
     /// The port to probe.
     #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
@@ -132,6 +236,24 @@ fn main() -> ExitCode {
                 .into_iter()
                 .filter(|o| !o.trim().is_empty())
                 .collect(),
+        }),
+        Role::Launcher(a) => launcher::run(launcher::Options {
+            hosts: a.hosts.into_iter().filter(|h| !h.is_empty()).collect(),
+            job: a.job,
+            namespace: a.namespace,
+            workers: a.workers,
+            slots: a.slots,
+            port: a.port,
+            ssh_dir: a.ssh_dir,
+            state_dir: a.state_dir,
+            mpi_home: a.mpi_home,
+            implementation: a.mpi_implementation,
+            mca: or_env_lines(a.mca, env::MCA),
+            extra_args: or_env_lines(a.extra_mpi_args, env::EXTRA_MPI_ARGS),
+            timeout: a.timeout,
+            grace_period: a.grace_period,
+            termination_log: a.termination_log,
+            cmd: a.cmd,
         }),
         Role::Probe(a) => probe::banner(a.host, a.port, a.timeout).map(|banner| {
             println!("{banner}");

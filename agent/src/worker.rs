@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, Command, Stdio};
+use std::process::{ChildStderr, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -100,10 +100,12 @@ pub fn run(opts: Options) -> Result<i32> {
     });
     sshd::write_private(&sshd_config, config.as_bytes())?;
     if !opts.peers.is_empty() {
-        let pins = client::known_hosts(&opts.peers, opts.port, &key.public.to_string());
-        sshd::write_private(&known_hosts, pins.as_bytes())?;
-        let conf = client::ssh_config(&opts.peers, opts.port, &host_key, &known_hosts);
-        sshd::write_private(&client_config, conf.as_bytes())?;
+        let files = client::ClientFiles {
+            identity: &host_key,
+            known_hosts: &known_hosts,
+            config: &client_config,
+        };
+        client::write_files(&files, &opts.peers, opts.port, &key.public)?;
     }
     drop(key);
     let _ = fs::remove_file(&pid_file);
@@ -114,7 +116,7 @@ pub fn run(opts: Options) -> Result<i32> {
     // start-up time, and when it fails the real sshd is killed before anyone
     // hears from it. The check runs at a lower priority so that it does not
     // slow the real sshd on a busy machine.
-    let mut server = Command::new(&sshd_path)
+    let mut server = crate::init::child_command(&sshd_path)
         .arg("-D")
         .arg("-e")
         .arg("-f")
@@ -125,7 +127,7 @@ pub fn run(opts: Options) -> Result<i32> {
         .map_err(|e| cannot_run(&sshd_path, &e))?;
     let sshd_pid = Pid::from_raw(server.id() as i32);
     let mut log = SshdLog::new(server.stderr.take());
-    let mut check = Command::new(&sshd_path);
+    let mut check = crate::init::child_command(&sshd_path);
     check
         .arg("-t")
         .arg("-f")

@@ -93,6 +93,12 @@ pub mod env {
     pub const MPI_HOME: &str = "MPIJOB_MPI_HOME";
     pub const MPI_IMPLEMENTATION: &str = "MPIJOB_MPI_IMPLEMENTATION";
     pub const TIMEOUT: &str = "MPIJOB_TIMEOUT";
+    /// `KEY=VALUE` MCA parameters, one per line.
+    pub const MCA: &str = "MPIJOB_MCA";
+    /// Extra mpirun arguments, one per line.
+    pub const EXTRA_MPI_ARGS: &str = "MPIJOB_EXTRA_MPI_ARGS";
+    /// Where the one-line summary goes instead of [`super::TERMINATION_LOG`].
+    pub const TERMINATION_LOG: &str = "MPIJOB_TERMINATION_LOG";
 }
 
 /// `<job>-worker-<i>`: the worker pod's name and hostname.

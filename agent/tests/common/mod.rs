@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;

@@ -1,0 +1,693 @@
+//! `mpijob-agent launcher`: wait for every worker (DNS, then the ssh
+//! banner), write the hostfile and the ssh client files, then run mpirun as
+//! a child behind [`Init`] and exit with its code.
+//!
+//! The wait runs on a single-threaded tokio runtime, which is shut down
+//! before mpirun starts: from then on the synchronous init loop owns every
+//! `waitpid`, as in the worker.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use mpijob_api::{contract, validate};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use tracing::{error, info, warn};
+
+use crate::client;
+use crate::hostfile;
+use crate::hosts::{self, Outcome};
+use crate::init::Init;
+use crate::keys;
+use crate::mpirun::{self, Failure, Implementation};
+use crate::sshd;
+use crate::user::{self, User};
+
+/// Bad input: one line, exit 2.
+pub const BAD_INPUT: i32 = 2;
+/// Workers that never came up, or the launcher could not run mpirun.
+pub const FAILED: i32 = 1;
+
+/// The launcher's settings, from flags or environment (see main.rs).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub hosts: Vec<String>,
+    pub job: Option<String>,
+    pub namespace: Option<String>,
+    pub workers: Option<u32>,
+    pub slots: u32,
+    pub port: u16,
+    pub ssh_dir: PathBuf,
+    pub state_dir: Option<PathBuf>,
+    pub mpi_home: Option<PathBuf>,
+    pub implementation: Option<Implementation>,
+    /// `KEY=VALUE`, as given.
+    pub mca: Vec<String>,
+    pub extra_args: Vec<String>,
+    pub timeout: Duration,
+    pub grace_period: Duration,
+    pub termination_log: PathBuf,
+    pub cmd: Vec<String>,
+}
+
+/// The checked settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The workers, as mpirun and ssh will name them.
+    pub hosts: Vec<String>,
+    /// ssh host patterns for the client config.
+    pub peers: Vec<String>,
+    pub mca: Vec<(String, String)>,
+}
+
+/// Check everything that needs no I/O. The error is the one line to show.
+pub fn check(o: &Options) -> Result<Checked, String> {
+    let derived = [o.job.is_some(), o.namespace.is_some(), o.workers.is_some()];
+    let (hosts, peers) = match (o.hosts.is_empty(), derived) {
+        (false, [false, false, false]) => {
+            let mut seen = std::collections::HashSet::new();
+            for h in &o.hosts {
+                if let Err(e) = client::check_peer(h) {
+                    return Err(format!(
+                        "--hosts: {e}; give host names or addresses separated by commas"
+                    ));
+                }
+                if !seen.insert(h) {
+                    return Err(format!(
+                        "--hosts: {h} is listed twice; give each worker once and use --slots for more ranks per worker"
+                    ));
+                }
+            }
+            (o.hosts.clone(), o.hosts.clone())
+        }
+        (false, _) => {
+            return Err(
+                "--hosts and --job/--namespace/--workers both given; give one or the other".into(),
+            )
+        }
+        (true, [true, true, true]) => {
+            let (job, ns) = (o.job.as_deref().unwrap(), o.namespace.as_deref().unwrap());
+            let workers = o.workers.unwrap();
+            for (flag, v) in [("--job", job), ("--namespace", ns)] {
+                let ok =
+                    validate::is_dns_1035_label(v) || (flag == "--namespace" && is_dns_label(v));
+                if !ok {
+                    return Err(format!(
+                        "{flag} {v:?}: not a DNS label; give the MPIJob's {} as Kubernetes names it",
+                        if flag == "--job" { "name" } else { "namespace" }
+                    ));
+                }
+            }
+            if workers == 0 {
+                return Err(
+                    "--workers 0: a job needs at least one worker; give --workers 1 or more".into(),
+                );
+            }
+            let hosts = (0..workers)
+                .map(|i| contract::worker_host(job, ns, i))
+                .collect();
+            (hosts, contract::peer_patterns(job, ns))
+        }
+        (true, [false, false, false]) => {
+            return Err(
+                "no workers given: pass --hosts h1,h2 or --job NAME --namespace NS --workers N"
+                    .into(),
+            )
+        }
+        (true, _) => {
+            return Err(
+                "--job, --namespace and --workers go together; give all three, or --hosts".into(),
+            )
+        }
+    };
+    if o.slots == 0 {
+        return Err(
+            "--slots 0: each worker needs at least one slot; give --slots 1 or more".into(),
+        );
+    }
+    if o.port == 0 {
+        return Err("--port 0: give the workers' ssh port, e.g. 2222".into());
+    }
+    let mut mca = Vec::new();
+    for raw in &o.mca {
+        let Some((k, v)) = raw.split_once('=') else {
+            return Err(format!(
+                "--mca {raw:?}: missing '='; give KEY=VALUE, e.g. --mca=btl=^openib"
+            ));
+        };
+        if let Err(e) = validate::mca_key(k).and_then(|()| validate::mca_value(k, v)) {
+            return Err(format!("--mca {raw:?}: {}", e.message));
+        }
+        mca.push((k.to_string(), v.to_string()));
+    }
+    if o.cmd.first().is_none_or(|c| c.trim().is_empty()) {
+        return Err(
+            "no command: give the MPI program after --, e.g. mpijob-agent launcher --hosts h1 -- ./hello"
+                .into(),
+        );
+    }
+    if let Some(dir) = &o.state_dir {
+        check_quotable(dir, "--state-dir")?;
+    }
+    Ok(Checked { hosts, peers, mca })
+}
+
+/// RFC 1123 label (namespaces may start with a digit).
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The state directory ends up in `ssh -F <dir>/ssh_config`, which Open MPI
+/// splits at spaces, and in a single-quoted shell word for Hydra.
+fn check_quotable(dir: &Path, flag: &str) -> Result<(), String> {
+    let s = dir.display().to_string();
+    match s
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '\\' | '$' | '`'))
+    {
+        Some(c) => Err(format!(
+            "{flag} {s:?}: contains {c:?}, which mpirun's ssh command line cannot carry; choose a path without it"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The mpirun to run: `<mpi-home>/bin/mpirun`, else `mpirun` on PATH.
+pub fn find_mpirun(mpi_home: Option<&Path>, path: Option<&str>) -> Result<PathBuf, String> {
+    if let Some(home) = mpi_home {
+        let candidate = home.join("bin").join("mpirun");
+        return if is_executable(&candidate) {
+            Ok(candidate)
+        } else {
+            Err(format!(
+                "--mpi-home {}: {} does not exist or is not executable; point --mpi-home at the MPI installation (the directory holding bin/mpirun), or leave it out to use mpirun from PATH",
+                home.display(),
+                candidate.display()
+            ))
+        };
+    }
+    for dir in path.unwrap_or("").split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join("mpirun");
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err("mpirun is not on PATH; install MPI in the image or pass --mpi-home DIR (with DIR/bin/mpirun)".into())
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+/// `3s`, `500ms`, `2m` for messages.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Run the launcher; returns the exit code. Errors are reported here (log
+/// and termination message), so the caller only exits.
+pub fn run(opts: Options) -> Result<i32> {
+    // First, so that no signal is lost and no orphan escapes.
+    let mut init = Init::new()?;
+    let log = opts.termination_log.clone();
+    match launch(&mut init, &opts) {
+        Ok(code) => Ok(code),
+        Err(Fail(code, line)) => {
+            error!("{line}");
+            termination_message(&log, &format!("launcher: {line}"));
+            init.stop_remaining(Duration::from_secs(1));
+            Ok(code)
+        }
+    }
+}
+
+/// An exit code and the one line that explains it.
+struct Fail(i32, String);
+
+fn bad(line: impl Into<String>) -> Fail {
+    Fail(BAD_INPUT, line.into())
+}
+
+fn failed(e: anyhow::Error) -> Fail {
+    Fail(FAILED, format!("{e:#}").replace('\n', " "))
+}
+
+fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
+    let checked = check(opts).map_err(bad)?;
+    let path = std::env::var("PATH").ok();
+    let mpirun_path = find_mpirun(opts.mpi_home.as_deref(), path.as_deref()).map_err(bad)?;
+    let implementation = match opts.implementation {
+        Some(i) => i,
+        None => detect(&mpirun_path).map_err(bad)?,
+    };
+    if implementation != Implementation::OpenMpi && !checked.mca.is_empty() {
+        warn!(
+            "--mca does not apply to {}: ignoring {} MCA parameter(s); use --extra-mpi-args or the environment for it",
+            implementation.name(),
+            checked.mca.len()
+        );
+    }
+    let key = keys::load(&opts.ssh_dir).map_err(|e| bad(format!("{e:#}")))?;
+
+    let me = User::current();
+    let dir = opts.state_dir.clone().unwrap_or_else(|| {
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        user::default_state_dir(&me, xdg.as_deref()).join("launcher")
+    });
+    check_quotable(&dir, "--state-dir").map_err(bad)?;
+    if let Some(parent) = dir.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
+    user::prepare_state_dir(&dir, &me).map_err(failed)?;
+    let identity = dir.join("job_key");
+    let known_hosts = dir.join("known_hosts");
+    let ssh_config = dir.join("ssh_config");
+    let hostfile_path = dir.join("hostfile");
+    let wrapper = dir.join("ssh");
+    sshd::write_private(&identity, &key.private).map_err(failed)?;
+    let files = client::ClientFiles {
+        identity: &identity,
+        known_hosts: &known_hosts,
+        config: &ssh_config,
+    };
+    client::write_files(&files, &checked.peers, opts.port, &key.public).map_err(failed)?;
+    drop(key);
+    let text = hostfile::render(implementation, &checked.hosts, opts.slots);
+    sshd::write_private(&hostfile_path, text.as_bytes()).map_err(failed)?;
+    write_executable(&wrapper, &mpirun::ssh_wrapper_script(&ssh_config)).map_err(failed)?;
+    info!(
+        workers = checked.hosts.len(),
+        slots = opts.slots,
+        port = opts.port,
+        mpi = implementation.name(),
+        mpirun = %mpirun_path.display(),
+        state_dir = %dir.display(),
+        "launcher starting: waiting for the workers"
+    );
+
+    // 1. Wait for the workers.
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(e.into()))?;
+    let outcome = runtime.block_on(hosts::wait(&checked.hosts, opts.port, opts.timeout, || {
+        let events = init.wait(None, Duration::ZERO);
+        let _ = init.reap(Pid::from_raw(0));
+        events
+            .signals
+            .into_iter()
+            .find(|s| matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP))
+    }));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match outcome {
+        Outcome::AllUp => info!(
+            "all {} workers answer on port {} after {:.1?}",
+            checked.hosts.len(),
+            opts.port,
+            started.elapsed()
+        ),
+        Outcome::TimedOut(line) => return Err(Fail(FAILED, line)),
+        Outcome::Stopped(sig) => {
+            let code = 128 + sig as i32;
+            let line = format!("received {sig} while waiting for the workers; exit code {code}");
+            info!("{line}");
+            termination_message(&opts.termination_log, &format!("launcher: {line}"));
+            return Ok(code);
+        }
+    }
+
+    // 2. Run mpirun.
+    let plan = mpirun::Plan {
+        mpirun: &mpirun_path,
+        implementation,
+        hostfile: &hostfile_path,
+        mca: &checked.mca,
+        extra_args: &opts.extra_args,
+        cmd: &opts.cmd,
+        root: me.is_root(),
+        ssh_config: &ssh_config,
+        ssh_wrapper: &wrapper,
+    };
+    let inv = mpirun::assemble(&plan, |k| std::env::var_os(k).is_some());
+    info!("starting {}", inv.argv.join(" "));
+    // Its own process group, so that a signal reaches mpirun and its ssh
+    // clients together, as a terminal's Ctrl-C would.
+    let mut command = crate::init::child_command(&inv.argv[0]);
+    command.args(&inv.argv[1..]).process_group(0);
+    let mut child = command
+        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Fail(
+                FAILED,
+                format!(
+                    "cannot run {}: {}; check --mpi-home",
+                    mpirun_path.display(),
+                    crate::io_reason(&e)
+                ),
+            )
+        })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let failure = Arc::new(Mutex::new(Failure::default()));
+    let (done_tx, done_rx) = mpsc::channel();
+    let tees = [
+        child
+            .stdout
+            .take()
+            .map(|p| tee(p, std::io::stdout(), &failure, &done_tx)),
+        child
+            .stderr
+            .take()
+            .map(|p| tee(p, std::io::stderr(), &failure, &done_tx)),
+    ];
+    drop(done_tx);
+    let (status, stop) = supervise(init, pid, opts.grace_period);
+    // Whatever mpirun left behind (its ssh clients) goes now, so that the
+    // pipes close.
+    init.stop_remaining(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for _ in tees.iter().flatten() {
+        if done_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let child_code = match status {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        _ => FAILED,
+    };
+    let code = stop.map_or(child_code, |s| 128 + s as i32);
+    let failure = failure.lock().unwrap().clone();
+    let line = mpirun::summary(code, stop.map(|s| s.as_str()), &failure);
+    if code == 0 {
+        info!("{line}");
+    } else {
+        error!("{line}");
+    }
+    termination_message(&opts.termination_log, &line);
+    Ok(code)
+}
+
+/// `mpirun --version`, read for the implementation.
+fn detect(mpirun_path: &Path) -> Result<Implementation, String> {
+    let out = Command::new(mpirun_path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run {} --version: {}; check --mpi-home",
+                mpirun_path.display(),
+                crate::io_reason(&e)
+            )
+        })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mpirun::detect(&text).ok_or_else(|| {
+        format!(
+            "cannot tell which MPI {} is from its --version output; pass --mpi-implementation openmpi, mpich or intel",
+            mpirun_path.display()
+        )
+    })
+}
+
+/// Run until mpirun exits: forward signals, and SIGKILL it when it
+/// outlives the grace period after SIGTERM. Returns its status and the
+/// terminating signal the launcher received, if any.
+fn supervise(init: &mut Init, pid: Pid, grace: Duration) -> (WaitStatus, Option<Signal>) {
+    let mut stop = None;
+    let mut deadline: Option<Instant> = None;
+    let mut killed = false;
+    loop {
+        let mut timeout = Duration::from_millis(250);
+        if let Some(d) = deadline {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+        }
+        let events = init.wait(None, timeout);
+        for sig in events.signals {
+            info!("received {sig}: passing it to mpirun");
+            let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
+            if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) {
+                stop.get_or_insert(sig);
+                deadline.get_or_insert(Instant::now() + grace);
+            }
+        }
+        if let Some(status) = init.reap(pid) {
+            return (status, stop);
+        }
+        if !killed && deadline.is_some_and(|d| Instant::now() >= d) {
+            warn!(
+                "mpirun still runs {} after the signal: sending SIGKILL",
+                format_duration(grace)
+            );
+            let _ = kill(pid, Signal::SIGKILL);
+            killed = true;
+        }
+    }
+}
+
+/// Copy a pipe to `out` unchanged, reading its lines for the failure
+/// summary; says on `done` when the pipe is closed.
+fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
+    mut pipe: R,
+    mut out: W,
+    failure: &Arc<Mutex<Failure>>,
+    done: &mpsc::Sender<()>,
+) -> std::thread::JoinHandle<()> {
+    let failure = failure.clone();
+    let done = done.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut line = Vec::new();
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let _ = out.write_all(&buf[..n]);
+            let _ = out.flush();
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    failure
+                        .lock()
+                        .unwrap()
+                        .observe(&String::from_utf8_lossy(&line));
+                    line.clear();
+                } else if line.len() < 4096 {
+                    line.push(b);
+                }
+            }
+        }
+        if !line.is_empty() {
+            failure
+                .lock()
+                .unwrap()
+                .observe(&String::from_utf8_lossy(&line));
+        }
+        let _ = done.send(());
+    })
+}
+
+fn write_executable(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write {}: {}; choose a writable --state-dir",
+            path.display(),
+            crate::io_reason(&e)
+        )
+    })
+}
+
+/// The one-line summary for the pod status. The kubelet's file in /dev is
+/// written only when it exists (never create files in /dev); any other
+/// path (`--termination-log`) is created.
+pub fn termination_message(path: &Path, line: &str) {
+    if path.exists() || !path.starts_with("/dev") {
+        let _ = fs::write(path, format!("{line}\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> Options {
+        Options {
+            hosts: Vec::new(),
+            job: Some("pi".into()),
+            namespace: Some("team-a".into()),
+            workers: Some(2),
+            slots: 1,
+            port: 2222,
+            ssh_dir: "/root/.ssh".into(),
+            state_dir: None,
+            mpi_home: None,
+            implementation: None,
+            mca: Vec::new(),
+            extra_args: Vec::new(),
+            timeout: Duration::from_secs(60),
+            grace_period: Duration::from_secs(10),
+            termination_log: contract::TERMINATION_LOG.into(),
+            cmd: vec!["./hello".into()],
+        }
+    }
+
+    #[test]
+    fn job_flags_derive_the_worker_names_and_peers() {
+        let c = check(&opts()).unwrap();
+        assert_eq!(
+            c.hosts,
+            ["pi-worker-0.pi.team-a.svc", "pi-worker-1.pi.team-a.svc"]
+        );
+        assert_eq!(c.peers, contract::peer_patterns("pi", "team-a"));
+    }
+
+    #[test]
+    fn hosts_flag_names_them_directly() {
+        let mut o = opts();
+        (o.job, o.namespace, o.workers) = (None, None, None);
+        o.hosts = vec!["node1".into(), "198.18.0.7".into()];
+        let c = check(&o).unwrap();
+        assert_eq!(c.hosts, ["node1", "198.18.0.7"]);
+        assert_eq!(c.peers, c.hosts);
+        o.hosts.push("node1".into());
+        assert!(check(&o).unwrap_err().contains("node1 is listed twice"));
+        o.hosts = vec!["a b".into()];
+        assert!(check(&o)
+            .unwrap_err()
+            .starts_with("--hosts: \"a b\" contains ' '"));
+    }
+
+    #[test]
+    fn mca_is_checked_like_the_controller_does() {
+        let mut o = opts();
+        o.mca = vec!["btl=^openib".into(), "plm_rsh_args=-p 22".into()];
+        assert_eq!(
+            check(&o).unwrap().mca,
+            [
+                ("btl".to_string(), "^openib".to_string()),
+                ("plm_rsh_args".to_string(), "-p 22".to_string())
+            ]
+        );
+        for (raw, want) in [
+            (
+                "-btl=tcp",
+                "--mca \"-btl=tcp\": key \"-btl\" must not start with '-'",
+            ),
+            (
+                "bt\nl=tcp",
+                "--mca \"bt\\nl=tcp\": key \"bt\\nl\" must not contain a line break",
+            ),
+            (
+                "btl=tcp\nself",
+                "--mca \"btl=tcp\\nself\": value must not contain a line break",
+            ),
+            ("btl", "--mca \"btl\": missing '='"),
+        ] {
+            o.mca = vec![raw.into()];
+            let err = check(&o).unwrap_err();
+            assert!(err.starts_with(want), "{raw:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn other_bad_input_is_named() {
+        let mut o = opts();
+        o.cmd = Vec::new();
+        assert!(check(&o)
+            .unwrap_err()
+            .starts_with("no command: give the MPI program after --"));
+        o.cmd = vec![String::new()];
+        assert!(check(&o).is_err());
+        let mut o = opts();
+        o.workers = Some(0);
+        assert!(check(&o).unwrap_err().starts_with("--workers 0"));
+        o.workers = None;
+        assert!(check(&o)
+            .unwrap_err()
+            .starts_with("--job, --namespace and --workers go together"));
+        let mut o = opts();
+        o.hosts = vec!["x".into()];
+        assert!(check(&o).unwrap_err().starts_with("--hosts and --job"));
+        let mut o = opts();
+        o.slots = 0;
+        assert!(check(&o).unwrap_err().starts_with("--slots 0"));
+        let mut o = opts();
+        o.job = Some("Pi".into());
+        assert!(check(&o)
+            .unwrap_err()
+            .starts_with("--job \"Pi\": not a DNS label"));
+        let mut o = opts();
+        o.state_dir = Some("/tmp/my state".into());
+        assert!(check(&o)
+            .unwrap_err()
+            .starts_with("--state-dir \"/tmp/my state\": contains ' '"));
+        let mut o = opts();
+        (o.job, o.namespace, o.workers) = (None, None, None);
+        assert!(check(&o).unwrap_err().starts_with("no workers given"));
+    }
+
+    #[test]
+    fn mpirun_is_found_in_mpi_home_or_on_path() {
+        let err = find_mpirun(Some(Path::new("/nonexistent")), None).unwrap_err();
+        assert!(err.starts_with(
+            "--mpi-home /nonexistent: /nonexistent/bin/mpirun does not exist or is not executable"
+        ));
+        assert_eq!(
+            find_mpirun(None, Some("/nonexistent:/proc")).unwrap_err(),
+            "mpirun is not on PATH; install MPI in the image or pass --mpi-home DIR (with DIR/bin/mpirun)"
+        );
+    }
+
+    #[test]
+    fn durations_read_back_as_given() {
+        assert_eq!(format_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+}

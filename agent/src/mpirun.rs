@@ -1,0 +1,590 @@
+//! mpirun: which implementation it is, the argv and environment it runs
+//! with, and what its output says about a failure. All pure; the launcher
+//! does the I/O.
+//!
+//! The argv is `mpirun <hostfile> [--allow-run-as-root] [--mca k v]...
+//! <extraMPIArgs>... <cmd> <args>...`, never a shell line. Everything the
+//! agent adds beyond that goes into the environment, where a user's own
+//! `--mca` on the command line still wins.
+
+use std::path::Path;
+
+/// The MPI implementations the launcher knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Implementation {
+    #[value(name = "openmpi")]
+    OpenMpi,
+    #[value(name = "mpich")]
+    Mpich,
+    #[value(name = "intel")]
+    Intel,
+}
+
+impl Implementation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::OpenMpi => "Open MPI",
+            Implementation::Mpich => "MPICH",
+            Implementation::Intel => "Intel MPI",
+        }
+    }
+}
+
+/// The implementation, from `mpirun --version` (stdout and stderr).
+///
+/// Open MPI 4 prints `mpirun (Open MPI) 4.1.4` or, from Debian's
+/// `mpirun.openmpi`, `mpirun.openmpi (OpenRTE) 4.1.4`; Open MPI 5 prints
+/// `mpirun (Open MPI) 5.0.3`. MPICH prints `HYDRA build details:`. Intel
+/// MPI's mpirun is also Hydra, so it is recognised first, by
+/// `Intel(R) MPI Library`.
+pub fn detect(version: &str) -> Option<Implementation> {
+    if version.contains("Intel(R) MPI Library") {
+        Some(Implementation::Intel)
+    } else if version.contains("(Open MPI)") || version.contains("(OpenRTE)") {
+        Some(Implementation::OpenMpi)
+    } else if version.contains("HYDRA build details") || version.contains("MPICH Version") {
+        Some(Implementation::Mpich)
+    } else {
+        None
+    }
+}
+
+/// Everything the argv and environment depend on.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    pub mpirun: &'a Path,
+    pub implementation: Implementation,
+    pub hostfile: &'a Path,
+    /// MPCA parameters, already validated (one line, no leading '-').
+    pub mca: &'a [(String, String)],
+    pub extra_args: &'a [String],
+    /// CMD and ARGS, not empty.
+    pub cmd: &'a [String],
+    pub root: bool,
+    /// The agent's ssh client config for the workers (`ssh -F` reads it).
+    pub ssh_config: &'a Path,
+    /// An executable that runs `ssh -F <ssh_config> "$@"`, for Hydra,
+    /// which takes a launcher executable but no arguments for it.
+    pub ssh_wrapper: &'a Path,
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub argv: Vec<String>,
+    /// Set on top of the agent's own environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// The argv and environment of mpirun. `preset` says whether the
+/// environment already sets a variable: the agent then leaves that one to
+/// the user (for the ssh agent and tree spawn; the hostfile is always the
+/// agent's).
+pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
+    let hostfile = p.hostfile.display().to_string();
+    let mut argv = vec![p.mpirun.display().to_string()];
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str, keep_users: bool| {
+        if !(keep_users && preset(k)) {
+            env.push((k.to_string(), v.to_string()));
+        }
+    };
+    match p.implementation {
+        Implementation::OpenMpi => {
+            argv.extend(["--hostfile".into(), hostfile.clone()]);
+            if p.root {
+                argv.push("--allow-run-as-root".into());
+                set("OMPI_ALLOW_RUN_AS_ROOT", "1", false);
+                set("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", false);
+            }
+            for (k, v) in p.mca {
+                argv.extend(["--mca".into(), k.clone(), v.clone()]);
+            }
+            // Open MPI 4 reads OMPI_MCA_*, Open MPI 5 (PRRTE) PRTE_MCA_*:
+            // with only one family set, the other version runs every rank
+            // on the launcher.
+            set("OMPI_MCA_orte_default_hostfile", &hostfile, false);
+            set("PRTE_MCA_prte_default_hostfile", &hostfile, false);
+            // Keep `pi-worker-0.pi.ns.svc` whole: the short name does not
+            // resolve from the launcher.
+            set("OMPI_MCA_orte_keep_fqdn_hostnames", "1", false);
+            set("PRTE_MCA_prte_keep_fqdn_hostnames", "1", false);
+            // ssh with the job's key, port and pinned host key. The config
+            // path exists only here, so every daemon is started from here
+            // (no tree spawn).
+            let agent = format!("ssh -F {}", p.ssh_config.display());
+            set("OMPI_MCA_plm_rsh_agent", &agent, true);
+            set("PRTE_MCA_plm_ssh_agent", &agent, true);
+            set("OMPI_MCA_plm_rsh_no_tree_spawn", "1", true);
+            set("PRTE_MCA_plm_ssh_no_tree_spawn", "1", true);
+        }
+        Implementation::Mpich => {
+            argv.extend(["-f".into(), hostfile.clone()]);
+            set("HYDRA_HOST_FILE", &hostfile, false);
+            set("HYDRA_LAUNCHER", "ssh", true);
+            set(
+                "HYDRA_LAUNCHER_EXEC",
+                &p.ssh_wrapper.display().to_string(),
+                true,
+            );
+        }
+        Implementation::Intel => {
+            argv.extend(["-f".into(), hostfile.clone()]);
+            set("I_MPI_HYDRA_HOST_FILE", &hostfile, false);
+            set("I_MPI_HYDRA_BOOTSTRAP", "ssh", true);
+            set(
+                "I_MPI_HYDRA_BOOTSTRAP_EXEC",
+                &p.ssh_wrapper.display().to_string(),
+                true,
+            );
+        }
+    }
+    argv.extend(p.extra_args.iter().cloned());
+    argv.extend(p.cmd.iter().cloned());
+    Invocation { argv, env }
+}
+
+/// The Hydra launcher wrapper script: ssh with the agent's client config.
+/// The path is the agent's own state directory, checked to need no quoting.
+pub fn ssh_wrapper_script(ssh_config: &Path) -> String {
+    format!(
+        "#!/bin/sh\n# Written by mpijob-agent: ssh to the job's workers with its key and pinned host key.\nexec ssh -F '{}' \"$@\"\n",
+        ssh_config.display()
+    )
+}
+
+/// What mpirun's output said about the first failing process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Failure {
+    pub rank: Option<u32>,
+    pub host: Option<String>,
+    pub exit_code: Option<i32>,
+    /// e.g. `9 (Killed)`.
+    pub signal: Option<String>,
+}
+
+impl Failure {
+    /// Read one line of mpirun's output; the first value of each kind wins.
+    pub fn observe(&mut self, line: &str) {
+        let line = line.trim().trim_start_matches('=').trim();
+        let number = |s: &str| -> Option<i64> {
+            let digits: String = s
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '-')
+                .collect();
+            digits.parse().ok()
+        };
+        // Open MPI 4: `Process name: [[5216,1],1]`; 5: `[prterun-h-1@1,1]`.
+        if let Some(rest) = line.strip_prefix("Process name:") {
+            let rank = rest
+                .trim()
+                .trim_end_matches(']')
+                .rsplit(',')
+                .next()
+                .and_then(number);
+            self.set_rank(rank);
+        } else if let Some(rest) = line.strip_prefix("Exit code:") {
+            self.set_code(number(rest));
+        } else if let Some(rest) = line.strip_prefix("EXIT CODE:") {
+            // MPICH: `=   EXIT CODE: 3`.
+            self.set_code(number(rest));
+        } else if let Some(rest) = line.strip_prefix("Local host:") {
+            self.set_host(rest.trim());
+        } else if let Some(rest) = line.strip_prefix("KILLED BY SIGNAL:") {
+            if self.signal.is_none() {
+                self.signal = Some(rest.trim().to_string());
+            }
+        }
+        // Open MPI: `mpirun noticed that process rank 2 with PID 77 on node
+        // pi-worker-1 exited on signal 9 (Killed).`
+        if let Some(i) = line.find("noticed that process rank ") {
+            let rest = &line[i + "noticed that process rank ".len()..];
+            self.set_rank(number(rest));
+            if let Some(j) = rest.find(" on node ") {
+                let host = rest[j + " on node ".len()..].split_whitespace().next();
+                self.set_host(host.unwrap_or(""));
+            }
+            if let Some(j) = rest.find("exited on signal ") {
+                if self.signal.is_none() {
+                    let sig = rest[j + "exited on signal ".len()..].trim_end_matches('.');
+                    self.signal = Some(sig.to_string());
+                }
+            }
+        }
+        // Open MPI: `MPI_ABORT was invoked on rank 2 in communicator ...`;
+        // MPICH: `Abort(3) on node 2 (rank 2 in comm 0): ...`.
+        for marker in ["MPI_ABORT was invoked on rank ", "(rank "] {
+            if let Some(i) = line.find(marker) {
+                self.set_rank(number(&line[i + marker.len()..]));
+            }
+        }
+        if let Some(rest) = line.strip_prefix("Abort(") {
+            self.set_code(number(rest));
+        }
+        if let Some(i) = line.find("with errorcode ") {
+            self.set_code(number(&line[i + "with errorcode ".len()..]));
+        }
+        // MPICH: `=   RANK 2 PID 77 RUNNING AT pi-worker-1` (MPICH 4) or
+        // `=   PID 77 RUNNING AT pi-worker-1`.
+        let mpich_line = line.starts_with("RANK ") || line.starts_with("PID ");
+        if let Some(i) = line.find("RUNNING AT ").filter(|_| mpich_line) {
+            if let Some(rest) = line.strip_prefix("RANK ") {
+                self.set_rank(number(rest));
+            }
+            let host = line[i + "RUNNING AT ".len()..].split_whitespace().next();
+            self.set_host(host.unwrap_or(""));
+        }
+    }
+
+    fn set_rank(&mut self, rank: Option<i64>) {
+        if self.rank.is_none() {
+            self.rank = rank.and_then(|r| u32::try_from(r).ok());
+        }
+    }
+
+    fn set_code(&mut self, code: Option<i64>) {
+        if self.exit_code.is_none() {
+            self.exit_code = code.and_then(|c| i32::try_from(c).ok());
+        }
+    }
+
+    fn set_host(&mut self, host: &str) {
+        if self.host.is_none() && !host.is_empty() {
+            self.host = Some(host.to_string());
+        }
+    }
+
+    /// e.g. `rank 2 on pi-worker-1 exited with code 3`; `None` when the
+    /// output named nothing.
+    pub fn describe(&self) -> Option<String> {
+        let who = match (self.rank, &self.host) {
+            (Some(r), Some(h)) => format!("rank {r} on {h}"),
+            (Some(r), None) => format!("rank {r}"),
+            (None, Some(h)) => format!("a process on {h}"),
+            (None, None) if self.exit_code.is_some() || self.signal.is_some() => {
+                "a process".to_string()
+            }
+            (None, None) => return None,
+        };
+        let how = match (&self.signal, self.exit_code) {
+            (Some(sig), _) => format!(" was killed by signal {sig}"),
+            (None, Some(code)) => format!(" exited with code {code}"),
+            (None, None) => " failed".to_string(),
+        };
+        Some(format!("{who}{how}"))
+    }
+}
+
+/// The termination message: the exit code and, when the output named one,
+/// the failing rank and host.
+pub fn summary(code: i32, signal: Option<&str>, failure: &Failure) -> String {
+    let mut s = match signal {
+        Some(sig) => format!("launcher: stopped by {sig}; exit code {code}"),
+        None if code == 0 => "launcher: mpirun succeeded; exit code 0".to_string(),
+        None => format!("launcher: mpirun failed; exit code {code}"),
+    };
+    // After a stop signal the ranks' ends are the signal's doing, not news.
+    if code != 0 && signal.is_none() {
+        if let Some(d) = failure.describe() {
+            s.push_str(&format!("; {d}"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn detects_each_implementation() {
+        assert_eq!(
+            detect("mpirun (Open MPI) 4.1.4\n\nReport bugs to http://www.open-mpi.org/community/help/\n"),
+            Some(Implementation::OpenMpi)
+        );
+        assert_eq!(
+            detect("mpirun.openmpi (OpenRTE) 4.1.4\n"),
+            Some(Implementation::OpenMpi)
+        );
+        assert_eq!(
+            detect("mpirun (Open MPI) 5.0.3\n"),
+            Some(Implementation::OpenMpi)
+        );
+        assert_eq!(
+            detect("HYDRA build details:\n    Version:        4.0.2\n"),
+            Some(Implementation::Mpich)
+        );
+        assert_eq!(
+            detect("Intel(R) MPI Library for Linux* OS, Version 2021.10\nHYDRA build details:\n"),
+            Some(Implementation::Intel)
+        );
+        assert_eq!(detect("mpirun: command not found"), None);
+    }
+
+    fn plan<'a>(
+        implementation: Implementation,
+        mca: &'a [(String, String)],
+        extra: &'a [String],
+        cmd: &'a [String],
+        root: bool,
+    ) -> Plan<'a> {
+        Plan {
+            mpirun: Path::new("/opt/mpi/bin/mpirun"),
+            implementation,
+            hostfile: Path::new("/run/mpijob/launcher/hostfile"),
+            mca,
+            extra_args: extra,
+            cmd,
+            root,
+            ssh_config: Path::new("/run/mpijob/launcher/ssh_config"),
+            ssh_wrapper: Path::new("/run/mpijob/launcher/ssh"),
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn open_mpi_argv_and_env() {
+        let mca = vec![
+            ("btl".to_string(), "^openib".to_string()),
+            ("pml".to_string(), "ob1".to_string()),
+        ];
+        let extra = strings(&["-N", "1", "--bind-to", "none"]);
+        let cmd = strings(&["python", "train.py", "--epochs", "3"]);
+        let inv = assemble(
+            &plan(Implementation::OpenMpi, &mca, &extra, &cmd, true),
+            |_| false,
+        );
+        assert_eq!(
+            inv.argv,
+            strings(&[
+                "/opt/mpi/bin/mpirun",
+                "--hostfile",
+                "/run/mpijob/launcher/hostfile",
+                "--allow-run-as-root",
+                "--mca",
+                "btl",
+                "^openib",
+                "--mca",
+                "pml",
+                "ob1",
+                "-N",
+                "1",
+                "--bind-to",
+                "none",
+                "python",
+                "train.py",
+                "--epochs",
+                "3"
+            ])
+        );
+        let env: Vec<(&str, &str)> = inv
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            vec![
+                ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+                ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+                (
+                    "OMPI_MCA_orte_default_hostfile",
+                    "/run/mpijob/launcher/hostfile"
+                ),
+                (
+                    "PRTE_MCA_prte_default_hostfile",
+                    "/run/mpijob/launcher/hostfile"
+                ),
+                ("OMPI_MCA_orte_keep_fqdn_hostnames", "1"),
+                ("PRTE_MCA_prte_keep_fqdn_hostnames", "1"),
+                (
+                    "OMPI_MCA_plm_rsh_agent",
+                    "ssh -F /run/mpijob/launcher/ssh_config"
+                ),
+                (
+                    "PRTE_MCA_plm_ssh_agent",
+                    "ssh -F /run/mpijob/launcher/ssh_config"
+                ),
+                ("OMPI_MCA_plm_rsh_no_tree_spawn", "1"),
+                ("PRTE_MCA_plm_ssh_no_tree_spawn", "1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn not_root_no_run_as_root_and_users_own_agent_wins() {
+        let cmd = strings(&["./hello"]);
+        let inv = assemble(&plan(Implementation::OpenMpi, &[], &[], &cmd, false), |k| {
+            k == "OMPI_MCA_plm_rsh_agent"
+        });
+        assert_eq!(
+            inv.argv,
+            strings(&[
+                "/opt/mpi/bin/mpirun",
+                "--hostfile",
+                "/run/mpijob/launcher/hostfile",
+                "./hello"
+            ])
+        );
+        assert!(inv
+            .env
+            .iter()
+            .all(|(k, _)| !k.contains("ALLOW_RUN_AS_ROOT")));
+        assert!(inv.env.iter().all(|(k, _)| k != "OMPI_MCA_plm_rsh_agent"));
+        assert!(inv.env.iter().any(|(k, _)| k == "PRTE_MCA_plm_ssh_agent"));
+    }
+
+    #[test]
+    fn hydra_gets_host_colon_file_and_the_ssh_wrapper_but_no_mca() {
+        let mca = vec![("btl".to_string(), "tcp".to_string())];
+        let cmd = strings(&["./hello", "a b"]);
+        let inv = assemble(&plan(Implementation::Mpich, &mca, &[], &cmd, true), |_| {
+            false
+        });
+        assert_eq!(
+            inv.argv,
+            strings(&[
+                "/opt/mpi/bin/mpirun",
+                "-f",
+                "/run/mpijob/launcher/hostfile",
+                "./hello",
+                "a b"
+            ])
+        );
+        assert_eq!(
+            inv.env,
+            vec![
+                (
+                    "HYDRA_HOST_FILE".to_string(),
+                    "/run/mpijob/launcher/hostfile".to_string()
+                ),
+                ("HYDRA_LAUNCHER".to_string(), "ssh".to_string()),
+                (
+                    "HYDRA_LAUNCHER_EXEC".to_string(),
+                    "/run/mpijob/launcher/ssh".to_string()
+                ),
+            ]
+        );
+        let intel = assemble(&plan(Implementation::Intel, &[], &[], &cmd, true), |_| {
+            false
+        });
+        let keys: Vec<&str> = intel.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "I_MPI_HYDRA_HOST_FILE",
+                "I_MPI_HYDRA_BOOTSTRAP",
+                "I_MPI_HYDRA_BOOTSTRAP_EXEC"
+            ]
+        );
+    }
+
+    #[test]
+    fn wrapper_script_passes_arguments_through() {
+        assert_eq!(
+            ssh_wrapper_script(&PathBuf::from("/run/mpijob/launcher/ssh_config")),
+            "#!/bin/sh\n# Written by mpijob-agent: ssh to the job's workers with its key and pinned host key.\n\
+             exec ssh -F '/run/mpijob/launcher/ssh_config' \"$@\"\n"
+        );
+    }
+
+    fn read(text: &str) -> Failure {
+        let mut f = Failure::default();
+        for line in text.lines() {
+            f.observe(line);
+        }
+        f
+    }
+
+    #[test]
+    fn reads_open_mpi_4_nonzero_exit() {
+        let f = read(
+            "--------------------------------------------------------------------------\n\
+             mpirun.openmpi detected that one or more processes exited with non-zero status, thus causing\n\
+             the job to be terminated. The first process to do so was:\n\n\
+             \x20 Process name: [[5216,1],2]\n\
+             \x20 Exit code:    3\n\
+             --------------------------------------------------------------------------\n",
+        );
+        assert_eq!(f.rank, Some(2));
+        assert_eq!(f.exit_code, Some(3));
+        assert_eq!(f.describe().unwrap(), "rank 2 exited with code 3");
+        assert_eq!(
+            summary(3, None, &f),
+            "launcher: mpirun failed; exit code 3; rank 2 exited with code 3"
+        );
+    }
+
+    #[test]
+    fn reads_open_mpi_signals_and_open_mpi_5_names() {
+        let f = read(
+            "mpirun noticed that process rank 4 with PID 0 on node pi-worker-2.pi.ns.svc exited on signal 9 (Killed).\n",
+        );
+        assert_eq!(
+            f.describe().unwrap(),
+            "rank 4 on pi-worker-2.pi.ns.svc was killed by signal 9 (Killed)"
+        );
+        let f = read("  Process name: [prterun-pi-launcher-77@1,5]\n  Exit code:    1\n");
+        assert_eq!(f.describe().unwrap(), "rank 5 exited with code 1");
+        let f = read(
+            "MPI_ABORT was invoked on rank 1 in communicator MPI_COMM_WORLD\nwith errorcode 7.\n",
+        );
+        assert_eq!(f.describe().unwrap(), "rank 1 exited with code 7");
+        let f = read("Abort(3) on node 5 (rank 5 in comm 0): application called MPI_Abort(MPI_COMM_WORLD, 3) - process 5\n");
+        assert_eq!(f.describe().unwrap(), "rank 5 exited with code 3");
+    }
+
+    #[test]
+    fn reads_mpich_bad_termination() {
+        let f = read(
+            "===================================================================================\n\
+             =   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\n\
+             =   RANK 3 PID 4242 RUNNING AT pi-worker-1.pi.ns.svc\n\
+             =   EXIT CODE: 3\n\
+             =   CLEANING UP REMAINING PROCESSES\n",
+        );
+        assert_eq!(
+            f.describe().unwrap(),
+            "rank 3 on pi-worker-1.pi.ns.svc exited with code 3"
+        );
+        let f = read("=   PID 4242 RUNNING AT pi-worker-0\n=   KILLED BY SIGNAL: 9 (Killed)\n");
+        assert_eq!(
+            f.describe().unwrap(),
+            "a process on pi-worker-0 was killed by signal 9 (Killed)"
+        );
+    }
+
+    #[test]
+    fn summaries() {
+        let none = Failure::default();
+        assert_eq!(none.describe(), None);
+        assert_eq!(
+            summary(0, None, &none),
+            "launcher: mpirun succeeded; exit code 0"
+        );
+        assert_eq!(
+            summary(143, Some("SIGTERM"), &none),
+            "launcher: stopped by SIGTERM; exit code 143"
+        );
+        let mut killed = Failure::default();
+        killed.observe("=   PID 77 RUNNING AT pi-worker-1");
+        killed.observe("=   EXIT CODE: 15");
+        assert_eq!(
+            summary(143, Some("SIGTERM"), &killed),
+            "launcher: stopped by SIGTERM; exit code 143"
+        );
+        // Debug output that merely mentions the words is not a failure.
+        let mut noise = Failure::default();
+        noise.observe("[h:1] plm:base:receive RUNNING AT ../plm_base_receive.c:352");
+        assert_eq!(noise.describe(), None);
+        assert_eq!(
+            summary(1, None, &none),
+            "launcher: mpirun failed; exit code 1"
+        );
+    }
+}

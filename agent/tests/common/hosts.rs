@@ -1,0 +1,509 @@
+//! Several real hosts on one machine: network namespaces joined by veth
+//! pairs to a bridge, each with its own 198.18.0.0/15 address, hostname
+//! (UTS namespace) and resolv.conf, and a real dnsmasq serving the test
+//! names. Nothing is routed: the bridge has no address on this host, there
+//! is no forwarding and no NAT.
+//!
+//! Everything a [`Net`] made is removed when it drops, test failure or not.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::TempDir;
+
+pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+pub const IP: &str = "/usr/sbin/ip";
+/// The cluster domain the test DNS serves; the hosts' resolv.conf search
+/// it, like a pod's.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Panic unless the tools are here, naming the packages.
+pub fn require_net_tools() {
+    for (tool, package) in [
+        (IP, "iproute2"),
+        (DNSMASQ, "dnsmasq-base"),
+        ("/usr/bin/unshare", "util-linux"),
+        ("/usr/bin/getent", "libc-bin"),
+        ("/usr/sbin/sshd", "openssh-server"),
+        ("/usr/bin/ssh", "openssh-client"),
+    ] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: the launcher tests build hosts from network namespaces and \
+             run real DNS and sshd; install it with `apt-get install -y {package}`"
+        );
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the launcher tests must run as root: they create network namespaces"
+    );
+}
+
+/// Run a command, panic with its output unless it succeeds.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) -> String {
+    run(Command::new(IP).args(args))
+}
+
+/// One host: a network namespace with one address and a hostname.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub netns: String,
+    pub addr: String,
+    pub hostname: String,
+}
+
+pub struct Net {
+    pub tmp: TempDir,
+    id: String,
+    /// The third octet of this net's /24 in 198.18.0.0/15.
+    net: String,
+    bridge: String,
+    hosts: Vec<Host>,
+    dns: Option<Host>,
+    dnsmasq: Option<Child>,
+    hostsdir: PathBuf,
+    next: u32,
+}
+
+impl Net {
+    /// A bridge and a DNS host running dnsmasq. `search` is the list of
+    /// search domains every host's resolv.conf gets.
+    pub fn new(tag: &str) -> Net {
+        require_net_tools();
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let id = format!("{:x}", ((pid as u64) << 5 | (n as u64 & 31)) & 0xffff_ffff);
+        let tmp = TempDir::new(&format!("net-{tag}"));
+        let hostsdir = tmp.path("dns-hosts");
+        fs::create_dir(&hostsdir).unwrap();
+        let mut net = Net {
+            tmp,
+            net: format!("198.18.{}", (pid as usize * 7 + n) % 250 + 1),
+            bridge: format!("m{id}b"),
+            id,
+            hosts: Vec::new(),
+            dns: None,
+            dnsmasq: None,
+            hostsdir,
+            next: 10,
+        };
+        ip(&["link", "add", &net.bridge, "type", "bridge"]);
+        ip(&["link", "set", &net.bridge, "up"]);
+        let dns = net.make_host("mpijob-dns", 1);
+        let mut cmd = net.command(&dns, DNSMASQ);
+        cmd.args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--user=root",
+            "--log-facility=-",
+        ])
+        .arg(format!("--listen-address={}", dns.addr))
+        .arg(format!("--hostsdir={}", net.hostsdir.display()))
+        .arg(format!(
+            "--pid-file={}",
+            net.tmp.path("dnsmasq.pid").display()
+        ))
+        // Answer for the test zones here (NXDOMAIN when absent), ask no one.
+        .arg("--local=/svc/")
+        .arg(format!("--local=/{CLUSTER_DOMAIN}/"))
+        .arg("--no-negcache")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        net.dnsmasq = Some(cmd.spawn().expect("starting dnsmasq"));
+        net.dns = Some(dns);
+        net.publish("mpijob-dns-ready", "198.18.255.254");
+        let probe = net.make_host("mpijob-probe", 2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new(IP)
+                .args(["netns", "exec", &probe.netns, "getent", "hosts"])
+                .arg(format!("mpijob-dns-ready.{CLUSTER_DOMAIN}"))
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "dnsmasq does not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        net
+    }
+
+    /// The address of host number `i` in this net.
+    pub fn addr(&self, i: u32) -> String {
+        format!("{}.{}", self.net, i)
+    }
+
+    fn make_host(&mut self, hostname: &str, i: u32) -> Host {
+        let host = Host {
+            netns: format!("mj-{}-{i}", self.id),
+            addr: self.addr(i),
+            hostname: hostname.to_string(),
+        };
+        let veth = format!("m{}h{i}", self.id);
+        ip(&["netns", "add", &host.netns]);
+        // Record it first, so that Drop removes it whatever fails next.
+        self.hosts.push(host.clone());
+        ip(&[
+            "link",
+            "add",
+            &veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &host.netns,
+        ]);
+        ip(&["link", "set", &veth, "master", &self.bridge, "up"]);
+        let n = &host.netns;
+        ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{}/24", host.addr),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", n, "link", "set", "eth0", "up"]);
+        ip(&["-n", n, "link", "set", "lo", "up"]);
+        // `ip netns exec` bind-mounts these over /etc.
+        let etc = PathBuf::from("/etc/netns").join(n);
+        fs::create_dir_all(&etc).unwrap();
+        fs::write(
+            etc.join("resolv.conf"),
+            format!(
+                "nameserver {}\nsearch team.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\noptions ndots:5 timeout:1 attempts:2\n",
+                self.addr(1)
+            ),
+        )
+        .unwrap();
+        host
+    }
+
+    /// A new host with this hostname.
+    pub fn add_host(&mut self, hostname: &str) -> Host {
+        let i = self.next;
+        self.next += 1;
+        self.make_host(hostname, i)
+    }
+
+    /// Give `host` one more address (for many sshds in one namespace).
+    pub fn add_address(&mut self, host: &Host) -> String {
+        let i = self.next;
+        self.next += 1;
+        let addr = self.addr(i);
+        ip(&[
+            "-n",
+            &host.netns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        addr
+    }
+
+    /// Make `name.cluster.local` resolve to `addr` (dnsmasq watches the
+    /// directory and reads new files at once).
+    pub fn publish(&self, name: &str, addr: &str) {
+        let file = self.hostsdir.join(name);
+        let tmp = self.tmp.path(&format!("{name}.hosts"));
+        fs::write(&tmp, format!("{addr} {name}.{CLUSTER_DOMAIN}\n")).unwrap();
+        fs::rename(&tmp, file).unwrap();
+    }
+
+    /// `program` inside `host`: its network namespace and resolv.conf, and
+    /// a UTS namespace with its hostname.
+    pub fn command(&self, host: &Host, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(IP);
+        cmd.args(["netns", "exec", &host.netns, "unshare", "--uts", "--"])
+            .args(["sh", "-c", "hostname \"$0\" && exec \"$@\""])
+            .arg(&host.hostname)
+            .arg(program);
+        cmd
+    }
+
+    /// Processes in `host`'s network namespace: (pid, command line).
+    pub fn processes_in(&self, host: &Host) -> Vec<(i32, String)> {
+        let Ok(ns) = fs::metadata(format!("/run/netns/{}", host.netns)) else {
+            return Vec::new();
+        };
+        processes_in_netns(ns.dev(), ns.ino())
+    }
+
+    fn cleanup(&mut self) {
+        // Every process in our namespaces, dnsmasq included.
+        for _ in 0..50 {
+            let mut any = false;
+            for host in &self.hosts {
+                for (pid, _) in self.processes_in(host) {
+                    any = true;
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if !any {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(mut d) = self.dnsmasq.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for host in &self.hosts {
+            let _ = Command::new(IP)
+                .args(["netns", "del", &host.netns])
+                .output();
+            let _ = fs::remove_dir_all(PathBuf::from("/etc/netns").join(&host.netns));
+        }
+        let _ = Command::new(IP)
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Processes whose network namespace is (dev, ino).
+pub fn processes_in_netns(dev: u64, ino: u64) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| {
+            let m = fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+            if m.dev() != dev || m.ino() != ino {
+                return None;
+            }
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// A child whose stdout and stderr are collected (and echoed to ours).
+pub struct Proc {
+    pub child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    pub started: Instant,
+}
+
+fn collect<R: Read + Send + 'static>(mut r: R, sink: Arc<Mutex<String>>, echo: bool) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if echo {
+                eprint!("{text}");
+            }
+            sink.lock().unwrap().push_str(&text);
+        }
+    });
+}
+
+impl Proc {
+    pub fn spawn(cmd: Command) -> Proc {
+        Proc::start(cmd, true)
+    }
+
+    /// Without echoing its output (for benchmarks).
+    pub fn spawn_quiet(cmd: Command) -> Proc {
+        Proc::start(cmd, false)
+    }
+
+    fn start(mut cmd: Command, echo: bool) -> Proc {
+        cmd.env("RUST_LOG", "info")
+            .env_remove("MPIJOB_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let (stdout, stderr) = (Arc::default(), Arc::default());
+        collect(child.stdout.take().unwrap(), Arc::clone(&stdout), echo);
+        collect(child.stderr.take().unwrap(), Arc::clone(&stderr), echo);
+        Proc {
+            child,
+            stdout,
+            stderr,
+            started,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until stderr contains `needle`; panic after `limit` or exit.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.stderr().contains(needle) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("exited with {status} before {needle:?}:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} after {limit:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An MPI installation as `--mpi-home` sees it: `bin/` with the Debian
+/// binaries of one implementation under their generic names.
+pub fn mpi_home(tmp: &TempDir, which: &str) -> PathBuf {
+    let home = tmp.path(which);
+    let bin = home.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let links: &[(&str, &str)] = match which {
+        "openmpi" => &[
+            ("mpirun", "/usr/bin/mpirun.openmpi"),
+            ("mpicc", "/usr/bin/mpicc.openmpi"),
+            ("orted", "/usr/bin/orted"),
+        ],
+        "mpich" => &[
+            ("mpirun", "/usr/bin/mpirun.mpich"),
+            ("mpicc", "/usr/bin/mpicc.mpich"),
+            ("hydra_pmi_proxy", "/usr/bin/hydra_pmi_proxy"),
+        ],
+        _ => panic!("unknown MPI {which}"),
+    };
+    for (name, target) in links {
+        assert!(
+            Path::new(target).exists(),
+            "{target} is missing: install openmpi-bin libopenmpi-dev mpich libmpich-dev"
+        );
+        std::os::unix::fs::symlink(target, bin.join(name)).unwrap();
+    }
+    home
+}
+
+/// The test MPI program: each rank prints its rank and `gethostname()`;
+/// `fail` makes the last rank exit 3 after a barrier, `abort` makes it
+/// call `MPI_Abort(3)`, `sleep` makes every rank sleep.
+pub const HELLO_C: &str = r#"
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    printf("rank %d of %d on %s\n", rank, size, host);
+    fflush(stdout);
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "fail") == 0) {
+        /* Every rank is past MPI_Init before the last one leaves. */
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == size - 1) {
+            exit(3);
+        }
+        /* No collective after it: MPICH 4.0's Hydra leaves ranks spinning
+           in one whose peer has exited, instead of cleaning up. */
+        MPI_Finalize();
+        return 0;
+    }
+    if (strcmp(mode, "abort") == 0) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == size - 1) {
+            MPI_Abort(MPI_COMM_WORLD, 3);
+        }
+        sleep(600);
+    }
+    if (strcmp(mode, "sleep") == 0) {
+        sleep(600);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Finalize();
+    return 0;
+}
+"#;
+
+/// Compile [`HELLO_C`] with `home`'s mpicc into `tmp`.
+pub fn compile_hello(tmp: &TempDir, home: &Path, name: &str) -> PathBuf {
+    let src = tmp.path("hello.c");
+    fs::write(&src, HELLO_C).unwrap();
+    let out = tmp.path(name);
+    run(Command::new(home.join("bin/mpicc"))
+        .arg("-o")
+        .arg(&out)
+        .arg(&src));
+    out
+}

@@ -60,11 +60,11 @@ impl Drop for TestNamespace {
 pub async fn delete_and_wait(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let _ = api.delete(name, &DeleteParams::default()).await;
-    for _ in 0..600 {
+    for _ in 0..1800 {
         if api.get_opt(name).await.unwrap().is_none() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("namespace {name} still exists after 60 s");
+    panic!("namespace {name} still exists after 180 s");
 }

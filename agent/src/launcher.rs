@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -522,24 +522,7 @@ fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
 }
 
 fn write_executable(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o700)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot write {}: {}; choose a writable --state-dir",
-            path.display(),
-            crate::io_reason(&e)
-        )
-    })
+    sshd::write_atomic(path, text.as_bytes(), 0o700)
 }
 
 /// The one-line summary for the pod status. The kubelet's file in /dev is

@@ -125,13 +125,18 @@ pub fn check_port(port: u16, listen: Option<IpAddr>) -> Result<()> {
 /// directory, then a rename, so that a reader never sees half a file and an
 /// existing file with looser permissions is replaced, not reused.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic(path, contents, 0o600)
+}
+
+/// [`write_private`] with another mode, e.g. 0700 for the owner's scripts.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(contents)?;
         fs::rename(&tmp, path)

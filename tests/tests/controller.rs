@@ -111,6 +111,14 @@ impl Env {
         }
     }
 
+    /// Create job `pi` with `extra` spec fields and take it to Running.
+    async fn running_pi(&self, extra: serde_json::Value) {
+        self.create(&job("pi", extra)).await;
+        self.wait_pods(&PODS).await;
+        self.run_all(&PODS).await;
+        self.wait_phase("pi", Phase::Running).await;
+    }
+
     /// Events about `job`, as `reason: note` lines.
     async fn events(&self, job: &str) -> Vec<String> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
@@ -254,10 +262,7 @@ async fn happy_path_from_creation_to_succeeded() {
 async fn a_worker_oom_kill_and_a_launcher_exit_3_give_exact_messages() {
     let e = env("failures").await;
     let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job("pi", json!({}))).await;
-    e.wait_pods(&PODS).await;
-    e.run_all(&PODS).await;
-    e.wait_phase("pi", Phase::Running).await;
+    e.running_pi(json!({})).await;
     e.kubelet
         .terminate(
             "pi-worker-1",
@@ -368,11 +373,8 @@ async fn a_name_clash_is_reported_and_the_other_object_is_never_touched() {
 async fn clean_up_workers_all_deletes_the_workers_after_success() {
     let e = env("clean-all").await;
     let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job("pi", json!({"runPolicy": {"cleanUpWorkers": true}})))
+    e.running_pi(json!({"runPolicy": {"cleanUpWorkers": true}}))
         .await;
-    e.wait_pods(&PODS).await;
-    e.run_all(&PODS).await;
-    e.wait_phase("pi", Phase::Running).await;
     e.kubelet
         .terminate(
             "pi-launcher",
@@ -473,10 +475,7 @@ async fn futures_uids(pods: &Api<Pod>) -> Vec<String> {
 async fn deleting_a_worker_while_the_job_runs_fails_the_job() {
     let e = env("lost-worker").await;
     let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job("pi", json!({}))).await;
-    e.wait_pods(&PODS).await;
-    e.run_all(&PODS).await;
-    e.wait_phase("pi", Phase::Running).await;
+    e.running_pi(json!({})).await;
     e.pods
         .delete("pi-worker-0", &DeleteParams::default())
         .await

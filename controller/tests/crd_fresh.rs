@@ -4,14 +4,17 @@
 use std::path::Path;
 
 #[test]
-fn committed_crd_is_fresh() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/mpijob.yaml");
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+fn committed_crds_are_fresh() {
     let generated = mpijob_api::crd::mpijob_yaml();
-    assert!(
-        committed == generated,
-        "crds/mpijob.yaml is stale: regenerate it with\n  cargo run -p mpijob-controller -- crd > crds/mpijob.yaml"
-    );
+    for file in ["crds/mpijob.yaml", "deploy/crds.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{file} is stale: regenerate it with\n  cargo run -p mpijob-controller -- crd > {file}\n\
+             and then deploy/mpijob-operator.yaml (see deploy/README.md)"
+        );
+    }
 }
 
 #[test]

@@ -128,7 +128,10 @@ async fn main() {
         for controller_turn in [round % 2 == 1, round % 2 == 0] {
             if controller_turn {
                 let r = controller_run(&h, &client, jobs, workers).await;
-                println!("  round {round}: controller {:>6.2} s", r.elapsed.as_secs_f64());
+                println!(
+                    "  round {round}: controller {:>6.2} s",
+                    r.elapsed.as_secs_f64()
+                );
                 ctl.push(r);
             } else {
                 let t = plain_run(&h, &client, jobs, workers).await;
@@ -197,13 +200,24 @@ async fn plain_run(h: &Harness, client: &Client, jobs: usize, workers: usize) ->
 }
 
 /// The controller, as its own process, given every job at once.
-async fn controller_run(h: &Harness, client: &Client, jobs: usize, workers: usize) -> ControllerRun {
+async fn controller_run(
+    h: &Harness,
+    client: &Client,
+    jobs: usize,
+    workers: usize,
+) -> ControllerRun {
     let ns = TestNamespace::new(client, h, "bench-ctl").await;
     let binary = std::env::var("MPIJOB_CONTROLLER_BIN")
         .expect("MPIJOB_CONTROLLER_BIN: the release mpijob-controller");
     let port = free_port();
     let child = Command::new(&binary)
-        .args(["run", "--agent-image", "mpijob/agent:bench", "--namespace", &ns.name])
+        .args([
+            "run",
+            "--agent-image",
+            "mpijob/agent:bench",
+            "--namespace",
+            &ns.name,
+        ])
         .arg("--health-addr")
         .arg(format!("127.0.0.1:{port}"))
         .env("KUBECONFIG", &h.kubeconfig)
@@ -215,7 +229,10 @@ async fn controller_run(h: &Harness, client: &Client, jobs: usize, workers: usiz
     let controller = Controller(child);
     let pid = controller.0.id();
     for _ in 0..200 {
-        if http_get(port, "/readyz").await.is_some_and(|b| b.starts_with("ok")) {
+        if http_get(port, "/readyz")
+            .await
+            .is_some_and(|b| b.starts_with("ok"))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -262,7 +279,12 @@ async fn controller_run(h: &Harness, client: &Client, jobs: usize, workers: usiz
     };
     let run = ControllerRun {
         elapsed,
-        writes: [per_job("create"), per_job("status"), per_job("event"), per_job("cleanup")],
+        writes: [
+            per_job("create"),
+            per_job("status"),
+            per_job("event"),
+            per_job("cleanup"),
+        ],
         cpu: cpu_seconds(pid),
         hwm_kib: vm_hwm_kib(pid),
     };

@@ -6,6 +6,7 @@
 pub mod contract;
 pub mod crd;
 pub mod defaults;
+pub mod duration;
 mod error;
 pub mod manifest;
 pub mod schema;

@@ -23,7 +23,7 @@ pub struct Health {
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
-    ctx: Arc<Context>,
+    ctx: Arc<std::sync::OnceLock<Arc<Context>>>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health and metrics endpoint listening");
@@ -40,7 +40,7 @@ pub async fn serve(
                 "/healthz" => (200, "ok\n".to_string()),
                 "/readyz" if health.ready.load(Ordering::Relaxed) => (200, "ok\n".to_string()),
                 "/readyz" => (503, "caches not synced yet\n".to_string()),
-                "/metrics" => (200, metrics(&health, &ctx.writes)),
+                "/metrics" => (200, metrics(&health, ctx.get().map(|c| &c.writes))),
                 _ => (404, "not found\n".to_string()),
             };
             let status = match code {
@@ -58,8 +58,10 @@ pub async fn serve(
 }
 
 /// The Prometheus text of the counters.
-fn metrics(health: &Health, writes: &Writes) -> String {
+fn metrics(health: &Health, writes: Option<&Writes>) -> String {
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let none = Writes::default();
+    let writes = writes.unwrap_or(&none);
     format!(
         "# TYPE mpijob_reconciles_total counter\nmpijob_reconciles_total {}\n\
          # TYPE mpijob_reconcile_errors_total counter\nmpijob_reconcile_errors_total {}\n\

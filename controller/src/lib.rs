@@ -7,6 +7,7 @@
 pub mod context;
 pub mod error;
 pub mod health;
+pub mod leader;
 pub mod reconcile;
 pub mod run;
 

@@ -73,6 +73,24 @@ struct RunArgs {
     /// Log format: text for a terminal, json for a cluster's log collector.
     #[arg(long, env = "MPIJOB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+
+    /// Elect a leader through a Lease in this namespace, so that several
+    /// replicas can run and one acts [default: no election; in a cluster,
+    /// deploy/ sets it to the controller's namespace].
+    #[arg(long, env = "MPIJOB_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+
+    /// The Lease's name.
+    #[arg(long, default_value = "mpijob-controller")]
+    lease_name: String,
+
+    /// How long the lease lasts unrenewed before another replica takes over.
+    #[arg(long, default_value = "15s", value_parser = mpijob_api::duration::parse)]
+    lease_duration: std::time::Duration,
+
+    /// How often the leader renews the lease.
+    #[arg(long, default_value = "5s", value_parser = mpijob_api::duration::parse)]
+    lease_renew_every: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -158,10 +176,20 @@ fn run_operator(args: RunArgs) -> ExitCode {
         agent_image: args.agent_image,
         agent_image_pull_policy: args.agent_image_pull_policy,
     };
+    let leader =
+        args.leader_election_namespace
+            .map(|namespace| mpijob_controller::leader::LeaseConfig {
+                namespace,
+                name: args.lease_name,
+                identity: instance.clone(),
+                duration: args.lease_duration,
+                renew_every: args.lease_renew_every,
+            });
     let opts = run::Options {
         namespace: args.namespace,
         health_addr,
         instance,
+        leader,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async move {

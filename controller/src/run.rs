@@ -27,6 +27,8 @@ pub struct Options {
     pub health_addr: Option<SocketAddr>,
     /// This instance's name in events (the pod name in a cluster).
     pub instance: String,
+    /// Leader election; `None` runs without it (a single replica).
+    pub leader: Option<crate::leader::LeaseConfig>,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -41,6 +43,21 @@ where
 
 /// Run the operator until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Result<()> {
+    let health = Arc::new(Health::default());
+    let writes_ctx: Arc<std::sync::OnceLock<Arc<Context>>> = Default::default();
+    if let Some(addr) = opts.health_addr {
+        let health = health.clone();
+        let ctx = writes_ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, health, ctx).await {
+                tracing::error!(%addr, error = %e, "health endpoint failed");
+            }
+        });
+    }
+    if let Some(lease) = &opts.leader {
+        crate::leader::acquire(&client, lease).await;
+    }
+
     // Only the job's own children are cached: they carry the job-name label.
     let children = watcher::Config::default().labels(labels::JOB_NAME);
 
@@ -93,16 +110,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         expectations: Default::default(),
     });
 
-    let health = Arc::new(Health::default());
-    if let Some(addr) = opts.health_addr {
-        let ctx = ctx.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(addr, health, ctx).await {
-                tracing::error!(%addr, error = %e, "health endpoint failed");
-            }
-        });
-    }
+    let _ = writes_ctx.set(ctx.clone());
     {
         let health = health.clone();
         let (pods, secrets, services) = (pods.clone(), secrets.clone(), services.clone());
@@ -122,7 +130,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         namespace = opts.namespace.as_deref().unwrap_or("<all>"),
         "mpijob-controller starting"
     );
-    Controller::new(jobs, watcher::Config::default())
+    let controller = Controller::new(jobs, watcher::Config::default())
         // A job's pods change in bursts (created together, started
         // together): one reconcile per burst, not one per pod.
         .with_config(controller::Config::default().debounce(Duration::from_millis(0)))
@@ -138,8 +146,18 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
                 tracing::debug!(error = %e, "reconcile error");
             }
             std::future::ready(())
-        })
-        .await;
+        });
+    match &opts.leader {
+        None => controller.await,
+        Some(lease) => {
+            tokio::select! {
+                _ = controller => crate::leader::release(&client, lease).await,
+                _ = crate::leader::hold(&client, lease) => {
+                    anyhow::bail!("lost the leader lease {}/{}: stopping so that another replica leads", lease.namespace, lease.name)
+                }
+            }
+        }
+    }
     tracing::info!("mpijob-controller stopped");
     Ok(())
 }

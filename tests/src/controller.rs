@@ -20,6 +20,15 @@ pub struct RunningController {
 
 impl RunningController {
     pub fn start(client: &Client, namespace: &str) -> RunningController {
+        Self::start_with(client, namespace, None)
+    }
+
+    /// Start one with leader election through `lease`.
+    pub fn start_with(
+        client: &Client,
+        namespace: &str,
+        lease: Option<mpijob_controller::leader::LeaseConfig>,
+    ) -> RunningController {
         // The controller's logs show with a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -30,6 +39,7 @@ impl RunningController {
             namespace: Some(namespace.to_string()),
             health_addr: None,
             instance: format!("test-{namespace}"),
+            leader: lease,
         };
         let config = Config {
             agent_image: AGENT_IMAGE.to_string(),

@@ -531,3 +531,53 @@ async fn deleting_the_job_leaves_nothing_behind() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn with_leader_election_one_replica_acts_and_another_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use mpijob_controller::leader::LeaseConfig;
+    let e = env("leader").await;
+    let lease = |who: &str| LeaseConfig {
+        namespace: e.ns.name.clone(),
+        name: "mpijob-controller".into(),
+        identity: who.into(),
+        duration: Duration::from_secs(2),
+        renew_every: Duration::from_millis(300),
+    };
+    let leases: Api<Lease> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let holder = || async {
+        leases
+            .get_opt("mpijob-controller")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+    };
+    let a = RunningController::start_with(&e.client, &e.ns.name, Some(lease("replica-a")));
+    wait_for("replica-a to lead", T, || async {
+        match holder().await {
+            Some(h) if h == "replica-a" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let _b = RunningController::start_with(&e.client, &e.ns.name, Some(lease("replica-b")));
+    e.create(&job("pi", json!({}))).await;
+    e.wait_pods(&PODS).await;
+    e.wait_phase("pi", Phase::Pending).await;
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+
+    // The leader dies without releasing the lease: the other one takes
+    // over once it expires, and carries the job on.
+    a.kill().await;
+    wait_for("replica-b to lead", Duration::from_secs(10), || async {
+        match holder().await {
+            Some(h) if h == "replica-b" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    assert_eq!(e.pod_names().await.len(), 3);
+}

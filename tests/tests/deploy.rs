@@ -83,7 +83,15 @@ async fn the_controller_runs_a_job_as_its_service_account() {
     let as_controller = install_and_become_the_controller(&h).await;
     let admin = h.client().await;
     let ns = TestNamespace::new(&admin, &h, "deploy").await;
-    let _c = RunningController::start(&as_controller, &ns.name);
+    // With leader election, as deploy/ runs it: the Lease RBAC is tested too.
+    let lease = mpijob_controller::leader::LeaseConfig {
+        namespace: "mpijob-system".into(),
+        name: format!("mpijob-controller-{}", ns.name),
+        identity: "deploy-test".into(),
+        duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(2),
+    };
+    let _c = RunningController::start_with(&as_controller, &ns.name, Some(lease));
 
     let jobs: Api<MPIJob> = Api::namespaced(admin.clone(), &ns.name);
     let job: MPIJob = serde_json::from_value(json!({

@@ -9,9 +9,9 @@
 set -euo pipefail
 
 what=${1:-run}
-pkgs=(openssh-server openssh-client openmpi-bin libopenmpi-dev gcc libc6-dev)
+pkgs=(openssh-server openssh-client openmpi-bin libopenmpi-dev gcc libc6-dev dnsmasq-base iproute2)
 if [[ $what == test ]]; then
-    pkgs+=(mpich libmpich-dev dnsmasq-base iproute2 procps util-linux passwd hostname mount)
+    pkgs+=(mpich libmpich-dev procps util-linux passwd hostname mount)
 fi
 
 missing=()

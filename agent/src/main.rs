@@ -8,6 +8,7 @@ mod init;
 mod install;
 mod keys;
 mod launcher;
+mod local;
 mod log;
 mod mpirun;
 mod probe;
@@ -47,6 +48,12 @@ enum Role {
     ///
     /// Example: mpijob-agent launcher --hosts h1,h2 --slots 2 -- ./hello
     Launcher(LauncherArgs),
+    /// Run an MPIJob manifest on this machine, with no cluster: one host
+    /// per worker (network namespaces as root, loopback addresses
+    /// otherwise), the job's command from this machine's files.
+    ///
+    /// Example: mpijob-agent local -f examples/pi/pi.yaml --workers 2
+    Local(LocalArgs),
     /// Exit 0 only when an SSH server answers with its banner (a readiness
     /// probe).
     Probe(ProbeArgs),
@@ -91,7 +98,7 @@ struct WorkerArgs {
 
     /// How long sshd gets after SIGTERM before SIGKILL: seconds, or a number
     /// with `ms`, `s` or `m`.
-    #[arg(long, env = env::GRACE_PERIOD, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = env::GRACE_PERIOD, default_value = "10s", value_parser = mpijob_api::duration::parse)]
     grace_period: Duration,
 
     /// When this file exists and is not empty, the job is over: stop sshd
@@ -168,11 +175,11 @@ struct LauncherArgs {
 
     /// How long to wait for the workers: seconds, or a number with ms, s
     /// or m.
-    #[arg(long, env = env::TIMEOUT, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = env::TIMEOUT, default_value = "10m", value_parser = mpijob_api::duration::parse)]
     timeout: Duration,
 
     /// How long mpirun gets after SIGTERM before SIGKILL.
-    #[arg(long, env = env::GRACE_PERIOD, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = env::GRACE_PERIOD, default_value = "10s", value_parser = mpijob_api::duration::parse)]
     grace_period: Duration,
 
     /// Where the one-line summary goes (written only if it exists when
@@ -202,6 +209,27 @@ fn or_env_lines(values: Vec<String>, var: &str) -> Vec<String> {
 }
 
 #[derive(Debug, Args)]
+struct LocalArgs {
+    /// The MPIJob manifest (YAML or JSON).
+    #[arg(short = 'f', long = "file", value_name = "MANIFEST")]
+    file: PathBuf,
+
+    /// How many workers [default: the manifest's spec.worker.replicas].
+    #[arg(long)]
+    workers: Option<u32>,
+
+    /// Keep the run's directory (key, logs, hostfile) and, as root, its
+    /// network namespaces and bridge, and say how to remove them.
+    #[arg(long)]
+    keep: bool,
+
+    /// How long the launcher waits for the workers: seconds, or a number
+    /// with ms, s or m.
+    #[arg(long, default_value = "60s", value_parser = mpijob_api::duration::parse)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
 struct ProbeArgs {
     /// The port to probe.
     #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
@@ -212,7 +240,7 @@ struct ProbeArgs {
     host: IpAddr,
 
     /// How long to wait for the banner.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = mpijob_api::duration::parse)]
     timeout: Duration,
 }
 
@@ -255,6 +283,12 @@ fn main() -> ExitCode {
             termination_log: a.termination_log,
             cmd: a.cmd,
         }),
+        Role::Local(a) => local::run(local::Options {
+            manifest: a.file,
+            workers: a.workers,
+            keep: a.keep,
+            timeout: a.timeout,
+        }),
         Role::Probe(a) => probe::banner(a.host, a.port, a.timeout).map(|banner| {
             println!("{banner}");
             0
@@ -275,25 +309,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `10`, `10s`, `500ms` or `2m`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 10s or 500ms"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
-}
-
 /// An I/O error's reason in words, without Rust's "(os error N)".
 pub(crate) fn io_reason(e: &std::io::Error) -> String {
     match e.raw_os_error() {
@@ -310,17 +325,6 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3h").is_err());
     }
 
     #[test]

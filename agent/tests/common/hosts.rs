@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,8 +16,13 @@ use std::time::{Duration, Instant};
 
 use super::TempDir;
 
+/// The product's namespace and bridge code (local mode builds its hosts
+/// with it too).
+#[path = "../../src/local/net.rs"]
+pub mod net;
+
 pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
-pub const IP: &str = "/usr/sbin/ip";
+pub use net::IP;
 /// The cluster domain the test DNS serves; the hosts' resolv.conf search
 /// it, like a pod's.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -108,8 +112,7 @@ impl Net {
             hostsdir,
             next: 10,
         };
-        ip(&["link", "add", &net.bridge, "type", "bridge"]);
-        ip(&["link", "set", &net.bridge, "up"]);
+        net::ip_batch(None, &net::outside_commands(&net.bridge, true, &[])).unwrap();
         let dns = net.make_host("mpijob-dns", 1);
         let mut cmd = net.command(&dns, DNSMASQ);
         cmd.args([
@@ -165,35 +168,17 @@ impl Net {
             addr: self.addr(i),
             hostname: hostname.to_string(),
         };
-        let veth = format!("m{}h{i}", self.id);
-        ip(&["netns", "add", &host.netns]);
+        let link = net::Link {
+            netns: host.netns.clone(),
+            veth: format!("m{}h{i}", self.id),
+            cidr: format!("{}/24", host.addr),
+        };
         // Record it first, so that Drop removes it whatever fails next.
         self.hosts.push(host.clone());
-        ip(&[
-            "link",
-            "add",
-            &veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &host.netns,
-        ]);
-        ip(&["link", "set", &veth, "master", &self.bridge, "up"]);
+        let outside = net::outside_commands(&self.bridge, false, std::slice::from_ref(&link));
+        net::ip_batch(None, &outside).unwrap();
+        net::ip_batch(Some(&host.netns), &net::inside_commands(&link)).unwrap();
         let n = &host.netns;
-        ip(&[
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{}/24", host.addr),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", n, "link", "set", "eth0", "up"]);
-        ip(&["-n", n, "link", "set", "lo", "up"]);
         // `ip netns exec` bind-mounts these over /etc.
         let etc = PathBuf::from("/etc/netns").join(n);
         fs::create_dir_all(&etc).unwrap();
@@ -254,43 +239,28 @@ impl Net {
 
     /// Processes in `host`'s network namespace: (pid, command line).
     pub fn processes_in(&self, host: &Host) -> Vec<(i32, String)> {
-        let Ok(ns) = fs::metadata(format!("/run/netns/{}", host.netns)) else {
-            return Vec::new();
-        };
-        processes_in_netns(ns.dev(), ns.ino())
+        net::netns_identity(&host.netns)
+            .map(net::processes_in_netns)
+            .unwrap_or_default()
     }
 
     fn cleanup(&mut self) {
         // Every process in our namespaces, dnsmasq included.
-        for _ in 0..50 {
-            let mut any = false;
-            for host in &self.hosts {
-                for (pid, _) in self.processes_in(host) {
-                    any = true;
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            if !any {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let ids: Vec<(u64, u64)> = self
+            .hosts
+            .iter()
+            .filter_map(|h| net::netns_identity(&h.netns))
+            .collect();
+        net::kill_all_in(&ids, Duration::from_secs(1), || {});
         if let Some(mut d) = self.dnsmasq.take() {
             let _ = d.kill();
             let _ = d.wait();
         }
+        let names: Vec<String> = self.hosts.iter().map(|h| h.netns.clone()).collect();
+        let _ = net::ip_batch(None, &net::delete_commands(Some(&self.bridge), &names));
         for host in &self.hosts {
-            let _ = Command::new(IP)
-                .args(["netns", "del", &host.netns])
-                .output();
             let _ = fs::remove_dir_all(PathBuf::from("/etc/netns").join(&host.netns));
         }
-        let _ = Command::new(IP)
-            .args(["link", "del", &self.bridge])
-            .output();
     }
 }
 
@@ -298,24 +268,6 @@ impl Drop for Net {
     fn drop(&mut self) {
         self.cleanup();
     }
-}
-
-/// Processes whose network namespace is (dev, ino).
-pub fn processes_in_netns(dev: u64, ino: u64) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter_map(|pid| {
-            let m = fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
-            if m.dev() != dev || m.ino() != ino {
-                return None;
-            }
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
-        })
-        .collect()
 }
 
 /// A child whose stdout and stderr are collected (and echoed to ours).

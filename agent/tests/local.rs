@@ -1,0 +1,380 @@
+//! `mpijob-agent local`: a whole MPIJob manifest on this machine, through
+//! the real binary, with the real sshd, dnsmasq, iproute2 and Open MPI.
+//! Every test also checks that the run left nothing behind: no network
+//! namespace, bridge or veth, no process, no file, and /etc/ssh unchanged.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::hosts::{self, Proc};
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn require_local_tools() {
+    require_tools();
+    hosts::require_net_tools();
+    for (tool, package) in [
+        ("/usr/bin/mpicc.openmpi", "libopenmpi-dev"),
+        ("/usr/bin/mpirun.openmpi", "openmpi-bin"),
+    ] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: install it with `apt-get install -y {package}`"
+        );
+    }
+}
+
+/// examples/pi compiled into `tmp`.
+fn compile_pi(tmp: &TempDir) -> PathBuf {
+    let out = tmp.path("pi");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pi/pi.c");
+    hosts::run(
+        Command::new("mpicc.openmpi")
+            .args(["-O2", "-o"])
+            .arg(&out)
+            .arg(src),
+    );
+    out
+}
+
+/// A manifest for job `name` running `cmd`, written into `tmp`.
+fn manifest(tmp: &TempDir, name: &str, replicas: u32, cmd: &[&str]) -> PathBuf {
+    let cmd: Vec<String> = cmd
+        .iter()
+        .map(|c| serde_json::to_string(c).unwrap())
+        .collect();
+    let text = format!(
+        "apiVersion: batch.tensorstack.dev/v1beta1
+kind: MPIJob
+metadata:
+  name: {name}
+  namespace: team
+spec:
+  worker:
+    replicas: {replicas}
+    cmd: [{}]
+    template:
+      spec:
+        containers:
+          - name: mpi-worker
+            image: mpijob/openmpi:latest
+",
+        cmd.join(", ")
+    );
+    let path = tmp.path(&format!("{name}.yaml"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// `/etc/ssh`, file by file: name, size and mtime.
+fn etc_ssh() -> Vec<(PathBuf, u64, i64)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, i64)>) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let m = e.metadata().unwrap();
+            out.push((
+                e.path(),
+                m.size(),
+                m.mtime_nsec() + m.mtime() * 1_000_000_000,
+            ));
+            if m.is_dir() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(Path::new("/etc/ssh"), &mut v);
+    v.sort();
+    v
+}
+
+/// A run of `mpijob-agent local`.
+struct Local {
+    proc: Proc,
+    etc_ssh: Vec<(PathBuf, u64, i64)>,
+}
+
+impl Local {
+    fn start(manifest: &Path, extra: &[&str], uid_1000: Option<&Path>) -> Local {
+        let etc_ssh = etc_ssh();
+        let mut cmd = match uid_1000 {
+            Some(agent) => {
+                test_user();
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", "1000", "--regid", "1000", "--clear-groups", "--"])
+                    .arg(agent);
+                c.env_remove("XDG_RUNTIME_DIR");
+                c
+            }
+            None => Command::new(AGENT),
+        };
+        cmd.arg("local").arg("-f").arg(manifest).args(extra);
+        Local {
+            proc: Proc::spawn(cmd),
+            etc_ssh,
+        }
+    }
+
+    fn finish(&mut self) -> (i32, String, String) {
+        let status = self.proc.wait_exit(Duration::from_secs(120));
+        (
+            status.code().unwrap_or(-1),
+            self.proc.stdout(),
+            self.proc.stderr(),
+        )
+    }
+
+    /// The run id local mode printed.
+    fn id(&self) -> String {
+        let err = self.proc.stderr();
+        let at = err
+            .find("local: run ")
+            .unwrap_or_else(|| panic!("no run id in:\n{err}"));
+        err[at + 11..at + 17].to_string()
+    }
+
+    /// Nothing of the run is left.
+    fn assert_clean(&self, also: &str) {
+        let id = self.id();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let netns = hosts::run(Command::new(hosts::IP).args(["netns", "list"]));
+            let links = hosts::run(Command::new(hosts::IP).args(["-o", "link", "show"]));
+            let mut left: Vec<String> = Vec::new();
+            if netns.contains(&format!("mpijob-{id}")) {
+                left.push(format!("namespaces: {netns}"));
+            }
+            if links.contains(&format!("mjl-{id}")) || links.contains(&format!("mj{id}")) {
+                left.push(format!("links: {links}"));
+            }
+            let dir = std::env::temp_dir().join(format!("mpijob-local-{id}"));
+            if dir.exists() {
+                left.push(format!("{} exists", dir.display()));
+            }
+            for needle in [format!("mpijob-local-{id}"), also.to_string()] {
+                if needle.is_empty() {
+                    continue;
+                }
+                for (pid, cmd) in processes_mentioning(&needle) {
+                    left.push(format!("process {pid}: {cmd}"));
+                }
+            }
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "left behind by run {id}: {left:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(etc_ssh(), self.etc_ssh, "/etc/ssh changed");
+    }
+}
+
+/// `rank r of n on host H` lines: (rank, host).
+fn ranks(stdout: &str) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, String)> = stdout
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 7 && w[0] == "rank" && w[4] == "on" && w[5] == "host")
+                .then(|| (w[1].parse().unwrap(), w[6].to_string()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn pi(job: &str, workers: u32, uid_1000: bool) {
+    require_local_tools();
+    let tmp = TempDir::new(&format!("local-{job}"));
+    let pi = compile_pi(&tmp);
+    // One replica in the manifest: --workers decides.
+    let m = manifest(&tmp, job, 1, &[pi.to_str().unwrap(), "1000000"]);
+    let agent = uid_1000.then(|| {
+        let copy = tmp.path("mpijob-agent");
+        fs::copy(AGENT, &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    });
+    let n = workers.to_string();
+    let mut run = Local::start(&m, &["--workers", &n], agent.as_deref());
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let got = ranks(&out);
+    assert_eq!(got.len(), workers as usize, "{out}\n{err}");
+    let hosts: Vec<String> = (0..workers).map(|i| format!("{job}-worker-{i}")).collect();
+    for (rank, host) in &got {
+        assert!(hosts.contains(host), "rank {rank} on {host}:\n{out}");
+        assert_ne!(host, &format!("{job}-launcher"));
+    }
+    // One rank per worker.
+    let mut on: Vec<&String> = got.iter().map(|(_, h)| h).collect();
+    on.dedup();
+    assert_eq!(on.len(), workers as usize, "{out}");
+    assert!(
+        out.contains("pi is approximately 3.14159"),
+        "stdout:\n{out}"
+    );
+    assert!(
+        err.contains("the container image (mpijob/openmpi:latest) is not used"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("job {job} succeeded")), "{err}");
+    if uid_1000 {
+        assert!(err.contains("not root, so"), "{err}");
+    } else {
+        assert!(err.contains("creating"), "{err}");
+    }
+    run.assert_clean("");
+}
+
+#[test]
+fn pi_on_2_workers_as_root_runs_one_rank_per_worker_host() {
+    pi("pi2", 2, false);
+}
+
+#[test]
+fn pi_on_4_workers_as_root_runs_one_rank_per_worker_host() {
+    pi("pi4", 4, false);
+}
+
+#[test]
+fn pi_on_2_workers_as_uid_1000_uses_loopback_hosts() {
+    pi("piu", 2, true);
+}
+
+#[test]
+fn a_failing_rank_fails_the_run_with_its_code_and_names_the_command() {
+    require_local_tools();
+    let tmp = TempDir::new("local-fail");
+    let script = r#"if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exit 3; fi; sleep 1"#;
+    let m = manifest(&tmp, "failing", 2, &["/bin/sh", "-c", script]);
+    let mut run = Local::start(&m, &[], None);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    let want = format!("local: job failing failed with exit code 3: `/bin/sh -c {script}`");
+    assert!(err.contains(&want), "{err}");
+    run.assert_clean("");
+}
+
+fn stopped_by(sig: Signal) {
+    require_local_tools();
+    let tmp = TempDir::new("local-stop");
+    // A sleep nobody else runs, to find leftovers by.
+    let secs = format!("{}", 7000 + std::process::id() % 1000 + sig as u32);
+    let name = format!("stop{}", sig as i32);
+    let m = manifest(&tmp, &name, 2, &["/bin/sleep", &secs]);
+    let mut run = Local::start(&m, &[], None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_mentioning(&format!("sleep {secs}"))
+        .iter()
+        .filter(|(_, c)| c.starts_with("/bin/sleep"))
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the ranks did not start:\n{}",
+            run.proc.stderr()
+        );
+        assert!(
+            run.proc.child.try_wait().unwrap().is_none(),
+            "{}",
+            run.proc.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(run.proc.child.id() as i32), sig).unwrap();
+    let t0 = Instant::now();
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 128 + sig as i32, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    assert!(
+        err.contains(&format!("received {sig}: stopping the job")),
+        "{err}"
+    );
+    run.assert_clean(&format!("sleep {secs}"));
+}
+
+#[test]
+fn sigint_stops_the_job_with_130_and_leaves_nothing() {
+    stopped_by(Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_stops_the_job_with_143_and_leaves_nothing() {
+    stopped_by(Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_while_setting_up_leaves_nothing() {
+    require_local_tools();
+    let tmp = TempDir::new("local-early");
+    let m = manifest(&tmp, "early", 8, &["/bin/true"]);
+    let mut run = Local::start(&m, &[], None);
+    run.proc.wait_for("local: run ", Duration::from_secs(10));
+    kill(Pid::from_raw(run.proc.child.id() as i32), Signal::SIGINT).unwrap();
+    let (code, _, err) = run.finish();
+    // Set-up may have finished already; either way the run ends as SIGINT
+    // says, or as the job did.
+    assert!(code == 130 || code == 0, "{code}\n{err}");
+    run.assert_clean("");
+}
+
+#[test]
+fn a_bad_manifest_is_reported_as_the_controller_would_with_2() {
+    require_local_tools();
+    let tmp = TempDir::new("local-bad");
+    let m = tmp.path("bad.yaml");
+    fs::write(
+        &m,
+        "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata:\n  name: bad\nspec:\n  worker:\n    replicas: 0\n    cmd: []\n",
+    )
+    .unwrap();
+    let text = fs::read_to_string(&m).unwrap();
+    let want = match mpijob_api::manifest::parse(&text) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("the manifest should be bad"),
+    };
+    let mut run = Local::start(&m, &[], None);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert_eq!(err, format!("{want}\n"));
+    assert!(want.lines().count() >= 2, "{want}");
+}
+
+#[test]
+fn keep_keeps_the_hosts_and_says_how_to_remove_them() {
+    require_local_tools();
+    let tmp = TempDir::new("local-keep");
+    let m = manifest(&tmp, "kept", 1, &["/bin/true"]);
+    let mut run = Local::start(&m, &["--keep"], None);
+    let (code, _, err) = run.finish();
+    assert_eq!(code, 0, "{err}");
+    let id = run.id();
+    let dir = std::env::temp_dir().join(format!("mpijob-local-{id}"));
+    assert!(dir.join("logs").is_dir(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("local: --keep: kept network namespaces"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let remove = &line[line.find("(remove: ").unwrap() + 9..line.len() - 1];
+    assert!(
+        processes_mentioning(&format!("mpijob-local-{id}")).is_empty(),
+        "processes are never kept"
+    );
+    hosts::run(Command::new("sh").arg("-c").arg(remove));
+    fs::remove_dir_all(&dir).unwrap();
+    run.assert_clean("");
+}

@@ -36,11 +36,12 @@ pub async fn install(client: &Client) {
             for crd in committed() {
                 let name = crd.metadata.name.clone().expect("a CRD has a name");
                 match api.get_opt(&name).await.unwrap() {
-                    None => {
-                        api.create(&PostParams::default(), &crd)
-                            .await
-                            .unwrap_or_else(|e| panic!("creating CRD {name}: {e}"));
-                    }
+                    None => match api.create(&PostParams::default(), &crd).await {
+                        Ok(_) => {}
+                        // Created meanwhile by kubectl in another test.
+                        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                        Err(e) => panic!("creating CRD {name}: {e}"),
+                    },
                     Some(_) => {
                         let body = serde_json::json!({"spec": crd.spec});
                         api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))

@@ -30,9 +30,16 @@ async fn the_rendered_install_file_is_fresh() {
     );
 }
 
-/// Install deploy/ as a user would, and return a client that is the
-/// controller's ServiceAccount.
+static INSTALLED: tokio::sync::OnceCell<Client> = tokio::sync::OnceCell::const_new();
+
+/// Install deploy/ as a user would (once per test process: two concurrent
+/// client-side applies of the same new objects would race), and return a
+/// client that is the controller's ServiceAccount.
 async fn install_and_become_the_controller(h: &Harness) -> Client {
+    INSTALLED.get_or_init(|| install(h)).await.clone()
+}
+
+async fn install(h: &Harness) -> Client {
     let out = h.kubectl_ok(&["apply", "-f", "deploy/mpijob-operator.yaml"]);
     for what in [
         "customresourcedefinition.apiextensions.k8s.io/mpijobs.batch.tensorstack.dev",

@@ -34,7 +34,20 @@ async fn kubectl_apply_installs_the_crd_and_it_becomes_established() {
     let h = Harness::get();
     let client = h.client().await;
     // Client-side apply, as a user would: it must fit the annotation limit.
-    let out = h.kubectl_ok(&["apply", "-f", "crds/"]);
+    // Other tests install the CRD concurrently; if one creates it between
+    // kubectl's read and its create, the second apply patches it instead.
+    let first = h.kubectl(&["apply", "-f", "crds/"]);
+    let raced = String::from_utf8_lossy(&first.stderr).contains("AlreadyExists");
+    let out = if first.status.success() {
+        String::from_utf8(first.stdout).unwrap()
+    } else {
+        assert!(
+            raced,
+            "kubectl apply -f crds/ failed: {}",
+            String::from_utf8_lossy(&first.stderr)
+        );
+        h.kubectl_ok(&["apply", "-f", "crds/"])
+    };
     assert!(out.contains("mpijobs.batch.tensorstack.dev"), "{out}");
     crds::wait_established(&client, "mpijobs.batch.tensorstack.dev").await;
 }

@@ -6,7 +6,7 @@
 # libopenmpi-dev. Builds the static release agent, like bench-worker.sh.
 set -eu
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+. scripts/cargo-env.sh
 # --target keeps crt-static away from build scripts and proc macros.
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo bench -p mpijob-agent --bench launcher --target x86_64-unknown-linux-gnu

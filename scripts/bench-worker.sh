@@ -5,7 +5,7 @@
 # Needs openssh-server and openssh-client. Run as root to match a container.
 set -eu
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+. scripts/cargo-env.sh
 # --target keeps crt-static away from build scripts and proc macros.
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo bench -p mpijob-agent --bench worker --target x86_64-unknown-linux-gnu

@@ -276,8 +276,15 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
         user::default_state_dir(&me, xdg.as_deref()).join("launcher")
     });
     check_quotable(&dir, "--state-dir").map_err(bad)?;
-    if let Some(parent) = dir.parent() {
-        let _ = fs::create_dir_all(parent);
+    match (&opts.state_dir, dir.parent()) {
+        // The default parent may sit in a shared /tmp: it must be ours and
+        // private too, or another user could swap the files mpirun's ssh
+        // reads while the launcher waits for the workers.
+        (None, Some(parent)) => user::prepare_state_dir(parent, &me).map_err(failed)?,
+        (Some(_), Some(parent)) => {
+            let _ = fs::create_dir_all(parent);
+        }
+        (_, None) => {}
     }
     user::prepare_state_dir(&dir, &me).map_err(failed)?;
     let identity = dir.join("job_key");

@@ -48,15 +48,19 @@ pub fn ssh_config(peers: &[String], port: u16, identity: &Path, known_hosts: &Pa
     )
 }
 
-/// A peer pattern must be one word that ssh and known_hosts both accept.
+/// A peer pattern must be one word that ssh and known_hosts both accept,
+/// and that no program can take for an option: host name characters and
+/// the `*` and `?` wildcards only, not starting with `-`.
 pub fn check_peer(peer: &str) -> Result<(), String> {
     if peer.is_empty() {
         return Err("empty pattern".into());
     }
-    if let Some(c) = peer
-        .chars()
-        .find(|c| c.is_whitespace() || matches!(c, ',' | '#' | '"' | '\'' | '[' | ']'))
-    {
+    if peer.starts_with('-') {
+        return Err(format!("{peer:?} starts with '-'"));
+    }
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '*' | '?');
+    if let Some(c) = peer.chars().find(|c| !allowed(*c)) {
         return Err(format!("{peer:?} contains {c:?}"));
     }
     Ok(())
@@ -108,7 +112,16 @@ mod tests {
     fn peer_patterns_are_single_words() {
         assert!(check_peer("*.pi.ns.svc").is_ok());
         assert!(check_peer("127.0.0.1").is_ok());
-        assert!(check_peer("!bad?.x").is_ok());
+        assert!(check_peer("pi-worker-?.pi.ns.svc").is_ok());
+        assert_eq!(
+            check_peer("!bad?.x"),
+            Err("\"!bad?.x\" contains '!'".into())
+        );
+        assert_eq!(
+            check_peer("-oProxyCommand=x"),
+            Err("\"-oProxyCommand=x\" starts with '-'".into())
+        );
+        assert_eq!(check_peer("a;b"), Err("\"a;b\" contains ';'".into()));
         assert_eq!(check_peer(""), Err("empty pattern".into()));
         assert_eq!(check_peer("a b"), Err("\"a b\" contains ' '".into()));
         assert_eq!(check_peer("[a]"), Err("\"[a]\" contains '['".into()));

@@ -14,6 +14,11 @@ use crate::FieldError;
 /// The longest name Kubernetes accepts for a pod's hostname or a Service.
 pub const DNS_LABEL_MAX: usize = 63;
 
+/// The most workers one job may have. Far above any real MPI job on
+/// Kubernetes; it keeps one mistyped job from swamping the controller and
+/// the API server (a status with every replica must fit in etcd).
+pub const MAX_REPLICAS: i32 = 10_000;
+
 /// Check a whole job: its name (which every child's name derives from) and
 /// its spec. Returns every problem found, in field order.
 pub fn validate_job(job: &MPIJob) -> Result<(), Vec<FieldError>> {
@@ -49,6 +54,11 @@ pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
         e.push(FieldError::new(
             "spec.worker.replicas",
             format!("must be at least 1, got {}", w.replicas),
+        ));
+    } else if w.replicas > MAX_REPLICAS {
+        e.push(FieldError::new(
+            "spec.worker.replicas",
+            format!("must be at most {MAX_REPLICAS}, got {}", w.replicas),
         ));
     }
     if w.cmd.is_empty() {

@@ -115,6 +115,11 @@ fn every_invalid_input_gets_its_exact_message() {
             "spec.worker.replicas: must be at least 1, got -3",
         ),
         (
+            "replicas absurdly large",
+            set(base(), "/spec/worker/replicas", json!(2_000_000_000)),
+            "spec.worker.replicas: must be at most 10000, got 2000000000",
+        ),
+        (
             "replicas not a number",
             set(base(), "/spec/worker/replicas", json!("two")),
             "spec.worker.replicas: invalid type: string \"two\", expected i32",

@@ -581,3 +581,67 @@ async fn with_leader_election_one_replica_acts_and_another_takes_over() {
     e.wait_phase("pi", Phase::Running).await;
     assert_eq!(e.pod_names().await.len(), 3);
 }
+
+#[tokio::test]
+async fn a_spec_edited_while_the_job_runs_is_reported_and_ignored() {
+    use kube::api::{Patch, PatchParams};
+    let e = env("edited").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.running_pi(json!({})).await;
+    let more = json!({"spec": {"worker": {"replicas": 3}}});
+    e.jobs
+        .patch("pi", &PatchParams::default(), &Patch::Merge(&more))
+        .await
+        .unwrap();
+    let msg = "the spec changed after the job's pods were created; the change is ignored: spec.worker.replicas changed from 2 to 3";
+    let c = wait_for("the edit to be reported", T, || async {
+        let s = e.status("pi").await;
+        match s.conditions.iter().find(|c| c.type_ == "SpecChangeIgnored") {
+            Some(c) if c.status == "True" => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(c.message.as_deref(), Some(msg));
+    e.wait_event("pi", &format!("JobStarted: {msg}")).await;
+    // Nothing acted on it: still Running with the same pods, and the job
+    // finishes as it started.
+    let s = e.status("pi").await;
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(e.pod_names().await.len(), 3);
+    e.kubelet
+        .terminate(
+            "pi-launcher",
+            "mpi-worker",
+            &Termination::new(0, "Completed"),
+        )
+        .await;
+    let s = e.wait_phase("pi", Phase::Succeeded).await;
+    assert_eq!(s.tasks[1].replicas.len(), 2);
+}
+
+#[tokio::test]
+async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
+    let e = env("rejected").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    // A volume named like the controller's own: valid for the CRD's
+    // outline, refused by the API server's pod validation.
+    let template = json!({"spec": {
+        "containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:test"}],
+        "volumes": [{"name": "mpijob-ssh", "emptyDir": {}}]
+    }});
+    let mut j = job("pi", json!({}));
+    j.spec.worker.template = mpijob_api::v1beta1::PodTemplate(template);
+    e.create(&j).await;
+    let s = e.wait_phase("pi", Phase::Failed).await;
+    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("InvalidPodTemplate"));
+    let msg = failed.message.clone().unwrap();
+    assert!(
+        msg.starts_with("the API server rejected Pod pi-")
+            && msg.contains("Duplicate value: \"mpijob-ssh\""),
+        "{msg}"
+    );
+    e.wait_event("pi", &format!("InvalidPodTemplate: {msg}"))
+        .await;
+}

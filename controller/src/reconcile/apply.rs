@@ -30,6 +30,8 @@ enum Ensured {
     Created,
     /// Created by an earlier reconcile, not in the caches yet.
     Expected,
+    /// The API server refused it as invalid: the message says why.
+    Rejected(String),
     /// Someone else's object has the name: the message says whose.
     Conflict(String),
 }
@@ -46,6 +48,7 @@ pub async fn children(
 ) -> Result<Observed> {
     let ns = &meta.namespace;
     let mut conflicts = Vec::new();
+    let mut rejected = Vec::new();
     let mut all = true;
     let mut created = false;
 
@@ -83,7 +86,7 @@ pub async fn children(
         ),
     )?;
     for r in [secret, service] {
-        note(r, &mut conflicts, &mut all, &mut created);
+        note(r, &mut conflicts, &mut rejected, &mut all, &mut created);
     }
 
     // Pods would mount someone else's Secret or share their Service: wait
@@ -104,7 +107,7 @@ pub async fn children(
         }))
         .await?;
         for r in results {
-            note(r, &mut conflicts, &mut all, &mut created);
+            note(r, &mut conflicts, &mut rejected, &mut all, &mut created);
         }
     } else {
         all &= wanted.iter().all(|r| {
@@ -119,13 +122,25 @@ pub async fn children(
         conflicts,
         all_created: all,
         created_any: created,
+        rejected,
+        edits: Vec::new(),
     })
 }
 
-fn note(r: Ensured, conflicts: &mut Vec<String>, all: &mut bool, created: &mut bool) {
+fn note(
+    r: Ensured,
+    conflicts: &mut Vec<String>,
+    rejected: &mut Vec<String>,
+    all: &mut bool,
+    created: &mut bool,
+) {
     match r {
         Ensured::Conflict(msg) => {
             conflicts.push(msg);
+            *all = false;
+        }
+        Ensured::Rejected(msg) => {
+            rejected.push(msg);
             *all = false;
         }
         Ensured::Created | Ensured::Expected => *created = true,
@@ -162,6 +177,12 @@ where
             ctx.expectations.created(kind, ns, name);
             Ok(Ensured::Created)
         }
+        // E.g. a template the API server's pod validation refuses: retrying
+        // cannot help, so the job fails with the server's reason.
+        Err(kube::Error::Api(s)) if s.is_invalid() => Ok(Ensured::Rejected(format!(
+            "the API server rejected {kind} {name}: {}",
+            s.message
+        ))),
         Err(kube::Error::Api(s)) if s.is_already_exists() => match api.get_opt(name).await? {
             Some(existing) => Ok(ownership(&existing, kind, name, meta)),
             // Deleted in between: the next reconcile creates it.

@@ -41,13 +41,30 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     let prev = job.status.as_ref();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
+    // Once its pods exist, a job keeps the shape it started with: mpirun
+    // was given those workers, and validation already passed. A later edit
+    // of the spec is reported and ignored, never acted on half-way.
+    let mut job = (*job).clone();
+    let started_with = status::started_workers(prev);
+    let mut edits = Vec::new();
+    if let Some(n) = started_with {
+        if job.spec.worker.replicas != n {
+            edits.push(format!(
+                "spec.worker.replicas changed from {n} to {}",
+                job.spec.worker.replicas
+            ));
+            job.spec.worker.replicas = n;
+        }
+    }
     if let Err(errors) = validate::validate_job(&job) {
         let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let next = status::invalid(prev, &messages, &now);
-        write_status(&ctx, &job, &meta, prev, &next).await?;
-        return Ok(Action::await_change());
+        if started_with.is_none() {
+            let next = status::invalid(prev, &messages, &now);
+            write_status(&ctx, &job, &meta, prev, &next).await?;
+            return Ok(Action::await_change());
+        }
+        edits.extend(messages);
     }
-    let mut job = (*job).clone();
     defaults::normalize(&mut job.spec);
 
     let finished = prev.and_then(|s| s.phase).is_some_and(Phase::is_finished);
@@ -56,10 +73,12 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     } else {
         // Pods are created before the job runs; a pod lost while it runs
         // fails the job instead of being replaced behind its back.
-        let may_create_pods = matches!(prev.and_then(|s| s.phase), None | Some(Phase::Pending));
+        let may_create_pods =
+            matches!(prev.and_then(|s| s.phase), None | Some(Phase::Pending)) && edits.is_empty();
         apply::children(&ctx, &job, &meta, may_create_pods).await?
     };
-    if observed.created_any && observed.conflicts.is_empty() {
+    let observed = status::Observed { edits, ..observed };
+    if observed.created_any && observed.conflicts.is_empty() && observed.rejected.is_empty() {
         // The new children's watch events trigger the next reconcile, which
         // sees them in the caches and writes the status once, instead of
         // now and again then.
@@ -68,6 +87,17 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     let pods = apply::owned_pods(&ctx.pods, &meta);
     let pod_refs: Vec<&_> = pods.iter().map(|p| p.as_ref()).collect();
     let next = status::compute(&job, &pod_refs, prev, &observed, &now);
+    if status::newly_true(prev, &next, status::condition::SPEC_CHANGE_IGNORED) {
+        let note = status::condition_message(&next, status::condition::SPEC_CHANGE_IGNORED);
+        event(
+            &ctx,
+            &job,
+            EventType::Warning,
+            status::reason::JOB_STARTED,
+            &note,
+        )
+        .await;
+    }
     for conflict in observed
         .conflicts
         .iter()

@@ -26,6 +26,7 @@ pub mod condition {
     pub const RUNNING: &str = "Running";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const FAILED: &str = "Failed";
+    pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
 }
 
 /// Stable reasons.
@@ -39,6 +40,9 @@ pub mod reason {
     pub const WORKER_FAILED: &str = "WorkerFailed";
     pub const POD_DELETED: &str = "PodDeleted";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const INVALID_POD_TEMPLATE: &str = "InvalidPodTemplate";
+    pub const JOB_STARTED: &str = "JobStarted";
+    pub const SPEC_RESTORED: &str = "SpecRestored";
 }
 
 /// What apply found that the pods cannot show.
@@ -52,6 +56,39 @@ pub struct Observed {
     /// is not in the caches yet: its watch event brings another reconcile,
     /// which sees it there.
     pub created_any: bool,
+    /// Children the API server refused (422), with its message.
+    pub rejected: Vec<String>,
+    /// Edits of the spec made after the job's pods were created, ignored.
+    pub edits: Vec<String>,
+}
+
+/// The number of workers the job started with, once its pods exist (the
+/// first status lists every replica).
+pub fn started_workers(prev: Option<&MPIJobStatus>) -> Option<i32> {
+    prev?
+        .tasks
+        .iter()
+        .find(|t| t.replica_type == "worker")
+        .map(|t| t.replicas.len() as i32)
+}
+
+/// Whether condition `type_` is True in `next` but was not in `prev`.
+pub fn newly_true(prev: Option<&MPIJobStatus>, next: &MPIJobStatus, type_: &str) -> bool {
+    let is_true = |s: &MPIJobStatus| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    };
+    is_true(next) && !prev.is_some_and(is_true)
+}
+
+/// The message of condition `type_`, or nothing.
+pub fn condition_message(s: &MPIJobStatus, type_: &str) -> String {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 /// The status of an invalid job: `Failed`, with every validation message.
@@ -162,7 +199,50 @@ pub fn compute(
         );
     }
 
+    if !observed.edits.is_empty() {
+        set_condition(
+            &mut s.conditions,
+            condition::SPEC_CHANGE_IGNORED,
+            true,
+            reason::JOB_STARTED,
+            &format!(
+                "the spec changed after the job's pods were created; the change is ignored: {}",
+                observed.edits.join("; ")
+            ),
+            now,
+        );
+    } else if s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == condition::SPEC_CHANGE_IGNORED && c.status == "True")
+    {
+        set_condition(
+            &mut s.conditions,
+            condition::SPEC_CHANGE_IGNORED,
+            false,
+            reason::SPEC_RESTORED,
+            "the spec is back to what the job started with",
+            now,
+        );
+    }
+
     if prev.phase.is_some_and(Phase::is_finished) {
+        return s;
+    }
+
+    if !observed.rejected.is_empty() {
+        s.phase = Some(Phase::Failed);
+        s.completion_time = Some(now.clone());
+        let message = observed.rejected.join("; ");
+        set_condition(
+            &mut s.conditions,
+            condition::FAILED,
+            true,
+            reason::INVALID_POD_TEMPLATE,
+            &message,
+            now,
+        );
+        finish_running(&mut s, now);
         return s;
     }
 
@@ -508,9 +588,8 @@ mod tests {
         let job = fixtures::job(fixtures::PI);
         let refs: Vec<&Pod> = pods.iter().collect();
         let observed = Observed {
-            conflicts: vec![],
             all_created: true,
-            created_any: false,
+            ..Observed::default()
         };
         compute(&job, &refs, prev, &observed, &at(now))
     }

@@ -30,16 +30,29 @@ async fn the_rendered_install_file_is_fresh() {
     );
 }
 
-static INSTALLED: tokio::sync::OnceCell<Client> = tokio::sync::OnceCell::const_new();
+/// The controller's ServiceAccount token. Only the token is shared between
+/// tests: a client belongs to the runtime of the test that made it.
+static TOKEN: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
 /// Install deploy/ as a user would (once per test process: two concurrent
 /// client-side applies of the same new objects would race), and return a
 /// client that is the controller's ServiceAccount.
 async fn install_and_become_the_controller(h: &Harness) -> Client {
-    INSTALLED.get_or_init(|| install(h)).await.clone()
+    let token = TOKEN.get_or_init(|| install(h)).await.clone();
+    let mut kubeconfig = Kubeconfig::read_from(&h.kubeconfig).unwrap();
+    for user in &mut kubeconfig.auth_infos {
+        if let Some(auth) = user.auth_info.as_mut() {
+            auth.token = Some(token.clone().into());
+        }
+    }
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
 }
 
-async fn install(h: &Harness) -> Client {
+/// Apply deploy/mpijob-operator.yaml and return the ServiceAccount's token.
+async fn install(h: &Harness) -> String {
     let out = h.kubectl_ok(&["apply", "-f", "deploy/mpijob-operator.yaml"]);
     for what in [
         "customresourcedefinition.apiextensions.k8s.io/mpijobs.batch.tensorstack.dev",
@@ -70,18 +83,7 @@ async fn install(h: &Harness) -> Client {
     let token = secrets.get(&secret_name).await.unwrap().data.unwrap()["token"]
         .0
         .clone();
-    let token = String::from_utf8(token).unwrap();
-
-    let mut kubeconfig = Kubeconfig::read_from(&h.kubeconfig).unwrap();
-    for user in &mut kubeconfig.auth_infos {
-        if let Some(auth) = user.auth_info.as_mut() {
-            auth.token = Some(token.clone().into());
-        }
-    }
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+    String::from_utf8(token).unwrap()
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::Client;
@@ -25,9 +26,11 @@ pub struct Context {
     pub client: Client,
     pub config: Config,
     pub recorder: Recorder,
-    /// The job's pods, secrets and services, by the job-name label.
+    /// The job's pods, secrets and services, by the job-name label. Of
+    /// Secrets only the metadata is watched: their data never reaches the
+    /// controller.
     pub pods: Store<Pod>,
-    pub secrets: Store<Secret>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
     pub services: Store<Service>,
     /// API writes made, by kind, for the benchmark and the metrics endpoint.
     pub writes: Writes,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{controller, reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
@@ -62,8 +63,8 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     let children = watcher::Config::default().labels(labels::JOB_NAME);
 
     // managedFields are dropped from the caches: nothing reads them, and
-    // they are a large share of each object. Secrets keep no key material:
-    // only their existence and owner are read.
+    // they are a large share of each object. Secrets are watched as
+    // metadata only: their key material never reaches the controller.
     let (pods, pods_writer) = reflector::store::<Pod>();
     let pod_events = reflector(
         pods_writer,
@@ -72,14 +73,14 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     )
     .default_backoff()
     .touched_objects();
-    let (secrets, secrets_writer) = reflector::store::<Secret>();
+    let (secrets, secrets_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_events = reflector(
         secrets_writer,
-        watcher(api::<Secret>(&client, &opts.namespace), children.clone()).modify(|s| {
-            s.metadata.managed_fields = None;
-            s.data = None;
-            s.string_data = None;
-        }),
+        watcher(
+            api::<PartialObjectMeta<Secret>>(&client, &opts.namespace),
+            children.clone(),
+        )
+        .modify(|s| s.metadata.managed_fields = None),
     )
     .default_backoff()
     .touched_objects();

@@ -148,9 +148,11 @@ fn note(
     }
 }
 
-async fn ensure<K>(
+/// Create `name` unless the cache (`store`, which may hold only metadata)
+/// or a recent create says it exists; report whose it is.
+async fn ensure<K, S>(
     ctx: &Context,
-    store: &Store<K>,
+    store: &Store<S>,
     api: &Api<K>,
     kind: &str,
     name: &str,
@@ -159,9 +161,10 @@ async fn ensure<K>(
 ) -> Result<Ensured>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+    S: Resource<DynamicType = ()> + Clone,
 {
     let ns = &meta.namespace;
-    let key = ObjectRef::new(name).within(ns);
+    let key = ObjectRef::<S>::new(name).within(ns);
     if let Some(existing) = store.get(&key) {
         ctx.expectations.observed(kind, ns, name);
         return Ok(ownership(&*existing, kind, name, meta));
@@ -183,11 +186,15 @@ where
             "the API server rejected {kind} {name}: {}",
             s.message
         ))),
-        Err(kube::Error::Api(s)) if s.is_already_exists() => match api.get_opt(name).await? {
-            Some(existing) => Ok(ownership(&existing, kind, name, meta)),
-            // Deleted in between: the next reconcile creates it.
-            None => Ok(Ensured::Present),
-        },
+        // Only its metadata is read: a clashing Secret's data is none of
+        // our business.
+        Err(kube::Error::Api(s)) if s.is_already_exists() => {
+            match api.get_metadata_opt(name).await? {
+                Some(existing) => Ok(ownership(&existing, kind, name, meta)),
+                // Deleted in between: the next reconcile creates it.
+                None => Ok(Ensured::Present),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -348,19 +348,8 @@ impl Proc {
     }
 
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {limit:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let stderr = self.stderr.clone();
+        super::wait_child(&mut self.child, limit, || stderr.lock().unwrap().clone())
     }
 }
 

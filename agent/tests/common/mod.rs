@@ -329,20 +329,8 @@ impl Agent {
 
     /// Wait for the agent to exit; panic after `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the stderr reader catch up.
-                std::thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent still runs after {limit:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let log = self.log.clone();
+        wait_child(&mut self.child, limit, || log.lock().unwrap().clone())
     }
 
     /// Run `args` inside the agent's mount namespace, as root or uid 1000.
@@ -440,4 +428,22 @@ pub fn ssh_with_key(key: &Path, port: u16, host: &str) -> Vec<String> {
         port.to_string(),
         host.into(),
     ]
+}
+
+/// Wait for `child` to exit; panic after `limit`, showing `output()`.
+pub fn wait_child(child: &mut Child, limit: Duration, output: impl Fn() -> String) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            // Let the output readers catch up.
+            std::thread::sleep(Duration::from_millis(50));
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after {limit:?}:\n{}",
+            output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

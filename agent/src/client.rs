@@ -16,7 +16,7 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use mpijob_api::sshclient::{check_peer, known_hosts, ssh_config};
@@ -99,7 +99,7 @@ pub fn install(home: Option<&Path>, root: bool, config: &Path) -> Installed {
         if stock_includes_dropins && dropin_dir.is_dir() {
             let file = dropin_dir.join("50-mpijob.conf");
             let text = format!("{MARK}\nInclude {}\n", config.display());
-            if write_file(&file, text.as_bytes(), 0o644).is_ok() {
+            if crate::sshd::write_file(&file, text.as_bytes(), 0o644).is_ok() {
                 return Installed::DropIn(file);
             }
         }
@@ -125,7 +125,8 @@ pub fn uninstall(installed: &Installed, config: &Path) {
                 let mode = fs::metadata(file)
                     .map(|m| m.permissions().mode() & 0o777)
                     .unwrap_or(0o600);
-                let _ = write_file(file, remove_include(&text, config).as_bytes(), mode);
+                let _ =
+                    crate::sshd::write_file(file, remove_include(&text, config).as_bytes(), mode);
             }
         }
         Installed::DropIn(file) => {
@@ -153,32 +154,9 @@ fn include_in(file: &Path, target: &Path, new_mode: u32) -> std::io::Result<()> 
         Err(e) => return Err(e),
     };
     match add_include(&text, target) {
-        Some(text) => write_file(file, text.as_bytes(), mode),
+        Some(text) => crate::sshd::write_file(file, text.as_bytes(), mode),
         None => Ok(()),
     }
-}
-
-/// Replace `file` by a rename, so a concurrent ssh never reads half of it.
-fn write_file(file: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = file.with_file_name(format!(
-        ".{}.mpijob-{}",
-        file.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        fs::rename(&tmp, file)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

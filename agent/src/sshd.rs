@@ -130,24 +130,38 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// [`write_private`] with another mode, e.g. 0700 for the owner's scripts.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
+    write_file(path, contents, mode).map_err(|e| {
         anyhow::anyhow!(
             "cannot write {}: {}; choose a writable --state-dir",
             path.display(),
             crate::io_reason(&e)
         )
     })
+}
+
+/// Replace `file` by a rename from a temporary file beside it, so that a
+/// reader (sshd, a concurrent ssh) never sees half of it. The temporary
+/// name is hidden and carries our pid, and is removed again on failure.
+pub fn write_file(file: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = file.with_file_name(format!(
+        ".{}.mpijob-{}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// As root, sshd needs its privilege-separation directory.

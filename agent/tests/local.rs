@@ -109,9 +109,8 @@ impl Local {
         let mut cmd = match uid_1000 {
             Some(agent) => {
                 test_user();
-                let mut c = Command::new("setpriv");
-                c.args(["--reuid", "1000", "--regid", "1000", "--clear-groups", "--"])
-                    .arg(agent);
+                let mut c = Command::new(AS_UID_1000[0]);
+                c.args(&AS_UID_1000[1..]).arg(agent);
                 c.env_remove("XDG_RUNTIME_DIR");
                 c
             }

@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod controller;
 pub mod crds;
+pub mod fixtures;
 pub mod kubelet_stand_in;
 pub mod namespace;
 

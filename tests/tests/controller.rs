@@ -12,6 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use mpijob_api::v1beta1::{MPIJobStatus, Phase};
 use mpijob_api::MPIJob;
 use mpijob_tests::controller::{wait_for, RunningController, AGENT_IMAGE};
+use mpijob_tests::fixtures::pi_job;
 use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
 use mpijob_tests::{crds, Harness, TestNamespace};
 use serde_json::json;
@@ -41,18 +42,7 @@ async fn env(prefix: &str) -> Env {
 }
 
 fn job(name: &str, extra_spec: serde_json::Value) -> MPIJob {
-    let mut j = json!({
-        "apiVersion": "batch.tensorstack.dev/v1beta1",
-        "kind": "MPIJob",
-        "metadata": {"name": name},
-        "spec": {
-            "worker": {
-                "replicas": 2,
-                "cmd": ["/opt/mpi-examples/pi", "1000"],
-                "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:test"}]}}
-            }
-        }
-    });
+    let mut j = pi_job(name);
     if let serde_json::Value::Object(extra) = extra_spec {
         for (k, v) in extra {
             j["spec"][k] = v;

@@ -12,6 +12,7 @@ use mpijob_api::v1beta1::Phase;
 use mpijob_api::MPIJob;
 use mpijob_tests::cluster::repo_root;
 use mpijob_tests::controller::{wait_for, RunningController};
+use mpijob_tests::fixtures::pi_job;
 use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
 use mpijob_tests::{crds, Harness, TestNamespace};
 use serde_json::json;
@@ -103,20 +104,9 @@ async fn the_controller_runs_a_job_as_its_service_account() {
     let _c = RunningController::start_with(&as_controller, &ns.name, Some(lease));
 
     let jobs: Api<MPIJob> = Api::namespaced(admin.clone(), &ns.name);
-    let job: MPIJob = serde_json::from_value(json!({
-        "apiVersion": "batch.tensorstack.dev/v1beta1",
-        "kind": "MPIJob",
-        "metadata": {"name": "pi"},
-        "spec": {
-            "runPolicy": {"cleanUpWorkers": "all"},
-            "worker": {
-                "replicas": 2,
-                "cmd": ["/opt/mpi-examples/pi"],
-                "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:test"}]}}
-            }
-        }
-    }))
-    .unwrap();
+    let mut job = pi_job("pi");
+    job["spec"]["runPolicy"] = json!({"cleanUpWorkers": "all"});
+    let job: MPIJob = serde_json::from_value(job).unwrap();
     jobs.create(&PostParams::default(), &job).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
     let names = ["pi-launcher", "pi-worker-0", "pi-worker-1"];

@@ -10,24 +10,10 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource};
 use mpijob_api::v1beta1::{MPIJob, MPIJobStatus, Phase};
+use mpijob_tests::fixtures::pi_job;
 use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
 use mpijob_tests::{crds, Harness, TestNamespace};
 use serde_json::json;
-
-fn job(name: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "batch.tensorstack.dev/v1beta1",
-        "kind": "MPIJob",
-        "metadata": {"name": name},
-        "spec": {
-            "worker": {
-                "replicas": 2,
-                "cmd": ["/opt/mpi-examples/pi"],
-                "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:latest"}]}}
-            }
-        }
-    })
-}
 
 #[tokio::test]
 async fn kubectl_apply_installs_the_crd_and_it_becomes_established() {
@@ -103,7 +89,7 @@ async fn the_schema_rejects_wrong_types_with_the_servers_message() {
     let ns = TestNamespace::new(&client, &h, "reject").await;
     let api: Api<MPIJob> = Api::namespaced(client.clone(), &ns.name);
 
-    let mut bad = job("bad-replicas");
+    let mut bad = pi_job("bad-replicas");
     bad["spec"]["worker"]["replicas"] = json!("two");
     let bad: MPIJobLoose = serde_json::from_value(bad).unwrap();
     let err = create_raw(&client, &ns.name, &bad).await.unwrap_err();
@@ -112,7 +98,7 @@ async fn the_schema_rejects_wrong_types_with_the_servers_message() {
         "{err}"
     );
 
-    let mut bad = job("bad-type");
+    let mut bad = pi_job("bad-type");
     bad["spec"]["runMode"] = json!({"debug": {"replicaSpecs": [{"type": "ps"}]}});
     let err = create_raw(&client, &ns.name, &serde_json::from_value(bad).unwrap())
         .await
@@ -126,7 +112,7 @@ async fn the_schema_rejects_wrong_types_with_the_servers_message() {
     );
 
     // Unknown fields under spec are pruned, not stored.
-    let mut odd = job("pruned");
+    let mut odd = pi_job("pruned");
     odd["spec"]["worker"]["processesPerWorker"] = json!(9);
     odd["spec"]["bogus"] = json!({"a": 1});
     create_raw(&client, &ns.name, &serde_json::from_value(odd).unwrap())
@@ -159,7 +145,7 @@ async fn both_forms_of_clean_up_workers_are_stored_and_read_back() {
         ("bool-false", json!(false), "none"),
         ("unfinished", json!("unfinished"), "unfinished"),
     ] {
-        let mut j = job(name);
+        let mut j = pi_job(name);
         j["spec"]["runPolicy"] = json!({"cleanUpWorkers": value});
         create_raw(&client, &ns.name, &serde_json::from_value(j).unwrap())
             .await
@@ -172,7 +158,7 @@ async fn both_forms_of_clean_up_workers_are_stored_and_read_back() {
     }
     // A value that is neither form still loads, so that validation can
     // report it instead of breaking the list for every other job.
-    let mut j = job("neither");
+    let mut j = pi_job("neither");
     j["spec"]["runPolicy"] = json!({"cleanUpWorkers": "sometimes"});
     create_raw(&client, &ns.name, &serde_json::from_value(j).unwrap())
         .await
@@ -200,7 +186,7 @@ async fn kubectl_get_shows_the_printer_columns() {
     create_raw(
         &client,
         &ns.name,
-        &serde_json::from_value(job("cols")).unwrap(),
+        &serde_json::from_value(pi_job("cols")).unwrap(),
     )
     .await
     .unwrap();
@@ -232,7 +218,7 @@ async fn deleting_an_owner_deletes_what_it_owns() {
     let owner = create_raw(
         &client,
         &ns.name,
-        &serde_json::from_value(job("owner")).unwrap(),
+        &serde_json::from_value(pi_job("owner")).unwrap(),
     )
     .await
     .unwrap();
@@ -269,7 +255,7 @@ async fn kube_rs_lists_watches_creates_patches_and_writes_status() {
     let mut events = watcher(api.clone(), watcher::Config::default())
         .applied_objects()
         .boxed();
-    let typed: MPIJob = serde_json::from_value(job("typed")).unwrap();
+    let typed: MPIJob = serde_json::from_value(pi_job("typed")).unwrap();
     api.create(&PostParams::default(), &typed).await.unwrap();
     let seen = tokio::time::timeout(Duration::from_secs(20), events.try_next())
         .await

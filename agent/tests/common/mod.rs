@@ -221,15 +221,7 @@ impl Agent {
         if launch.unprivileged {
             fs::create_dir_all(state).unwrap();
             chown(state, Some(1000), Some(1000)).unwrap();
-            cmd.args([
-                "setpriv",
-                "--reuid",
-                "1000",
-                "--regid",
-                "1000",
-                "--clear-groups",
-                "--",
-            ]);
+            cmd.args(AS_UID_1000);
         }
         let secret_mounted = launch.sandbox_hostname.is_some() && !launch.unprivileged;
         let ssh_dir = if secret_mounted {
@@ -341,15 +333,7 @@ impl Agent {
             .arg(self.pid().to_string())
             .arg("--");
         if unprivileged {
-            cmd.args([
-                "setpriv",
-                "--reuid",
-                "1000",
-                "--regid",
-                "1000",
-                "--clear-groups",
-                "--",
-            ]);
+            cmd.args(AS_UID_1000);
         }
         cmd.args(args).stdin(Stdio::null()).output().unwrap()
     }
@@ -447,3 +431,14 @@ pub fn wait_child(child: &mut Child, limit: Duration, output: impl Fn() -> Strin
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The command prefix that runs the rest as uid/gid 1000, with no groups.
+pub const AS_UID_1000: [&str; 7] = [
+    "setpriv",
+    "--reuid",
+    "1000",
+    "--regid",
+    "1000",
+    "--clear-groups",
+    "--",
+];

@@ -32,17 +32,9 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn job(name: &str, workers: usize) -> MPIJob {
-    serde_json::from_value(json!({
-        "apiVersion": "batch.tensorstack.dev/v1beta1",
-        "kind": "MPIJob",
-        "metadata": {"name": name},
-        "spec": {"worker": {
-            "replicas": workers,
-            "cmd": ["/opt/mpi-examples/pi"],
-            "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:bench"}]}}
-        }}
-    }))
-    .unwrap()
+    let mut j = mpijob_tests::fixtures::pi_job(name);
+    j["spec"]["worker"]["replicas"] = json!(workers);
+    serde_json::from_value(j).unwrap()
 }
 
 fn plain_pod(name: &str) -> Pod {

@@ -11,6 +11,7 @@ mod launcher;
 mod local;
 mod log;
 mod mpirun;
+mod oom;
 mod probe;
 mod sshd;
 mod user;
@@ -111,6 +112,15 @@ struct WorkerArgs {
     /// flag, or put one per line in the environment variable.
     #[arg(long = "sshd-option", env = env::SSHD_OPTIONS, value_delimiter = '\n')]
     sshd_options: Vec<String>,
+
+    /// Keep running when the kernel's OOM killer kills a process in the
+    /// agent's memory cgroup.
+    ///
+    /// By default the agent then stops sshd and exits 137, so that
+    /// Kubernetes reports the worker as OOMKilled. The variable takes
+    /// true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = env::NO_OOM_WATCH, value_parser = clap::builder::BoolishValueParser::new())]
+    no_oom_watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +274,7 @@ fn main() -> ExitCode {
                 .into_iter()
                 .filter(|o| !o.trim().is_empty())
                 .collect(),
+            oom_watch: !a.no_oom_watch,
         }),
         Role::Launcher(a) => launcher::run(launcher::Options {
             hosts: a.hosts.into_iter().filter(|h| !h.is_empty()).collect(),

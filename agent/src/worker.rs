@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::client::{self, Installed};
 use crate::init::{self, Init};
 use crate::keys;
+use crate::oom;
 use crate::sshd::{self, ServerConfig};
 use crate::user::{self, User};
 
@@ -37,7 +38,17 @@ pub struct Options {
     pub grace_period: Duration,
     pub finish_file: PathBuf,
     pub sshd_options: Vec<String>,
+    /// Stop with exit code 137 when the OOM killer kills a process in the
+    /// agent's memory cgroup.
+    pub oom_watch: bool,
 }
+
+/// 128 + SIGKILL: what Kubernetes shows for an OOM-killed container.
+const OOM_EXIT: i32 = 137;
+
+/// How long sshd gets after an OOM kill, at most: the rank is dead and the
+/// job has failed, there is nothing left to wait for.
+const OOM_GRACE: Duration = Duration::from_secs(1);
 
 /// Files in the state directory.
 struct State {
@@ -70,11 +81,25 @@ pub fn run(opts: Options) -> Result<i32> {
     });
     user::prepare_state_dir(&dir, &user)?;
     let state = State { dir };
+    // Before sshd starts, so that the count is taken before any rank runs.
+    let (oom_watch, oom_words) = if opts.oom_watch {
+        match oom::MemoryCgroup::find() {
+            Ok((cgroup, counter)) => {
+                let watch = oom::Watch::new(cgroup, counter);
+                let words = watch.describe();
+                (Some(watch), words)
+            }
+            Err(why) => (None, format!("off: {why}")),
+        }
+    } else {
+        (None, "off: --no-oom-watch".to_string())
+    };
     info!(
         user = %user.display(),
         sshd = %sshd_path.display(),
         key = %key.path.display(),
         state_dir = %state.dir.display(),
+        oom_watch = %oom_words,
         "worker starting"
     );
 
@@ -187,7 +212,7 @@ pub fn run(opts: Options) -> Result<i32> {
         Some(installed)
     };
 
-    let status = supervise(&mut init, &opts, sshd_pid, &pid_file, &mut log);
+    let status = supervise(&mut init, &opts, sshd_pid, &pid_file, &mut log, oom_watch);
     log.drain();
     if let Some(installed) = &installed {
         client::uninstall(installed, &client_config);
@@ -203,17 +228,26 @@ fn supervise(
     sshd: Pid,
     pid_file: &Path,
     log: &mut SshdLog,
+    mut oom_watch: Option<oom::Watch>,
 ) -> i32 {
     let mut ready = false;
     let mut stop: Option<Signal> = None;
     let mut finished = false;
-    let mut deadline: Option<Instant> = None;
+    let mut oom_killed: Option<oom::Oom> = None;
+    let mut oom_read_failed = false;
+    // When sshd gets SIGKILL, and the grace period that led there.
+    let mut deadline: Option<(Instant, Duration)> = None;
     let mut killed = false;
     loop {
-        // Poll fast until ready, then only as often as the finish file needs.
+        // Poll fast until ready, then only as often as the finish file and
+        // the OOM watch need.
         let mut timeout = Duration::from_millis(if ready { 250 } else { 5 });
-        if let Some(d) = deadline {
-            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+        let wake = deadline
+            .map(|(d, _)| d)
+            .into_iter()
+            .chain(oom_watch.as_ref().map(oom::Watch::due));
+        for at in wake {
+            timeout = timeout.min(at.saturating_duration_since(Instant::now()));
         }
         let events = init.wait(log.fd(), timeout);
         for sig in events.signals {
@@ -223,20 +257,64 @@ fn supervise(
                 stop = Some(sig);
             }
             if sig == Signal::SIGTERM {
-                deadline.get_or_insert(Instant::now() + opts.grace_period);
+                deadline.get_or_insert((Instant::now() + opts.grace_period, opts.grace_period));
             }
         }
         if events.readable {
             log.pump();
         }
-        if let Some(status) = init.reap(sshd) {
+        // Once the worker is stopping anyway, an OOM kill changes nothing.
+        if stop.is_some() || finished {
+            oom_watch = None;
+        }
+        let status = init.reap(sshd);
+        if let Some(watch) = &mut oom_watch {
+            // When sshd itself is gone, look once more now: the OOM killer
+            // may have taken sshd.
+            let now = if status.is_some() {
+                watch.due()
+            } else {
+                Instant::now()
+            };
+            match watch.check(now) {
+                Ok(None) => oom_read_failed = false,
+                Ok(Some(oom)) if status.is_some() => {
+                    error!("{}: exit code {OOM_EXIT}", oom.summary);
+                    oom_killed = Some(oom);
+                    oom_watch = None;
+                }
+                Ok(Some(oom)) => {
+                    error!("{}: stopping sshd, exit code {OOM_EXIT}", oom.summary);
+                    let _ = kill(sshd, Signal::SIGTERM);
+                    let grace = opts.grace_period.min(OOM_GRACE);
+                    deadline = Some((Instant::now() + grace, grace));
+                    oom_killed = Some(oom);
+                    oom_watch = None;
+                }
+                // Once per run of failures: it may be short of memory too.
+                Err(why) if !oom_read_failed => {
+                    warn!("OOM watch: {why}; trying again");
+                    oom_read_failed = true;
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some(status) = status {
             log.drain();
-            let code = init::exit_code(status, stop, finished);
             let how = match status {
                 WaitStatus::Exited(_, c) => format!("exited with code {c}"),
                 WaitStatus::Signaled(_, s, _) => format!("was killed by {s}"),
                 _ => "ended".into(),
             };
+            if let Some(oom) = oom_killed {
+                info!(exit_code = OOM_EXIT, "sshd {how}");
+                crate::log::termination_message(&format!(
+                    "worker: {}; exit code {OOM_EXIT}",
+                    oom.summary
+                ));
+                return OOM_EXIT;
+            }
+            let code = init::exit_code(status, stop, finished);
             if !ready && stop.is_none() && !finished {
                 error!("sshd {how} before accepting connections; see its messages above");
             } else {
@@ -252,7 +330,10 @@ fn supervise(
                 .map_or_else(|| "all addresses".to_string(), |a| a.to_string());
             info!(port = opts.port, listen = %on, "ready: sshd accepts connections");
         }
-        if !finished && stop.is_none() && fs::metadata(&opts.finish_file).is_ok_and(|m| m.len() > 0)
+        if !finished
+            && stop.is_none()
+            && oom_killed.is_none()
+            && fs::metadata(&opts.finish_file).is_ok_and(|m| m.len() > 0)
         {
             info!(
                 file = %opts.finish_file.display(),
@@ -260,15 +341,14 @@ fn supervise(
             );
             finished = true;
             let _ = kill(sshd, Signal::SIGTERM);
-            deadline.get_or_insert(Instant::now() + opts.grace_period);
+            deadline.get_or_insert((Instant::now() + opts.grace_period, opts.grace_period));
         }
-        if !killed && deadline.is_some_and(|d| Instant::now() >= d) {
-            warn!(
-                "sshd still runs {:?} after SIGTERM: sending SIGKILL",
-                opts.grace_period
-            );
-            let _ = kill(sshd, Signal::SIGKILL);
-            killed = true;
+        if let Some((at, grace)) = deadline {
+            if !killed && Instant::now() >= at {
+                warn!("sshd still runs {grace:?} after SIGTERM: sending SIGKILL");
+                let _ = kill(sshd, Signal::SIGKILL);
+                killed = true;
+            }
         }
     }
 }

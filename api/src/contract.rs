@@ -84,6 +84,8 @@ pub mod env {
     pub const FINISH_FILE: &str = "MPIJOB_FINISH_FILE";
     /// Extra `sshd_config` lines, one per line of the value.
     pub const SSHD_OPTIONS: &str = "MPIJOB_SSHD_OPTIONS";
+    /// `true` turns the worker's OOM watch off (`--no-oom-watch`).
+    pub const NO_OOM_WATCH: &str = "MPIJOB_NO_OOM_WATCH";
     // Launcher role.
     pub const HOSTS: &str = "MPIJOB_HOSTS";
     pub const JOB: &str = "MPIJOB_JOB";

@@ -294,6 +294,9 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
             .arg("--finish-file")
             .arg(dir.join(format!("{}.finished", host.hostname)))
             .args(["--grace-period", "1s"])
+            // The workers share the caller's memory cgroup (a login
+            // session, say): an OOM kill there is not theirs to report.
+            .arg("--no-oom-watch")
             .env_remove(contract::env::PEERS)
             .env_remove(contract::env::LOG_FORMAT)
             .stdin(Stdio::null())

@@ -168,6 +168,14 @@ pub struct Launch {
     pub sandbox_hostname: Option<String>,
     /// As PID 1 of a new PID namespace.
     pub pid1: bool,
+    /// Join the cgroup of this `cgroup.procs` file between fork and exec.
+    pub cgroup_procs: Option<PathBuf>,
+    /// Give the agent a `/dev/termination-log`, bound to this file: `/dev`
+    /// becomes a tmpfs in its mount namespace that holds the real entries
+    /// bound one by one, plus that file. As root only.
+    pub termination_log: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running agent, its collected stderr, and its state directory.
@@ -208,6 +216,22 @@ impl Agent {
         if launch.pid1 {
             setup += "mount -t proc proc /proc\n";
         }
+        if let Some(file) = &launch.termination_log {
+            let real = state.with_extension("dev");
+            fs::create_dir_all(&real).unwrap();
+            setup += &format!(
+                "real={}\nmount --rbind /dev \"$real\"\n\
+                 mount -t tmpfs -o mode=0755 tmpfs /dev\n\
+                 for f in \"$real\"/*; do n=${{f##*/}}\n\
+                 if [ -L \"$f\" ]; then cp -P \"$f\" /dev/\"$n\"\n\
+                 elif [ -d \"$f\" ]; then mkdir /dev/\"$n\"; mount --rbind \"$f\" /dev/\"$n\"\n\
+                 else : > /dev/\"$n\"; mount --bind \"$f\" /dev/\"$n\"; fi\n\
+                 done\n\
+                 : > /dev/termination-log\nmount --bind {} /dev/termination-log\n",
+                real.display(),
+                file.display()
+            );
+        }
         let mut cmd = Command::new("unshare");
         cmd.arg("--mount").arg("--propagation").arg("private");
         if launch.sandbox_hostname.is_some() {
@@ -236,6 +260,31 @@ impl Agent {
         cmd.arg("--finish-file")
             .arg(state.with_extension("finished"));
         cmd.env("RUST_LOG", "info").env_remove("MPIJOB_LOG_FORMAT");
+        cmd.env_remove("MPIJOB_NO_OOM_WATCH")
+            .envs(launch.env.iter().map(|(k, v)| (k, v)));
+        if let Some(procs) = &launch.cgroup_procs {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::process::CommandExt;
+            let path = std::ffi::CString::new(procs.as_os_str().as_bytes()).unwrap();
+            // SAFETY: open, write and close are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // "0" is the writing process itself.
+                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    let error = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    if written == 1 {
+                        Ok(())
+                    } else {
+                        Err(error)
+                    }
+                });
+            }
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -125,7 +125,9 @@ pub fn timeout_message(
 /// How the wait ended.
 #[derive(Debug)]
 pub enum Outcome {
-    AllUp,
+    /// Every host answered; with this machine's address on the way to
+    /// them (what they can call back to).
+    AllUp(Option<IpAddr>),
     TimedOut(String),
     /// A terminating signal arrived.
     Stopped(nix::sys::signal::Signal),
@@ -133,6 +135,8 @@ pub enum Outcome {
 
 struct Shared {
     status: Mutex<Vec<Status>>,
+    /// Our end of the last connection that got a banner.
+    local: Mutex<Option<IpAddr>>,
     notify: Notify,
 }
 
@@ -169,6 +173,7 @@ pub async fn wait(
     };
     let shared = Arc::new(Shared {
         status: Mutex::new(vec![Status::Unknown; hosts.len()]),
+        local: Mutex::new(None),
         notify: Notify::new(),
     });
     let mut tasks = tokio::task::JoinSet::new();
@@ -182,7 +187,7 @@ pub async fn wait(
     let outcome = loop {
         let status = shared.status.lock().unwrap().clone();
         if status.iter().all(|s| *s == Status::Up) {
-            break Outcome::AllUp;
+            break Outcome::AllUp(*shared.local.lock().unwrap());
         }
         if let Some(sig) = stop() {
             break Outcome::Stopped(sig);
@@ -261,8 +266,10 @@ async fn poll_one(
         loop {
             let mut last = Status::Unknown;
             for ip in &addrs {
-                last = knock(SocketAddr::new(*ip, port)).await;
+                let local;
+                (last, local) = knock(SocketAddr::new(*ip, port)).await;
                 if last == Status::Up {
+                    *shared.local.lock().unwrap() = local;
                     set(Status::Up);
                     return;
                 }
@@ -279,15 +286,20 @@ async fn poll_one(
 
 /// Connect and read the `SSH-` identification line (RFC 4253: servers may
 /// send other lines first).
-pub async fn knock(addr: SocketAddr) -> Status {
+/// Returns the status and our end's address once connected.
+pub async fn knock(addr: SocketAddr) -> (Status, Option<IpAddr>) {
     let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Err(_) => return Status::Unreachable(format!("no answer on port {}", addr.port())),
-        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => {
-            return Status::Unreachable("connection refused".into())
+        Err(_) => {
+            let why = format!("no answer on port {}", addr.port());
+            return (Status::Unreachable(why), None);
         }
-        Ok(Err(e)) => return Status::Unreachable(crate::io_reason(&e)),
+        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => {
+            return (Status::Unreachable("connection refused".into()), None)
+        }
+        Ok(Err(e)) => return (Status::Unreachable(crate::io_reason(&e)), None),
         Ok(Ok(s)) => s,
     };
+    let local = stream.local_addr().ok().map(|a| a.ip());
     let read = async {
         let mut line = Vec::new();
         let mut buf = [0u8; 512];
@@ -314,11 +326,12 @@ pub async fn knock(addr: SocketAddr) -> Status {
             }
         }
     };
-    match tokio::time::timeout(BANNER_TIMEOUT, read).await {
+    let status = match tokio::time::timeout(BANNER_TIMEOUT, read).await {
         Err(_) => Status::NoBanner("none within 2s".into()),
         Ok(Err(e)) => Status::NoBanner(crate::io_reason(&e)),
         Ok(Ok(s)) => s,
-    }
+    };
+    (status, local)
 }
 
 #[cfg(test)]

@@ -328,13 +328,17 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
             .find(|s| matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP))
     }));
     runtime.shutdown_timeout(Duration::from_millis(100));
-    match outcome {
-        Outcome::AllUp => info!(
-            "all {} workers answer on port {} after {:.1?}",
-            checked.hosts.len(),
-            opts.port,
-            started.elapsed()
-        ),
+    // Where the workers reach this launcher (Hydra's proxies call back).
+    let callback = match outcome {
+        Outcome::AllUp(local) => {
+            info!(
+                "all {} workers answer on port {} after {:.1?}",
+                checked.hosts.len(),
+                opts.port,
+                started.elapsed()
+            );
+            local.map(|ip| ip.to_string())
+        }
         Outcome::TimedOut(line) => return Err(Fail(FAILED, line)),
         Outcome::Stopped(sig) => {
             let code = 128 + sig as i32;
@@ -343,7 +347,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
             termination_message(&opts.termination_log, &format!("launcher: {line}"));
             return Ok(code);
         }
-    }
+    };
 
     // 2. Run mpirun.
     let plan = mpirun::Plan {
@@ -356,6 +360,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
         root: me.is_root(),
         ssh_config: &ssh_config,
         ssh_wrapper: &wrapper,
+        callback_host: callback.as_deref(),
     };
     let inv = mpirun::assemble(&plan, |k| std::env::var_os(k).is_some());
     info!("starting {}", inv.argv.join(" "));

@@ -66,6 +66,11 @@ pub struct Plan<'a> {
     /// An executable that runs `ssh -F <ssh_config> "$@"`, for Hydra,
     /// which takes a launcher executable but no arguments for it.
     pub ssh_wrapper: &'a Path,
+    /// This machine's address as the workers reach it. Hydra's proxies
+    /// call back to mpiexec by the launcher's hostname, which a worker
+    /// pod cannot resolve (a pod's short hostname is in no DNS zone), so
+    /// Hydra gets this address with `-localhost`.
+    pub callback_host: Option<&'a str>,
 }
 
 /// What to run.
@@ -120,6 +125,9 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
         }
         Implementation::Mpich => {
             argv.extend(["-f".into(), hostfile.clone()]);
+            if let Some(host) = p.callback_host {
+                argv.extend(["-localhost".into(), host.to_string()]);
+            }
             set("HYDRA_HOST_FILE", &hostfile, false);
             set("HYDRA_LAUNCHER", "ssh", true);
             set(
@@ -130,6 +138,9 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
         }
         Implementation::Intel => {
             argv.extend(["-f".into(), hostfile.clone()]);
+            if let Some(host) = p.callback_host {
+                argv.extend(["-localhost".into(), host.to_string()]);
+            }
             set("I_MPI_HYDRA_HOST_FILE", &hostfile, false);
             set("I_MPI_HYDRA_BOOTSTRAP", "ssh", true);
             set(
@@ -340,6 +351,7 @@ mod tests {
             root,
             ssh_config: Path::new("/run/mpijob/launcher/ssh_config"),
             ssh_wrapper: Path::new("/run/mpijob/launcher/ssh"),
+            callback_host: None,
         }
     }
 
@@ -437,6 +449,33 @@ mod tests {
             .all(|(k, _)| !k.contains("ALLOW_RUN_AS_ROOT")));
         assert!(inv.env.iter().all(|(k, _)| k != "OMPI_MCA_plm_rsh_agent"));
         assert!(inv.env.iter().any(|(k, _)| k == "PRTE_MCA_plm_ssh_agent"));
+    }
+
+    #[test]
+    fn hydra_is_told_the_address_its_proxies_call_back_to() {
+        let cmd = strings(&["./hello"]);
+        for implementation in [Implementation::Mpich, Implementation::Intel] {
+            let mut p = plan(implementation, &[], &[], &cmd, true);
+            p.callback_host = Some("198.18.0.2");
+            let inv = assemble(&p, |_| false);
+            assert_eq!(
+                inv.argv,
+                strings(&[
+                    "/opt/mpi/bin/mpirun",
+                    "-f",
+                    "/run/mpijob/launcher/hostfile",
+                    "-localhost",
+                    "198.18.0.2",
+                    "./hello"
+                ])
+            );
+        }
+        // Open MPI's daemons call back by address already.
+        let mut p = plan(Implementation::OpenMpi, &[], &[], &cmd, true);
+        p.callback_host = Some("198.18.0.2");
+        assert!(!assemble(&p, |_| false)
+            .argv
+            .contains(&"-localhost".to_string()));
     }
 
     #[test]

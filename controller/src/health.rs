@@ -1,6 +1,11 @@
 //! A small HTTP endpoint for the Deployment's probes and for metrics:
-//! `/healthz` (the process is alive), `/readyz` (the caches have synced) and
-//! `/metrics` (Prometheus text).
+//! `/healthz` (the process is alive), `/readyz` (the caches have synced, or
+//! this replica stands by for the lease) and `/metrics` (Prometheus text).
+//!
+//! A replica standing by is ready: it is healthy and will take over when the
+//! leader goes. Were it unready, a Deployment rollout (max unavailable 0,
+//! surge 1) would wait forever for the new pod, which waits for the old
+//! pod's lease.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +20,8 @@ use crate::context::{Context, Writes};
 #[derive(Default)]
 pub struct Health {
     pub ready: AtomicBool,
+    /// Waiting for another replica's lease.
+    pub standby: AtomicBool,
     pub reconciles: AtomicU64,
     pub reconcile_errors: AtomicU64,
 }
@@ -38,8 +45,7 @@ pub async fn serve(
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (code, body) = match path {
                 "/healthz" => (200, "ok\n".to_string()),
-                "/readyz" if health.ready.load(Ordering::Relaxed) => (200, "ok\n".to_string()),
-                "/readyz" => (503, "caches not synced yet\n".to_string()),
+                "/readyz" => readyz(&health),
                 "/metrics" => (200, metrics(&health, ctx.get().map(|c| &c.writes))),
                 _ => (404, "not found\n".to_string()),
             };
@@ -54,6 +60,19 @@ pub async fn serve(
             );
             let _ = conn.write_all(response.as_bytes()).await;
         });
+    }
+}
+
+fn readyz(health: &Health) -> (u16, String) {
+    if health.ready.load(Ordering::Relaxed) {
+        (200, "ok\n".to_string())
+    } else if health.standby.load(Ordering::Relaxed) {
+        (
+            200,
+            "standing by: another replica holds the lease\n".to_string(),
+        )
+    } else {
+        (503, "caches not synced yet\n".to_string())
     }
 }
 
@@ -77,4 +96,27 @@ fn metrics(health: &Health, writes: Option<&Writes>) -> String {
         get(&writes.event),
         get(&writes.cleanup),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_once_synced_or_while_standing_by() {
+        let h = Health::default();
+        assert_eq!(readyz(&h).0, 503);
+        h.standby.store(true, Ordering::Relaxed);
+        assert_eq!(
+            readyz(&h),
+            (
+                200,
+                "standing by: another replica holds the lease\n".to_string()
+            )
+        );
+        h.standby.store(false, Ordering::Relaxed);
+        assert_eq!(readyz(&h).0, 503);
+        h.ready.store(true, Ordering::Relaxed);
+        assert_eq!(readyz(&h), (200, "ok\n".to_string()));
+    }
 }

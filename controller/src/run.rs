@@ -56,7 +56,9 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         });
     }
     if let Some(lease) = &opts.leader {
+        health.standby.store(true, Ordering::Relaxed);
         crate::leader::acquire(&client, lease).await;
+        health.standby.store(false, Ordering::Relaxed);
     }
 
     // Only the job's own children are cached: they carry the job-name label.

@@ -227,6 +227,7 @@ pub fn compute(
     }
 
     if prev.phase.is_some_and(Phase::is_finished) {
+        name_oom_killed_workers(&mut s, name, &expected, &find);
         return s;
     }
 
@@ -273,6 +274,7 @@ pub fn compute(
                 &message,
                 now,
             );
+            name_oom_killed_workers(&mut s, name, &expected, &find);
             finish_running(&mut s, now);
         }
         Verdict::Running => {
@@ -367,6 +369,43 @@ fn verdict<'p>(
     } else {
         Verdict::Pending
     }
+}
+
+/// A failed job whose workers were OOM-killed names them in its Failed
+/// message, also when the launcher's failure (mpirun losing the killed
+/// rank) was seen first: the kernel's kill is the cause a user looks for.
+fn name_oom_killed_workers<'p>(
+    s: &mut MPIJobStatus,
+    job: &str,
+    expected: &[Role],
+    find: &dyn Fn(Role) -> Option<&'p Pod>,
+) {
+    let Some(failed) = s
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == condition::FAILED && c.status == "True")
+    else {
+        return;
+    };
+    let mut message = failed.message.clone().unwrap_or_default();
+    for &role in expected.iter().filter(|r| matches!(r, Role::Worker(_))) {
+        let pod_name = role.pod_name(job);
+        let Some((container, t)) = find(role).and_then(mpi_termination) else {
+            continue;
+        };
+        if t.reason.as_deref() != Some("OOMKilled") {
+            continue;
+        }
+        let line = describe("worker", &pod_name, &container, t);
+        if !message.contains(&line) {
+            message = if message.is_empty() {
+                line
+            } else {
+                format!("{message}; {line}")
+            };
+        }
+    }
+    failed.message = Some(message);
 }
 
 /// `worker pi-worker-2 container mpi-worker exited 137 (OOMKilled)`, with
@@ -672,6 +711,63 @@ mod tests {
         assert_eq!(later.completion_time, s.completion_time);
         assert_eq!(later.tasks[1].replicas[0].phase, "Deleted");
         assert_eq!(later.aggregate.unwrap().deleted, 2);
+    }
+
+    #[test]
+    fn an_oom_killed_worker_seen_after_the_launcher_failed_is_named_too() {
+        let running_status = compute_with(
+            &[
+                running("pi-launcher"),
+                running("pi-worker-0"),
+                running("pi-worker-1"),
+            ],
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        let launcher_failed = exited(
+            "pi-launcher",
+            1,
+            "Error",
+            Some("mpirun exited 1: rank 1 on pi-worker-1 killed by signal 9"),
+        );
+        let first = compute_with(
+            &[
+                launcher_failed.clone(),
+                running("pi-worker-0"),
+                running("pi-worker-1"),
+            ],
+            Some(&running_status),
+            "2026-01-01T00:01:00Z",
+        );
+        assert_eq!(first.phase, Some(Phase::Failed));
+        let launcher_line = "launcher pi-launcher container mpi-worker exited 1 (Error): \
+                             mpirun exited 1: rank 1 on pi-worker-1 killed by signal 9";
+        assert_eq!(
+            condition(&first, "Failed").message.as_deref(),
+            Some(launcher_line)
+        );
+        let pods = [
+            launcher_failed,
+            running("pi-worker-0"),
+            exited("pi-worker-1", 137, "OOMKilled", None),
+        ];
+        let later = compute_with(&pods, Some(&first), "2026-01-01T00:01:05Z");
+        let failed = condition(&later, "Failed");
+        assert_eq!(
+            failed.message.as_deref().unwrap(),
+            format!(
+                "{launcher_line}; worker pi-worker-1 container mpi-worker exited 137 (OOMKilled)"
+            )
+        );
+        assert_eq!(failed.reason.as_deref(), Some("LauncherFailed"));
+        assert_eq!(
+            failed.last_transition_time,
+            condition(&first, "Failed").last_transition_time
+        );
+        assert_eq!(later.completion_time, first.completion_time);
+        // Said once, not again on the next pass.
+        let again = compute_with(&pods, Some(&later), "2026-01-01T00:01:10Z");
+        assert_eq!(condition(&again, "Failed").message, failed.message);
     }
 
     #[test]

@@ -24,15 +24,34 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# The real kube-apiserver + etcd harness. A cluster named by
-# MPIJOB_CLUSTER_DIR is reused and left running; otherwise a private one is
-# started for this run and stopped at the end, whatever happens.
+# Two clusters, built once and cached outside the repo: the kube-apiserver +
+# etcd harness (tests/cluster) for the controller and API tests, and the
+# end-to-end cluster (tests/e2e: the same control plane plus a real node,
+# containerd, cluster DNS and the project's images). A cluster named by
+# MPIJOB_CLUSTER_DIR / MPIJOB_E2E_DIR is reused and left running; otherwise
+# a private one is started for this run and stopped at the end, whatever
+# happens.
+stops=()
+cleanup() {
+    local s
+    for s in "${stops[@]}"; do
+        $s >&2 || true
+    done
+}
+trap cleanup EXIT
 if [[ -z ${MPIJOB_CLUSTER_DIR:-} ]]; then
     export MPIJOB_CLUSTER_DIR=/tmp/mpijob-cluster-test.$$
-    trap 'tests/cluster/cluster.sh stop >&2 || true' EXIT
+    stops+=("tests/cluster/cluster.sh stop")
+fi
+if [[ -z ${MPIJOB_E2E_DIR:-} ]]; then
+    export MPIJOB_E2E_DIR=/tmp/mpijob-e2e-test.$$
+    stops+=("tests/e2e/e2e.sh stop")
 fi
 step "starting the kube-apiserver harness in $MPIJOB_CLUSTER_DIR (built once, cached)"
 tests/cluster/cluster.sh start >/dev/null
+
+step "starting the end-to-end cluster in $MPIJOB_E2E_DIR (binaries and images built once, cached)"
+tests/e2e/e2e.sh start >/dev/null
 
 step "cargo test"
 cargo test --workspace

@@ -51,7 +51,22 @@ esac
 readonly CLUSTER_DIR
 readonly TIMEOUT="${MPIJOB_CLUSTER_TIMEOUT:-120}"
 # Components in start order; stop goes in reverse.
-readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager)
+# Other process names that `stop` looks for by our state dir.
+LEFTOVER_NAMES=()
+KCM_CONTROLLERS="garbagecollector,namespace,serviceaccount,serviceaccount-token"
+# Service ClusterIPs: in the benchmark range 198.18.0.0/15, like the e2e
+# node's pod addresses, so that nothing looks like another network.
+readonly SERVICE_CIDR="198.19.240.0/24"
+
+# MPIJOB_CLUSTER_NODE=1 adds a real node (containerd, kubelet, scheduler,
+# cluster DNS): the end-to-end cluster of tests/e2e.
+readonly NODE_MODE="${MPIJOB_CLUSTER_NODE:-0}"
+if [[ "${NODE_MODE}" == 1 ]]; then
+  # shellcheck source=tests/e2e/node.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../e2e/node.sh"
+fi
+readonly COMPONENTS LEFTOVER_NAMES KCM_CONTROLLERS
 
 # ----------------------------------------------------------------- helpers --
 
@@ -364,7 +379,7 @@ leftovers() {
     pid="${d#/proc/}"
     arg0=""
     { IFS= read -r -d '' arg0 <"${d}/cmdline"; } 2>/dev/null || true
-    for c in "${COMPONENTS[@]}"; do
+    for c in "${COMPONENTS[@]}" "${LEFTOVER_NAMES[@]}"; do
       if [[ "${arg0##*/}" == "${c}" ]] && is_ours "${c}" "${pid}"; then
         printf '%s %s\n' "${c}" "${pid}"
       fi
@@ -440,6 +455,7 @@ fail_start() {
   printf '[cluster.sh] ---- last 40 lines of %s ----\n' "${CLUSTER_DIR}/logs/${comp}.log" >&2
   tail -n 40 "${CLUSTER_DIR}/logs/${comp}.log" >&2 || true
   printf '[cluster.sh] ---- end of %s log ----\n' "${comp}" >&2
+  if [[ "${NODE_MODE}" == 1 ]]; then node_stop; fi
   stop_all
   log "stopped the partial cluster; logs kept in ${CLUSTER_DIR}/logs (\`$0 stop\` removes them)"
   exit 1
@@ -471,6 +487,7 @@ cmd_start() {
 
   build_kubernetes "${DEFAULT_TARGETS[@]}"
   ensure_packages "${RUN_PACKAGES[@]}"
+  if [[ "${NODE_MODE}" == 1 ]]; then node_prepare; fi
 
   local t0
   t0="$(now)"
@@ -531,7 +548,8 @@ cmd_start() {
     --service-account-signing-key-file="${d}/certs/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc \
     --authorization-mode=RBAC \
-    --service-cluster-ip-range=10.96.0.0/16 \
+    --service-cluster-ip-range="${SERVICE_CIDR}" \
+    --kubelet-preferred-address-types=InternalIP \
     --allow-privileged=true
 
   # The API server writes its self-signed cert at start-up; the controller
@@ -545,7 +563,7 @@ cmd_start() {
 
   launch kube-controller-manager "$(component_bin kube-controller-manager)" \
     --kubeconfig="${d}/controller-manager.kubeconfig" \
-    --controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token \
+    --controllers="${KCM_CONTROLLERS}" \
     --service-account-private-key-file="${d}/certs/sa.key" \
     --root-ca-file="${d}/certs/apiserver.crt" \
     --use-service-account-credentials=false \
@@ -567,6 +585,7 @@ cmd_start() {
     (($(now) < deadline)) || fail_start kube-controller-manager "timed out after ${TIMEOUT}s waiting for ServiceAccount default/default"
     sleep 0.5
   done
+  if [[ "${NODE_MODE}" == 1 ]]; then node_start "${deadline}"; fi
   log "cluster ready in $(($(now) - t0)) s: ${server}, state in ${d}"
   log "to use it:  source ${d}/env   (or eval \"\$($0 start)\")"
   print_env
@@ -577,6 +596,7 @@ cmd_stop() {
     log "no cluster state in ${CLUSTER_DIR}; nothing to stop"
     return 0
   fi
+  if [[ "${NODE_MODE}" == 1 ]]; then node_stop; fi
   stop_all
   local left
   left="$(leftovers)"

@@ -29,15 +29,24 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Find the running harness, or panic saying how to start it.
+    /// The API-server harness of `tests/cluster/cluster.sh` (no node).
     pub fn get() -> Harness {
-        let dir = state_dir();
+        Self::at(
+            &state_dir(),
+            "bash tests/cluster/cluster.sh start",
+            "the kube-apiserver test harness",
+        )
+    }
+
+    /// The harness whose state is in `dir`; `start` is the command that
+    /// starts it, for the panic message when it is not running.
+    pub fn at(dir: &Path, start: &str, what: &str) -> Harness {
         let kubeconfig = dir.join("kubeconfig");
         let kubectl = dir.join("bin/kubectl");
         if !kubeconfig.is_file() || !kubectl.is_file() {
             panic!(
-                "the kube-apiserver test harness is not running (no {} or {}).\n\
-                 Start it with:\n    bash tests/cluster/cluster.sh start\n\
+                "{what} is not running (no {} or {}).\n\
+                 Start it with:\n    {start}\n\
                  or run every test with scripts/test.sh, which starts it.",
                 kubeconfig.display(),
                 kubectl.display()
@@ -49,7 +58,6 @@ impl Harness {
         }
     }
 
-    /// A kube-rs client for the harness.
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
             .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));

@@ -6,8 +6,10 @@
 //! tests never skip.
 
 pub mod cluster;
+pub mod cluster_dns;
 pub mod controller;
 pub mod crds;
+pub mod e2e;
 pub mod fixtures;
 pub mod kubelet_stand_in;
 pub mod namespace;

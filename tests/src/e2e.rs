@@ -1,0 +1,289 @@
+//! The end-to-end cluster of `tests/e2e` (a real kubelet, containerd and
+//! cluster DNS next to the API server): finding it, installing the operator
+//! from `deploy/` once per test process, and MPIJobs from `examples/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{ListParams, LogParams, PostParams};
+use kube::{Api, Client};
+use mpijob_api::v1beta1::{MPIJobStatus, Phase};
+use mpijob_api::MPIJob;
+use serde_json::{json, Value};
+
+use crate::cluster::repo_root;
+use crate::controller::wait_for;
+use crate::{crds, Harness, TestNamespace};
+
+/// The node's address on its bridge: kubelet, the cluster-DNS stand-in
+/// and (with host networking) the controller's health endpoint.
+pub const NODE_IP: &str = "198.19.254.1";
+/// The images `tests/e2e/images.sh` loads into the node's containerd.
+pub const OPENMPI_IMAGE: &str = "mpijob/openmpi:latest";
+pub const MPICH_IMAGE: &str = "mpijob/mpich:latest";
+/// Where deploy/ runs the controller.
+pub const OPERATOR_NAMESPACE: &str = "mpijob-system";
+
+/// The e2e cluster's state dir, as `tests/e2e/e2e.sh` uses it.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("MPIJOB_E2E_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/mpijob-e2e"))
+}
+
+pub struct E2e {
+    pub harness: Harness,
+    pub client: Client,
+}
+
+static OPERATOR: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+impl E2e {
+    /// The running e2e cluster with the operator installed from deploy/.
+    /// Panics, saying how to start it, when the cluster is not running.
+    pub async fn get() -> E2e {
+        let harness = Harness::at(
+            &state_dir(),
+            "bash tests/e2e/e2e.sh start",
+            "the end-to-end cluster (tests/e2e)",
+        );
+        let client = harness.client().await;
+        OPERATOR
+            .get_or_init(|| install_operator(&harness, &client))
+            .await;
+        E2e { harness, client }
+    }
+
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        TestNamespace::new(&self.client, &self.harness, prefix).await
+    }
+
+    pub fn jobs(&self, ns: &str) -> Api<MPIJob> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn pods(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub async fn create(&self, ns: &str, job: Value) -> MPIJob {
+        let job: MPIJob = serde_json::from_value(job).expect("a well-formed MPIJob");
+        self.jobs(ns)
+            .create(&PostParams::default(), &job)
+            .await
+            .unwrap_or_else(|e| panic!("creating the MPIJob in {ns}: {e}"))
+    }
+
+    /// Wait until the job's phase is `phase` (or any finished phase, which
+    /// then fails the wait if it is not `phase`), and return its status.
+    pub async fn wait_phase(
+        &self,
+        ns: &str,
+        name: &str,
+        phase: Phase,
+        timeout: Duration,
+    ) -> MPIJobStatus {
+        let jobs = self.jobs(ns);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = jobs.get(name).await.expect("reading the MPIJob");
+            let status = job.status.clone().unwrap_or_default();
+            if status.phase == Some(phase) {
+                return status;
+            }
+            let finished = status.phase.is_some_and(Phase::is_finished);
+            if finished || tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "MPIJob {ns}/{name}: wanted phase {phase:?}, {} \n{}",
+                    if finished {
+                        format!("it finished {:?}", status.phase)
+                    } else {
+                        format!("still {:?} after {timeout:?}", status.phase)
+                    },
+                    self.describe(ns).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The MPI container's log of `pod`.
+    pub async fn logs(&self, ns: &str, pod: &str) -> String {
+        self.pods(ns)
+            .logs(
+                pod,
+                &LogParams {
+                    container: Some("mpi-worker".into()),
+                    ..LogParams::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| format!("(no log of {pod}: {e})"))
+    }
+
+    /// Everything worth seeing when a test fails: the job's status, every
+    /// pod's state, the events and the launcher's log.
+    pub async fn describe(&self, ns: &str) -> String {
+        let mut s = String::new();
+        for job in self.jobs(ns).list(&ListParams::default()).await.unwrap() {
+            s += &format!(
+                "MPIJob {}: {}\n",
+                job.metadata.name.as_deref().unwrap_or("?"),
+                serde_json::to_string(&job.status).unwrap()
+            );
+        }
+        for pod in self.pods(ns).list(&ListParams::default()).await.unwrap() {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let status = pod.status.clone().unwrap_or_default();
+            s += &format!(
+                "pod {name}: phase {:?} containers {}\n",
+                status.phase,
+                serde_json::to_string(&status.container_statuses).unwrap()
+            );
+            if name.ends_with("-launcher") {
+                s += &format!("--- log of {name}:\n{}\n---\n", self.logs(ns, &name).await);
+            }
+        }
+        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        for e in events.list(&ListParams::default()).await.unwrap() {
+            s += &format!(
+                "event {} {}: {}\n",
+                e.involved_object.name.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            );
+        }
+        s
+    }
+}
+
+/// `examples/pi/pi.yaml` as JSON, in `ns`, running `image`, never pulled.
+pub fn pi_example(ns: &str, image: &str) -> Value {
+    let path = repo_root().join("examples/pi/pi.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut job: Value = serde_yaml::from_str(&text).unwrap();
+    job["metadata"]["namespace"] = json!(ns);
+    let container = &mut job["spec"]["worker"]["template"]["spec"]["containers"][0];
+    container["image"] = json!(image);
+    container["imagePullPolicy"] = json!("Never");
+    // The example asks for a whole CPU per pod; this node has two, and
+    // tests run side by side.
+    container["resources"] = json!({
+        "requests": {"cpu": "10m", "memory": "64Mi"},
+        "limits": {"memory": "1Gi"}
+    });
+    job
+}
+
+/// Apply deploy/mpijob-operator.yaml, changed only where this cluster needs
+/// it, and wait for the controller pod to be Ready.
+///
+/// The node has no kube-proxy, so a pod cannot reach the `kubernetes`
+/// Service's ClusterIP. The controller pod therefore uses the host's
+/// network and is pointed at the API server's loopback address through
+/// `KUBERNETES_SERVICE_HOST`/`_PORT`, which is how every in-cluster client
+/// finds the API server. It still authenticates with the ServiceAccount
+/// token deploy/ gives it, so deploy/'s RBAC is what is tested. Images are
+/// never pulled (`Never`), and its health port moves to the node address.
+async fn install_operator(h: &Harness, client: &Client) {
+    let api_port = read_port("apiserver");
+    let health_port = free_node_port();
+    let text = std::fs::read_to_string(repo_root().join("deploy/mpijob-operator.yaml")).unwrap();
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] == "Deployment" && v["metadata"]["name"] == "mpijob-controller" {
+            let spec = &mut v["spec"]["template"]["spec"];
+            spec["hostNetwork"] = json!(true);
+            spec["dnsPolicy"] = json!("ClusterFirstWithHostNet");
+            let c = &mut spec["containers"][0];
+            c["imagePullPolicy"] = json!("Never");
+            let args = c["args"].as_array_mut().unwrap();
+            args.extend([
+                json!("--agent-image-pull-policy"),
+                json!("Never"),
+                json!("--health-addr"),
+                json!(format!("{NODE_IP}:{health_port}")),
+            ]);
+            let env = c["env"].as_array_mut().unwrap();
+            env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"}));
+            env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": api_port.to_string()}));
+            c["ports"][0]["containerPort"] = json!(health_port);
+        }
+        docs.push(v);
+    }
+    let file = state_dir().join("mpijob-operator.e2e.json");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    std::fs::write(&file, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
+    h.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+    crds::wait_established(client, "mpijobs.batch.tensorstack.dev").await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    wait_for(
+        "the controller Deployment to be available",
+        Duration::from_secs(120),
+        || async {
+            let d = deployments
+                .get("mpijob-controller")
+                .await
+                .map_err(|e| e.to_string())?;
+            let s = d.status.unwrap_or_default();
+            let generation = d.metadata.generation.unwrap_or(0);
+            if s.observed_generation == Some(generation)
+                && s.updated_replicas == Some(1)
+                && s.available_replicas == Some(1)
+                && s.replicas == Some(1)
+            {
+                Ok(())
+            } else {
+                let pods = pods
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Err(format!(
+                    "deployment status {s:?}; pods: {}",
+                    pods.items
+                        .iter()
+                        .map(|p| format!(
+                            "{} {}",
+                            p.metadata.name.as_deref().unwrap_or("?"),
+                            serde_json::to_string(&p.status).unwrap()
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            }
+        },
+    )
+    .await
+}
+
+/// A value from the harness's `ports` file (`apiserver=NNNN`).
+fn read_port(key: &str) -> u16 {
+    let text = std::fs::read_to_string(state_dir().join("ports")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {}/ports", state_dir().display()))
+}
+
+/// The controller's health port on the node address: free when first
+/// chosen, then kept in the state dir, so that installing again into the
+/// same cluster changes nothing.
+fn free_node_port() -> u16 {
+    let file = state_dir().join("controller-health-port");
+    if let Some(port) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return port;
+    }
+    let l = std::net::TcpListener::bind((NODE_IP, 0))
+        .unwrap_or_else(|e| panic!("binding {NODE_IP}:0 (is the e2e node up?): {e}"));
+    let port = l.local_addr().unwrap().port();
+    std::fs::write(&file, port.to_string()).unwrap();
+    port
+}

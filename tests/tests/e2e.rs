@@ -1,0 +1,485 @@
+//! End to end on a real node (`tests/e2e/e2e.sh start`): the operator
+//! installed from deploy/ and running from its image, the agent image in
+//! every init container, the example MPI images, a real kubelet and
+//! containerd, and cluster DNS. Each test runs in a fresh namespace.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::Api;
+use mpijob_api::v1beta1::{MPIJobStatus, Phase, ReplicaStatus};
+use mpijob_tests::controller::wait_for;
+use mpijob_tests::e2e::{pi_example, E2e, MPICH_IMAGE, OPENMPI_IMAGE};
+use serde_json::{json, Value};
+
+const NODE: &str = "mpijob-e2e-node";
+
+/// Every replica of the status, by pod name.
+fn replicas(status: &MPIJobStatus) -> BTreeMap<String, ReplicaStatus> {
+    status
+        .tasks
+        .iter()
+        .flat_map(|t| t.replicas.iter().cloned())
+        .map(|r| (r.name.clone(), r))
+        .collect()
+}
+
+/// The MPI container's exit code in a replica's status, if it ended.
+fn exit_code(r: &ReplicaStatus) -> Option<i32> {
+    r.containers
+        .iter()
+        .find(|c| c.name == "mpi-worker")
+        .and_then(|c| c.exit_code)
+}
+
+/// Wait until every replica's MPI container has an exit code, and return
+/// the status (kept workers end a little after the launcher does).
+async fn wait_all_exited(e2e: &E2e, ns: &str, job: &str, pods: &[String]) -> MPIJobStatus {
+    let jobs = e2e.jobs(ns);
+    wait_for(
+        "every pod's exit code in status.tasks",
+        Duration::from_secs(120),
+        || async {
+            let status = jobs
+                .get(job)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            let r = replicas(&status);
+            if pods.iter().all(|p| r.get(p).and_then(exit_code).is_some()) {
+                Ok(status)
+            } else {
+                Err(format!(
+                    "tasks: {}",
+                    serde_json::to_string(&status.tasks).unwrap()
+                ))
+            }
+        },
+    )
+    .await
+}
+
+fn pod_names(job: &str, workers: u32) -> Vec<String> {
+    let mut v = vec![format!("{job}-launcher")];
+    v.extend((0..workers).map(|i| format!("{job}-worker-{i}")));
+    v
+}
+
+/// The pi example with 2 workers reaches Succeeded, with one rank on each
+/// worker pod's hostname, none on the launcher, and every pod exits 0.
+async fn pi_runs_across_pods(image: &str, prefix: &str) {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace(prefix).await;
+    let mut job = pi_example(&ns.name, image);
+    // Kept workers are told to finish, so every pod has an exit code.
+    job["spec"]["runPolicy"]["cleanUpWorkers"] = json!("none");
+    let started = Instant::now();
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "pi", Phase::Succeeded, Duration::from_secs(180))
+        .await;
+    eprintln!("{prefix}: create to Succeeded in {:?}", started.elapsed());
+
+    let log = e2e.logs(&ns.name, "pi-launcher").await;
+    for host in ["pi-worker-0", "pi-worker-1"] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}"))),
+            "no rank on {host} in the launcher's log:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("on host pi-launcher"),
+        "a rank ran on the launcher:\n{log}"
+    );
+    assert!(log.contains("pi is approximately 3.14159"), "{log}");
+
+    let pods = pod_names("pi", 2);
+    let status = wait_all_exited(&e2e, &ns.name, "pi", &pods).await;
+    let r = replicas(&status);
+    assert_eq!(r.len(), 3, "tasks: {:?}", status.tasks);
+    for p in &pods {
+        assert_eq!(exit_code(&r[p]), Some(0), "{p}: {:?}", r[p]);
+    }
+}
+
+#[tokio::test]
+async fn pi_with_open_mpi_runs_one_rank_on_each_worker_pod() {
+    pi_runs_across_pods(OPENMPI_IMAGE, "e2e-ompi").await;
+}
+
+#[tokio::test]
+async fn pi_with_mpich_runs_one_rank_on_each_worker_pod() {
+    pi_runs_across_pods(MPICH_IMAGE, "e2e-mpich").await;
+}
+
+/// Bind `pod` to the node, as a scheduler does.
+async fn bind(pods: &Api<Pod>, pod: &str) {
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}
+    });
+    pods.create_subresource::<Value, Value>("binding", pod, &PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("binding {pod}: {e}"));
+}
+
+/// A line's kubelet timestamp (`--timestamps`), as seconds of the day.
+fn stamp(line: &str) -> f64 {
+    let ts = line.split(' ').next().unwrap();
+    let time = ts.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().unwrap().parse().unwrap();
+    let m: f64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    h * 3600.0 + m * 60.0 + s
+}
+
+/// One worker is scheduled 8 s after the others: this test is the
+/// scheduler of the job's pods (they name a scheduler that does not
+/// exist) and binds `late-worker-1` last. The launcher waits for it
+/// without failing or restarting, says whom it waits for, and starts as
+/// soon as it answers.
+#[tokio::test]
+async fn the_launcher_waits_for_a_late_worker_without_restarting() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-late").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("late");
+    job["spec"]["worker"]["template"]["spec"]["schedulerName"] = json!("mpijob-e2e-late");
+    e2e.create(&ns.name, job).await;
+    let pods = e2e.pods(&ns.name);
+    for p in ["late-launcher", "late-worker-0", "late-worker-1"] {
+        wait_for("the job's pods", Duration::from_secs(60), || async {
+            pods.get_opt(p)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no pod {p} yet"))
+        })
+        .await;
+    }
+    bind(&pods, "late-launcher").await;
+    bind(&pods, "late-worker-0").await;
+    wait_for(
+        "the launcher to say it waits for late-worker-1",
+        Duration::from_secs(90),
+        || async {
+            let log = e2e.logs(&ns.name, "late-launcher").await;
+            if log.contains("waiting for 1/2 workers: late-worker-1") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let launcher = pods.get("late-launcher").await.unwrap();
+    let statuses = launcher.status.unwrap().container_statuses.unwrap();
+    let mpi = statuses.iter().find(|c| c.name == "mpi-worker").unwrap();
+    assert!(
+        mpi.state.as_ref().unwrap().running.is_some() && mpi.restart_count == 0,
+        "the launcher did not keep waiting: {mpi:?}"
+    );
+    bind(&pods, "late-worker-1").await;
+    let status = e2e
+        .wait_phase(&ns.name, "late", Phase::Succeeded, Duration::from_secs(120))
+        .await;
+
+    let launcher = pods.get("late-launcher").await.unwrap();
+    for c in launcher.status.unwrap().container_statuses.unwrap() {
+        assert_eq!(c.restart_count, 0, "{c:?}");
+    }
+    assert_eq!(exit_code(&replicas(&status)["late-launcher"]), Some(0));
+    let stamped = LogParams {
+        container: Some("mpi-worker".into()),
+        timestamps: true,
+        ..LogParams::default()
+    };
+    let log = pods.logs("late-launcher", &stamped).await.unwrap();
+    assert!(log.contains("late-worker-1 (no DNS record)"), "{log}");
+    assert!(log.contains("all 2 workers answer on port 2222"), "{log}");
+    assert!(log.contains("on host late-worker-1"), "{log}");
+
+    // The launcher's reaction: from the late worker's agent starting sshd
+    // to the launcher starting mpirun (DNS propagation included).
+    let worker_log = pods.logs("late-worker-1", &stamped).await.unwrap();
+    let sshd_start = worker_log
+        .lines()
+        .find(|l| l.contains("sshd"))
+        .map(stamp)
+        .unwrap_or_else(|| panic!("no sshd line in:\n{worker_log}"));
+    let mpirun_start = log
+        .lines()
+        .find(|l| l.contains("starting ") && l.contains("mpirun"))
+        .map(stamp)
+        .unwrap_or_else(|| panic!("no mpirun line in:\n{log}"));
+    eprintln!(
+        "launcher reaction: mpirun started {:.0} ms after the late worker's sshd",
+        (mpirun_start - sshd_start) * 1000.0
+    );
+    assert!(mpirun_start >= sshd_start, "{worker_log}\n{log}");
+}
+
+/// A rank exits 3: the job fails with the launcher's exit code and
+/// mpirun's message in its status.
+#[tokio::test]
+async fn a_rank_exiting_3_fails_the_job_with_the_launchers_code() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-exit3").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("exit3");
+    job["spec"]["worker"]["cmd"] = json!(["sh", "-c", "exit 3"]);
+    e2e.create(&ns.name, job).await;
+    let status = e2e
+        .wait_phase(&ns.name, "exit3", Phase::Failed, Duration::from_secs(180))
+        .await;
+    let failed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .expect("a Failed condition");
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("LauncherFailed"),
+        "{failed:?}"
+    );
+    let message = failed.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("launcher exit3-launcher container mpi-worker exited 3 (Error)"),
+        "{message}"
+    );
+    assert!(message.contains("exit code 3"), "{message}");
+    assert!(message.contains("exited with code 3"), "{message}");
+    assert_eq!(exit_code(&replicas(&status)["exit3-launcher"]), Some(3));
+}
+
+/// A rank allocates past the pod's real memory limit on a worker: the
+/// kernel OOM-kills it there, the worker ends with 137, and the status
+/// names the pod, the container, the code and OOMKilled.
+#[tokio::test]
+async fn an_oom_killed_worker_is_named_in_the_status() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-oom").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("oom");
+    job["spec"]["worker"]["replicas"] = json!(1);
+    // `tail` keeps a whole "line" of zeros in memory: 512 MiB of it.
+    job["spec"]["worker"]["cmd"] = json!(["sh", "-c", "head -c 512M /dev/zero | tail"]);
+    job["spec"]["worker"]["template"]["spec"]["containers"][0]["resources"] = json!({
+        "requests": {"cpu": "10m", "memory": "96Mi"},
+        "limits": {"memory": "96Mi"}
+    });
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "oom", Phase::Failed, Duration::from_secs(180))
+        .await;
+    let jobs = e2e.jobs(&ns.name);
+    let status = wait_for(
+        "the worker's OOM kill in status.tasks",
+        Duration::from_secs(60),
+        || async {
+            let status = jobs
+                .get("oom")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            let worker = replicas(&status).get("oom-worker-0").cloned();
+            let oom = worker.as_ref().and_then(|w| {
+                w.containers
+                    .iter()
+                    .find(|c| c.name == "mpi-worker" && c.exit_code == Some(137))
+                    .cloned()
+            });
+            match oom {
+                Some(c) if c.reason.as_deref() == Some("OOMKilled") => Ok(status),
+                _ => Err(format!("worker: {worker:?}")),
+            }
+        },
+    )
+    .await;
+    let failed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .expect("a Failed condition");
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("worker oom-worker-0 container mpi-worker exited 137 (OOMKilled)"),
+        "{failed:?}"
+    );
+}
+
+/// cleanUpWorkers `all`: the workers are gone after success. `none`: they
+/// are kept, and their sshd has finished (the container exited 0).
+#[tokio::test]
+async fn clean_up_workers_all_deletes_them_and_none_finishes_them() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-cleanup").await;
+    for (name, policy) in [("all", "all"), ("none", "none")] {
+        let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+        job["metadata"]["name"] = json!(name);
+        job["spec"]["runPolicy"]["cleanUpWorkers"] = json!(policy);
+        e2e.create(&ns.name, job).await;
+    }
+    let pods = e2e.pods(&ns.name);
+    e2e.wait_phase(&ns.name, "all", Phase::Succeeded, Duration::from_secs(180))
+        .await;
+    wait_for(
+        "the workers of `all` to be gone",
+        Duration::from_secs(90),
+        || async {
+            let left = pods
+                .list(&ListParams::default().labels("batch.tensorstack.dev/mpi-job-name=all"))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .filter(|n| n.contains("-worker-"))
+                .collect::<Vec<_>>();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still there: {left:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(pods.get_opt("all-launcher").await.unwrap().is_some());
+
+    e2e.wait_phase(&ns.name, "none", Phase::Succeeded, Duration::from_secs(180))
+        .await;
+    for w in ["none-worker-0", "none-worker-1"] {
+        wait_for(
+            "a kept worker's sshd to finish",
+            Duration::from_secs(90),
+            || async {
+                let pod = pods.get(w).await.map_err(|e| e.to_string())?;
+                let status = pod.status.unwrap_or_default();
+                let ended = status
+                    .container_statuses
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find_map(|c| {
+                        (c.name == "mpi-worker")
+                            .then(|| c.state.and_then(|s| s.terminated))
+                            .flatten()
+                    });
+                match (status.phase.as_deref(), ended) {
+                    (Some("Succeeded"), Some(t)) if t.exit_code == 0 => Ok(()),
+                    (phase, t) => Err(format!("{w}: phase {phase:?}, terminated {t:?}")),
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// A non-root job: the pods run as uid 1000 with the keys at
+/// /home/mpiuser/.ssh, and the ranks run as uid 1000 on both workers.
+#[tokio::test]
+async fn a_non_root_job_succeeds_as_uid_1000() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-nonroot").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("nonroot");
+    job["spec"]["ssh"] = json!({"sshAuthMountPath": "/home/mpiuser/.ssh"});
+    job["spec"]["worker"]["cmd"] = json!(["sh", "-c", "echo \"uid $(id -u) on $(hostname)\""]);
+    job["spec"]["worker"]["template"]["spec"]["securityContext"] =
+        json!({"runAsUser": 1000, "runAsGroup": 1000});
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(
+        &ns.name,
+        "nonroot",
+        Phase::Succeeded,
+        Duration::from_secs(180),
+    )
+    .await;
+    let log = e2e.logs(&ns.name, "nonroot-launcher").await;
+    for host in ["nonroot-worker-0", "nonroot-worker-1"] {
+        assert!(
+            log.lines().any(|l| l == format!("uid 1000 on {host}")),
+            "no rank as uid 1000 on {host}:\n{log}"
+        );
+    }
+}
+
+/// Deleting a running MPIJob leaves nothing of it in the namespace.
+#[tokio::test]
+async fn deleting_the_mpijob_leaves_nothing_in_the_namespace() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-delete").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("gone");
+    job["spec"]["worker"]["cmd"] = json!(["sleep", "600"]);
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "gone", Phase::Running, Duration::from_secs(180))
+        .await;
+    e2e.jobs(&ns.name)
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pods = e2e.pods(&ns.name);
+    let services: Api<Service> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let jobs = e2e.jobs(&ns.name);
+    wait_for(
+        "nothing of the job left in the namespace",
+        Duration::from_secs(120),
+        || async {
+            let lp = ListParams::default();
+            let mut left: Vec<String> = Vec::new();
+            let e = |e: kube::Error| e.to_string();
+            left.extend(
+                jobs.list(&lp)
+                    .await
+                    .map_err(e)?
+                    .items
+                    .into_iter()
+                    .map(|j| format!("mpijob/{}", j.metadata.name.unwrap_or_default())),
+            );
+            left.extend(
+                pods.list(&lp)
+                    .await
+                    .map_err(e)?
+                    .items
+                    .into_iter()
+                    .map(|p| format!("pod/{}", p.metadata.name.unwrap_or_default())),
+            );
+            left.extend(
+                services
+                    .list(&lp)
+                    .await
+                    .map_err(e)?
+                    .items
+                    .into_iter()
+                    .map(|s| format!("service/{}", s.metadata.name.unwrap_or_default())),
+            );
+            left.extend(
+                secrets
+                    .list(&lp)
+                    .await
+                    .map_err(e)?
+                    .items
+                    .into_iter()
+                    // The namespace's own ServiceAccount token stays.
+                    .filter(|s| s.type_.as_deref() != Some("kubernetes.io/service-account-token"))
+                    .map(|s| format!("secret/{}", s.metadata.name.unwrap_or_default())),
+            );
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        },
+    )
+    .await;
+}

@@ -62,6 +62,12 @@ cgroup_hierarchies() {
   awk '$3 == "cgroup" && $2 ~ "^/sys/fs/cgroup/" { print $2 }' /proc/mounts
 }
 
+# Every cgroup mount, the unified (v2) one of a hybrid host included: runc
+# creates the containers' cgroups there too.
+all_cgroup_mounts() {
+  awk '($3 == "cgroup" || $3 == "cgroup2") && $2 ~ "^/sys/fs/cgroup" { print $2 }' /proc/mounts
+}
+
 # node_cgroup_create PATH : create PATH (e.g. /process_api/x/mpijob-e2e) in
 # every hierarchy, each new level recorded so that stop removes exactly it;
 # cpuset levels get their parent's cpus and mems, or nothing can join them.
@@ -93,9 +99,10 @@ node_cgroup_remove() {
   f="$(node_dir)/cgroups.created"
   [[ -f "$(node_dir)/cgroup-root" ]] || return 0
   root="$(cat "$(node_dir)/cgroup-root")"
-  for h in $(cgroup_hierarchies); do
+  for h in $(all_cgroup_mounts); do
     [[ -d "${h}${root}" ]] || continue
-    find "${h}${root}" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
+    find "${h}${root}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [[ -d "${h}${root}" ]] && log "could not remove cgroup ${h}${root} (still in use?)"
   done
   if [[ -f "${f}" ]]; then
     tac "${f}" | while IFS= read -r dir; do
@@ -398,11 +405,18 @@ node_drain() {
   recorded_pid kubelet >/dev/null || return 0
   apiserver_ready || return 0
   log "deleting every pod so that kubelet tears the sandboxes down"
+  # First what would create them again: Deployments, ReplicaSets, MPIJobs.
+  kubectl_admin delete deployments,replicasets --all --all-namespaces --wait=false >/dev/null 2>&1 || true
+  kubectl_admin delete mpijobs.batch.tensorstack.dev --all --all-namespaces --wait=false >/dev/null 2>&1 || true
   kubectl_admin delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
   local i n
   for ((i = 0; i < 60; i++)); do
     n="$(ctr_k8s tasks ls -q 2>/dev/null | wc -l)"
     ((n == 0)) && return 0
+    # A pod created since (by a controller that was still running).
+    if ((i % 10 == 9)); then
+      kubectl_admin delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
+    fi
     sleep 0.5
   done
   log "still ${n} containers after 30 s; removing them with ctr"
@@ -433,6 +447,10 @@ node_host_cleanup() {
   local pid name
   while read -r name pid; do
     [[ -n "${pid}" ]] || continue
+    case " ${LEFTOVER_NAMES[*]} " in
+      *" ${name} "*) ;;
+      *) continue ;; # the control plane is stop_all's
+    esac
     log "killing leftover ${name} (pid ${pid})"
     kill -KILL "${pid}" 2>/dev/null || true
   done < <(leftovers)

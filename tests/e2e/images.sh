@@ -13,10 +13,11 @@
 #   docker.io/mpijob/controller:0.1.0   Dockerfile.controller  (scripts/build-static.sh controller)
 #   docker.io/mpijob/openmpi:latest     images/openmpi/Dockerfile
 #   docker.io/mpijob/mpich:latest       images/mpich/Dockerfile
-# The MPI images are built FROM a Debian bookworm minbase made by
-# debootstrap (localhost/mpijob-e2e/debian:bookworm-minbase), passed as
-# --build-arg BASE, so nothing is pulled from a registry; apt inside the
-# build reaches the Debian mirror through the host network.
+# The MPI images are built FROM a Debian minbase made by debootstrap, of
+# the release their Dockerfile names in `ARG BASE=debian:<suite>-slim`
+# (localhost/mpijob-e2e/debian:<suite>-minbase), passed as --build-arg
+# BASE, so nothing is pulled from a registry; apt inside the build reaches
+# the Debian mirror through the host network.
 #
 # Each archive's name holds a hash of the image's inputs (Dockerfile, the
 # files its COPY lines read, build args, and for the MPI images the sha256
@@ -39,11 +40,8 @@ readonly IMG_DIR="${CACHE_ROOT}/images"
 readonly BH_ROOT="${IMG_DIR}/buildah/root"
 readonly BH_RUNROOT="${IMG_DIR}/buildah/runroot"
 readonly STAGE_DIR="${IMG_DIR}/context"
-readonly BASE_TAR="${IMG_DIR}/base/debian-bookworm-minbase.tar"
-readonly BASE_REF="localhost/mpijob-e2e/debian:bookworm-minbase"
 # The base image carries the sha256 of the rootfs tarball it came from.
 readonly BASE_LABEL="dev.mpijob.e2e.rootfs-sha256"
-readonly SUITE=bookworm
 readonly SNAPSHOTTER="${MPIJOB_E2E_SNAPSHOTTER:-overlayfs}"
 
 # Part of every image's input hash: bump it when the way images are built
@@ -116,7 +114,8 @@ archive_of() {
   [[ -n "${newest}" ]] && printf '%s' "${newest}"
 }
 
-# debian_mirror: the Debian archive the host's apt uses.
+# debian_mirror: the Debian archive the host's apt uses (its first deb
+# source that is not the security archive); any release is on it.
 debian_mirror() {
   if [[ -n "${MPIJOB_DEBIAN_MIRROR:-}" ]]; then
     printf '%s' "${MPIJOB_DEBIAN_MIRROR}"
@@ -124,46 +123,57 @@ debian_mirror() {
   fi
   local m=""
   if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-    # The URIs of the first deb stanza whose Suites include the plain suite.
-    m="$(awk -v suite="${SUITE}" '
-      /^[[:space:]]*$/ { if (deb && has && uri != "") { print uri; exit } deb = has = 0; uri = ""; next }
+    m="$(awk '
+      /^[[:space:]]*$/ { if (deb && uri != "" && uri !~ /security/) { print uri; exit } deb = 0; uri = ""; next }
       /^Types:/  { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
       /^URIs:/   { uri = $2 }
-      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) has = 1 }
-      END { if (deb && has && uri != "") print uri }
+      END { if (deb && uri != "" && uri !~ /security/) print uri }
     ' /etc/apt/sources.list.d/debian.sources | head -n 1)"
   fi
   if [[ -z "${m}" && -f /etc/apt/sources.list ]]; then
-    m="$(awk -v suite="${SUITE}" '$1 == "deb" && $3 == suite { print $2; exit }' /etc/apt/sources.list)"
+    m="$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list)"
   fi
   printf '%s' "${m:-http://deb.debian.org/debian}"
 }
 
 # ------------------------------------------------------------------- base ---
 
-# ensure_base_tar: debootstrap a minbase bookworm rootfs once, into a tarball.
+# A Debian release's minbase: its rootfs tarball and its image in buildah.
+base_tar() { printf '%s/base/debian-%s-minbase.tar' "${IMG_DIR}" "$1"; }
+base_ref() { printf 'localhost/mpijob-e2e/debian:%s-minbase' "$1"; }
+
+# ensure_base_tar SUITE: debootstrap a minbase rootfs of SUITE (bookworm,
+# trixie) once, into a tarball.
 ensure_base_tar() {
-  if [[ -f "${BASE_TAR}" && -f "${BASE_TAR}.sha256" ]]; then
+  local suite=$1 tarball
+  tarball="$(base_tar "${suite}")"
+  if [[ -f "${tarball}" && -f "${tarball}.sha256" ]]; then
     return 0
   fi
-  local mirror rootfs t0
+  local mirror rootfs t0 blog
   mirror="$(debian_mirror)"
-  rootfs="${IMG_DIR}/base/rootfs.tmp"
+  rootfs="${IMG_DIR}/base/rootfs-${suite}.tmp"
+  blog="${IMG_DIR}/base/debootstrap-${suite}.log"
   t0="$(now)"
-  log "base: debootstrap --variant=minbase ${SUITE} from ${mirror} (log ${IMG_DIR}/base/debootstrap.log)"
+  log "base: debootstrap --variant=minbase ${suite} from ${mirror} (log ${blog})"
   rm -rf "${rootfs}"
   mkdir -p "${rootfs}"
-  if ! debootstrap --variant=minbase "${SUITE}" "${rootfs}" "${mirror}" >"${IMG_DIR}/base/debootstrap.log" 2>&1; then
-    tail -n 20 "${IMG_DIR}/base/debootstrap.log" >&2
-    die "debootstrap failed (log ${IMG_DIR}/base/debootstrap.log)"
+  if ! debootstrap --variant=minbase "${suite}" "${rootfs}" "${mirror}" >"${blog}" 2>&1; then
+    tail -n 20 "${blog}" >&2
+    die "debootstrap failed (log ${blog})"
   fi
 
-  # apt sources: the host's deb822 file when there is one (same mirror, plus
-  # bookworm-updates and bookworm-security, as in debian:bookworm-slim).
-  if [[ -f /etc/apt/sources.list.d/debian.sources && -z "${MPIJOB_DEBIAN_MIRROR:-}" ]]; then
-    install -m 0644 /etc/apt/sources.list.d/debian.sources "${rootfs}/etc/apt/sources.list.d/debian.sources"
-    rm -f "${rootfs}/etc/apt/sources.list"
-  fi
+  # apt sources as in debian:<suite>-slim: the release, its updates and,
+  # from Debian's own mirror, its security updates.
+  rm -f "${rootfs}/etc/apt/sources.list"
+  {
+    printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "${mirror}" "${suite}" "${suite}"
+    if [[ "${mirror}" == */debian ]]; then
+      printf '\nTypes: deb\nURIs: %s-security\nSuites: %s-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "${mirror}" "${suite}"
+    fi
+  } >"${rootfs}/etc/apt/sources.list.d/debian.sources"
   # Like the slim Debian images: no docs, man pages or translations, now or
   # in any later apt-get install.
   cat >"${rootfs}/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
@@ -196,36 +206,38 @@ EOF
   : >"${rootfs}/etc/hostname"
   mkdir -p "${rootfs}/var/lib/apt/lists/partial"
 
-  tar --numeric-owner --xattrs --sort=name -C "${rootfs}" -cf "${BASE_TAR}.tmp" .
+  tar --numeric-owner --xattrs --sort=name -C "${rootfs}" -cf "${tarball}.tmp" .
   rm -rf "${rootfs}"
-  sha256 "${BASE_TAR}.tmp" >"${BASE_TAR}.sha256.tmp"
-  mv -f "${BASE_TAR}.tmp" "${BASE_TAR}"
-  mv -f "${BASE_TAR}.sha256.tmp" "${BASE_TAR}.sha256"
-  log "base: rootfs tarball ${BASE_TAR} ($(du -h "${BASE_TAR}" | cut -f1)) in $(($(now) - t0)) s"
+  sha256 "${tarball}.tmp" >"${tarball}.sha256.tmp"
+  mv -f "${tarball}.tmp" "${tarball}"
+  mv -f "${tarball}.sha256.tmp" "${tarball}.sha256"
+  log "base: rootfs tarball ${tarball} ($(du -h "${tarball}" | cut -f1)) in $(($(now) - t0)) s"
 }
 
-base_key() { cat "${BASE_TAR}.sha256"; }
+base_key() { cat "$(base_tar "$1").sha256"; }
 
-# ensure_base_image: the tarball committed into buildah's storage as BASE_REF.
+# ensure_base_image SUITE: the tarball committed into buildah's storage.
 ensure_base_image() {
-  local want have ctr mnt t0
-  want="$(base_key)"
-  have="$(bh inspect --type image --format "{{index .OCIv1.Config.Labels \"${BASE_LABEL}\"}}" "${BASE_REF}" 2>/dev/null || true)"
+  local suite=$1 want have ctr mnt t0 ref tarball
+  ref="$(base_ref "${suite}")"
+  tarball="$(base_tar "${suite}")"
+  want="$(base_key "${suite}")"
+  have="$(bh inspect --type image --format "{{index .OCIv1.Config.Labels \"${BASE_LABEL}\"}}" "${ref}" 2>/dev/null || true)"
   [[ "${have}" == "${want}" ]] && return 0
   t0="$(now)"
-  log "base: committing ${BASE_TAR##*/} as ${BASE_REF}"
+  log "base: committing ${tarball##*/} as ${ref}"
   ctr="$(bh from --pull=never scratch)"
   mnt="$(bh mount "${ctr}")"
-  tar --numeric-owner --xattrs -xpf "${BASE_TAR}" -C "${mnt}"
+  tar --numeric-owner --xattrs -xpf "${tarball}" -C "${mnt}"
   bh umount "${ctr}" >/dev/null
   bh config --os linux --arch amd64 \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --cmd '["bash"]' \
     --label "${BASE_LABEL}=${want}" \
-    --label "org.opencontainers.image.description=Debian ${SUITE} minbase (debootstrap) for the mpijob e2e images" \
+    --label "org.opencontainers.image.description=Debian ${suite} minbase (debootstrap) for the mpijob e2e images" \
     "${ctr}"
-  bh commit --quiet --rm "${ctr}" "${BASE_REF}" >/dev/null
-  log "base: ${BASE_REF} committed in $(($(now) - t0)) s"
+  bh commit --quiet --rm "${ctr}" "${ref}" >/dev/null
+  log "base: ${ref} committed in $(($(now) - t0)) s"
 }
 
 # --------------------------------------------------------------- contexts ---
@@ -275,10 +287,11 @@ file_sums() {
   done
 }
 
-# image_plan NAME : set DOCKERFILE, CONTEXT, INPUTS (files), NEEDS_BASE.
-# INPUTS must name every file the Dockerfile COPYs: they make the hash.
+# image_plan NAME : set DOCKERFILE, CONTEXT, INPUTS (files) and SUITE (the
+# Debian release of its base, or empty). INPUTS must name every file the
+# Dockerfile COPYs: they make the hash.
 image_plan() {
-  NEEDS_BASE=0
+  SUITE=""
   case "$1" in
     pause)
       DOCKERFILE="${REPO}/tests/e2e/pause/Dockerfile"
@@ -294,7 +307,9 @@ image_plan() {
       DOCKERFILE="${REPO}/images/$1/Dockerfile"
       CONTEXT="${REPO}"
       INPUTS=("${DOCKERFILE}" "${REPO}/examples/pi/pi.c")
-      NEEDS_BASE=1
+      # The Dockerfile's own default base (ARG BASE=debian:<suite>-slim).
+      SUITE="$(sed -n 's/^ARG BASE=debian:\([a-z]*\)-slim$/\1/p' "${DOCKERFILE}")"
+      [[ -n "${SUITE}" ]] || die "${DOCKERFILE}: no 'ARG BASE=debian:<suite>-slim' line"
       ;;
     *) die "unknown image $1" ;;
   esac
@@ -313,10 +328,13 @@ build_one() {
   case "${name}" in
     agent | controller) args+=(--build-arg "VERSION=${VERSION}") ;;
   esac
-  ((NEEDS_BASE)) && args+=(--build-arg "BASE=${BASE_REF}")
+  if [[ -n "${SUITE}" ]]; then
+    ensure_base_tar "${SUITE}"
+    args+=(--build-arg "BASE=$(base_ref "${SUITE}")")
+  fi
   key="$(
     printf 'recipe %s\nref %s\nargs %s\n' "${RECIPE}" "${ref}" "${args[*]}"
-    ((NEEDS_BASE)) && printf 'base %s\n' "$(base_key)"
+    if [[ -n "${SUITE}" ]]; then printf 'base %s\n' "$(base_key "${SUITE}")"; fi
     file_sums "${INPUTS[@]}"
   )"
   key="$(sha256sum <<<"${key}" | cut -c1-16)"
@@ -327,7 +345,7 @@ build_one() {
     return 0
   fi
 
-  ((NEEDS_BASE)) && ensure_base_image
+  if [[ -n "${SUITE}" ]]; then ensure_base_image "${SUITE}"; fi
   log "${ref}: building from ${DOCKERFILE#"${REPO}/"} (log ${IMG_DIR}/${name}.log)"
   # chroot isolation and the host network: no OCI runtime, no CNI, and apt
   # reaches the mirror; --pull=never: every FROM is local or scratch.
@@ -358,7 +376,6 @@ cmd_build() {
   mkdir -p "${IMG_DIR}/base" "${STAGE_DIR}"
   local t0 entry
   t0="$(now)"
-  ensure_base_tar
   for entry in "${IMAGES[@]}"; do
     # shellcheck disable=SC2086 # "name ref"
     build_one ${entry}

@@ -125,6 +125,15 @@ node_net_up() {
   ip link add "${NODE_BRIDGE}" type bridge
   printf 'bridge\n' >>"$(node_dir)/net.created"
   ip addr add "${NODE_IP}/24" dev "${NODE_BRIDGE}"
+  # Pod addresses come back after about 240 pods (host-local IPAM wraps
+  # around). The host's neighbour entry for a reused address still holds
+  # the old pod's MAC, so replies from the node (DNS answers) went nowhere
+  # for up to a minute. Short neighbour timers on this bridge (they go with
+  # it) make a stale entry fail over to a fresh ARP within about 2 s.
+  local n="/proc/sys/net/ipv4/neigh/${NODE_BRIDGE}"
+  echo 1000 >"${n}/base_reachable_time_ms"
+  echo 1 >"${n}/delay_first_probe_time"
+  echo 200 >"${n}/retrans_time_ms"
   ip link set "${NODE_BRIDGE}" up
   local rule
   while IFS= read -r rule; do
@@ -260,6 +269,13 @@ clusterDomain: ${CLUSTER_DOMAIN}
 resolvConf: ${k}/resolv.conf
 makeIPTablesUtilChains: false
 serializeImagePulls: false
+# One node runs every test's pods, created and deleted in quick succession;
+# at the default 5 requests/s kubelet's pod status updates (the pod IP that
+# the Endpoints, and so DNS, wait for) lagged by up to a minute.
+kubeAPIQPS: 50
+kubeAPIBurst: 100
+eventRecordQPS: 50
+eventBurst: 100
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:

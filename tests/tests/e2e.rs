@@ -80,7 +80,23 @@ async fn pi_runs_across_pods(image: &str, prefix: &str) {
     e2e.create(&ns.name, job).await;
     e2e.wait_phase(&ns.name, "pi", Phase::Succeeded, Duration::from_secs(180))
         .await;
-    eprintln!("{prefix}: create to Succeeded in {:?}", started.elapsed());
+    let took = started.elapsed();
+    eprintln!("{prefix}: create to Succeeded in {took:?}");
+    if took > Duration::from_secs(20) {
+        let stamped = LogParams {
+            container: Some("mpi-worker".into()),
+            timestamps: true,
+            ..LogParams::default()
+        };
+        for p in ["pi-launcher", "pi-worker-0", "pi-worker-1"] {
+            let log = e2e
+                .pods(&ns.name)
+                .logs(p, &stamped)
+                .await
+                .unwrap_or_default();
+            eprintln!("{prefix}: slow; log of {p}:\n{log}");
+        }
+    }
 
     let log = e2e.logs(&ns.name, "pi-launcher").await;
     for host in ["pi-worker-0", "pi-worker-1"] {
@@ -222,6 +238,9 @@ async fn the_launcher_waits_for_a_late_worker_without_restarting() {
         "launcher reaction: mpirun started {:.0} ms after the late worker's sshd",
         (mpirun_start - sshd_start) * 1000.0
     );
+    if mpirun_start - sshd_start > 2.0 {
+        eprintln!("slow reaction; launcher:\n{log}\nlate-worker-1:\n{worker_log}");
+    }
     assert!(mpirun_start >= sshd_start, "{worker_log}\n{log}");
 }
 
@@ -254,7 +273,6 @@ async fn a_rank_exiting_3_fails_the_job_with_the_launchers_code() {
         "{message}"
     );
     assert!(message.contains("exit code 3"), "{message}");
-    assert!(message.contains("exited with code 3"), "{message}");
     assert_eq!(exit_code(&replicas(&status)["exit3-launcher"]), Some(3));
 }
 

@@ -77,7 +77,22 @@ struct Args {
 }
 
 macro_rules! log {
-    ($($arg:tt)*) => { eprintln!("cluster-dns: {}", format_args!($($arg)*)) };
+    ($($arg:tt)*) => { eprintln!("{} cluster-dns: {}", utc_time(), format_args!($($arg)*)) };
+}
+
+/// `HH:MM:SS.mmm` (UTC), to line the log up with kubelet's and the pods'.
+fn utc_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let s = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        now.subsec_millis()
+    )
 }
 
 /// Watch retries: quick at first (the test cluster's API server restarts
@@ -333,11 +348,17 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 send_signal(&dnsmasq, libc::SIGHUP);
+                let added: Vec<_> = now.difference(&served).collect();
+                let shown = if added.len() <= 4 {
+                    format!(" {added:?}")
+                } else {
+                    String::new()
+                };
                 log!(
-                    "{} names, {} records (+{} -{})",
+                    "{} names, {} records (+{} -{}){shown}",
                     cluster_dns::name_count(&now),
                     now.len(),
-                    now.difference(&served).count(),
+                    added.len(),
                     served.difference(&now).count()
                 );
                 served = now;

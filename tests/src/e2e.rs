@@ -159,6 +159,25 @@ impl E2e {
     }
 }
 
+/// When a line of a log read with `timestamps: true` was written, in
+/// seconds of the day: the agent's own timestamp (second field) where the
+/// line has one, else kubelet's (first field), which is when containerd
+/// read the line and can be tens of milliseconds later.
+pub fn log_time(line: &str) -> Option<f64> {
+    let mut fields = line.split_whitespace();
+    let kubelet = fields.next()?;
+    let agent = fields
+        .next()
+        .filter(|f| f.len() > 11 && f.as_bytes()[10] == b'T');
+    let time = agent
+        .unwrap_or(kubelet)
+        .split('T')
+        .nth(1)?
+        .trim_end_matches('Z');
+    let mut parts = time.split(':').map(|x| x.parse::<f64>().ok());
+    Some(parts.next()?? * 3600.0 + parts.next()?? * 60.0 + parts.next()??)
+}
+
 /// `examples/pi/pi.yaml` as JSON, in `ns`, running `image`, never pulled.
 pub fn pi_example(ns: &str, image: &str) -> Value {
     let path = repo_root().join("examples/pi/pi.yaml");
@@ -286,4 +305,20 @@ fn free_node_port() -> u16 {
     let port = l.local_addr().unwrap().port();
     std::fs::write(&file, port.to_string()).unwrap();
     port
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_time;
+
+    #[test]
+    fn log_time_prefers_the_agents_own_timestamp() {
+        let agent = "2026-11-22T03:43:24.598665072Z 2026-11-22T03:43:24.598500Z  INFO ready";
+        assert!((log_time(agent).unwrap() - (3.0 * 3600.0 + 43.0 * 60.0 + 24.5985)).abs() < 1e-6);
+        let plain = "2026-11-22T03:44:09.661378163Z rank 1 of 2 on host late-worker-1";
+        assert!(
+            (log_time(plain).unwrap() - (3.0 * 3600.0 + 44.0 * 60.0 + 9.661378163)).abs() < 1e-6
+        );
+        assert_eq!(log_time("garbage"), None);
+    }
 }

@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::Api;
 use mpijob_api::v1beta1::{MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
-use mpijob_tests::e2e::{pi_example, E2e, MPICH_IMAGE, OPENMPI_IMAGE};
+use mpijob_tests::e2e::{log_time, pi_example, E2e, MPICH_IMAGE, OPENMPI_IMAGE};
 use serde_json::{json, Value};
 
 const NODE: &str = "mpijob-e2e-node";
@@ -144,17 +144,6 @@ async fn bind(pods: &Api<Pod>, pod: &str) {
         .unwrap_or_else(|e| panic!("binding {pod}: {e}"));
 }
 
-/// A line's kubelet timestamp (`--timestamps`), as seconds of the day.
-fn stamp(line: &str) -> f64 {
-    let ts = line.split(' ').next().unwrap();
-    let time = ts.split('T').nth(1).unwrap().trim_end_matches('Z');
-    let mut parts = time.split(':');
-    let h: f64 = parts.next().unwrap().parse().unwrap();
-    let m: f64 = parts.next().unwrap().parse().unwrap();
-    let s: f64 = parts.next().unwrap().parse().unwrap();
-    h * 3600.0 + m * 60.0 + s
-}
-
 /// One worker is scheduled 8 s after the others: this test is the
 /// scheduler of the job's pods (they name a scheduler that does not
 /// exist) and binds `late-worker-1` last. The launcher waits for it
@@ -221,21 +210,21 @@ async fn the_launcher_waits_for_a_late_worker_without_restarting() {
     assert!(log.contains("all 2 workers answer on port 2222"), "{log}");
     assert!(log.contains("on host late-worker-1"), "{log}");
 
-    // The launcher's reaction: from the late worker's agent starting sshd
+    // The launcher's reaction: from the late worker's sshd accepting connections
     // to the launcher starting mpirun (DNS propagation included).
     let worker_log = pods.logs("late-worker-1", &stamped).await.unwrap();
     let sshd_start = worker_log
         .lines()
-        .find(|l| l.contains("sshd"))
-        .map(stamp)
+        .find(|l| l.contains("ready: sshd accepts connections"))
+        .and_then(log_time)
         .unwrap_or_else(|| panic!("no sshd line in:\n{worker_log}"));
     let mpirun_start = log
         .lines()
         .find(|l| l.contains("starting ") && l.contains("mpirun"))
-        .map(stamp)
+        .and_then(log_time)
         .unwrap_or_else(|| panic!("no mpirun line in:\n{log}"));
     eprintln!(
-        "launcher reaction: mpirun started {:.0} ms after the late worker's sshd",
+        "launcher reaction: mpirun started {:.0} ms after the late worker's sshd was ready",
         (mpirun_start - sshd_start) * 1000.0
     );
     if mpirun_start - sshd_start > 2.0 {

@@ -8,7 +8,7 @@
 //! mpirun; timed from `kubectl apply` until the launcher pod has
 //! Succeeded. The rounds alternate, each in a fresh namespace; medians and
 //! their ratio are printed, with the operator launcher's reaction time
-//! (from the later worker's agent starting sshd to mpirun starting).
+//! (from the later worker's sshd accepting connections to mpirun starting).
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 use kube::Api;
 use mpijob_api::v1beta1::Phase;
-use mpijob_tests::e2e::{pi_example, state_dir, E2e, OPENMPI_IMAGE};
+use mpijob_tests::e2e::{log_time, pi_example, state_dir, E2e, OPENMPI_IMAGE};
 use mpijob_tests::namespace::delete_and_wait;
 use serde_json::{json, Value};
 
@@ -53,7 +53,7 @@ async fn main() {
     println!("  kubectl apply -> launcher Succeeded (by hand): {h:.2} s");
     println!("  ratio operator / by hand: {:.2}", o / h);
     println!(
-        "  launcher reaction (later worker's sshd start -> mpirun start): {:.0} ms",
+        "  launcher reaction (later worker's sshd ready -> mpirun start): {:.0} ms",
         r * 1000.0
     );
 }
@@ -96,7 +96,7 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64) {
     let mpirun = first_stamp(&pods, "pi-launcher", "mpirun").await;
     let mut sshd = Vec::new();
     for w in ["pi-worker-0", "pi-worker-1"] {
-        if let Some(t) = first_stamp(&pods, w, "sshd").await {
+        if let Some(t) = first_stamp(&pods, w, "ready: sshd accepts connections").await {
             sshd.push(t);
         }
     }
@@ -108,8 +108,8 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64) {
     (took, reaction)
 }
 
-/// The kubelet timestamp (seconds of the day) of the first line of `pod`'s
-/// log that contains `what`.
+/// When the first line of `pod`'s log that contains `what` was written
+/// (seconds of the day).
 async fn first_stamp(pods: &Api<Pod>, pod: &str, what: &str) -> Option<f64> {
     let lp = LogParams {
         container: Some("mpi-worker".into()),
@@ -117,15 +117,7 @@ async fn first_stamp(pods: &Api<Pod>, pod: &str, what: &str) -> Option<f64> {
         ..LogParams::default()
     };
     let log = pods.logs(pod, &lp).await.ok()?;
-    let line = log.lines().find(|l| l.contains(what))?;
-    let time = line
-        .split(' ')
-        .next()?
-        .split('T')
-        .nth(1)?
-        .trim_end_matches('Z');
-    let mut p = time.split(':').map(|x| x.parse::<f64>().unwrap_or(0.0));
-    Some(p.next()? * 3600.0 + p.next()? * 60.0 + p.next()?)
+    log.lines().find(|l| l.contains(what)).and_then(log_time)
 }
 
 /// The hand-written equivalent of the pi job.

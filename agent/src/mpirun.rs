@@ -123,31 +123,25 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
             set("OMPI_MCA_plm_rsh_no_tree_spawn", "1", true);
             set("PRTE_MCA_plm_ssh_no_tree_spawn", "1", true);
         }
-        Implementation::Mpich => {
+        Implementation::Mpich | Implementation::Intel => {
+            // Hydra, under MPICH's or Intel's names for its variables.
+            let (host_file, bootstrap, bootstrap_exec) = match p.implementation {
+                Implementation::Mpich => {
+                    ("HYDRA_HOST_FILE", "HYDRA_LAUNCHER", "HYDRA_LAUNCHER_EXEC")
+                }
+                _ => (
+                    "I_MPI_HYDRA_HOST_FILE",
+                    "I_MPI_HYDRA_BOOTSTRAP",
+                    "I_MPI_HYDRA_BOOTSTRAP_EXEC",
+                ),
+            };
             argv.extend(["-f".into(), hostfile.clone()]);
             if let Some(host) = p.callback_host {
                 argv.extend(["-localhost".into(), host.to_string()]);
             }
-            set("HYDRA_HOST_FILE", &hostfile, false);
-            set("HYDRA_LAUNCHER", "ssh", true);
-            set(
-                "HYDRA_LAUNCHER_EXEC",
-                &p.ssh_wrapper.display().to_string(),
-                true,
-            );
-        }
-        Implementation::Intel => {
-            argv.extend(["-f".into(), hostfile.clone()]);
-            if let Some(host) = p.callback_host {
-                argv.extend(["-localhost".into(), host.to_string()]);
-            }
-            set("I_MPI_HYDRA_HOST_FILE", &hostfile, false);
-            set("I_MPI_HYDRA_BOOTSTRAP", "ssh", true);
-            set(
-                "I_MPI_HYDRA_BOOTSTRAP_EXEC",
-                &p.ssh_wrapper.display().to_string(),
-                true,
-            );
+            set(host_file, &hostfile, false);
+            set(bootstrap, "ssh", true);
+            set(bootstrap_exec, &p.ssh_wrapper.display().to_string(), true);
         }
     }
     argv.extend(p.extra_args.iter().cloned());

@@ -91,23 +91,9 @@ take_cluster_lock() {
   flock -n 9 || { log "waiting for another start/stop on ${CLUSTER_DIR} (lock ${CLUSTER_DIR}.lock)"; flock 9; }
 }
 
-# ensure_packages PKG... : apt-get install the packages that are not installed.
-ensure_packages() {
-  local missing=() p
-  for p in "$@"; do
-    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "${p}" 2>/dev/null || true)" != installed ]]; then
-      missing+=("${p}")
-    fi
-  done
-  ((${#missing[@]} == 0)) && return 0
-  [[ ${EUID} -eq 0 ]] || die "missing Debian packages (run as root, or install them): ${missing[*]}"
-  log "installing Debian packages: ${missing[*]}"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; then
-    log "apt-get install failed; running apt-get update and retrying"
-    apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-  fi
-}
+# ensure_packages PKG...: shared with the other harness scripts.
+# shellcheck source=tests/cluster/packages.sh
+. "$(dirname "${BASH_SOURCE[0]}")/packages.sh"
 
 # ensure_deb_src: make `apt-get source` work by adding deb-src entries that
 # mirror the existing deb entries (deb822 *.sources and one-line sources.list).

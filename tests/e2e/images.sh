@@ -73,23 +73,9 @@ die() { printf '[images.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
 now() { date +%s; }
 
-# ensure_packages PKG... : apt-get install the packages that are not installed.
-ensure_packages() {
-  local missing=() p
-  for p in "$@"; do
-    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "${p}" 2>/dev/null || true)" != installed ]]; then
-      missing+=("${p}")
-    fi
-  done
-  ((${#missing[@]} == 0)) && return 0
-  [[ ${EUID} -eq 0 ]] || die "missing Debian packages (run as root, or install them): ${missing[*]}"
-  log "installing Debian packages: ${missing[*]}"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; then
-    log "apt-get install failed; running apt-get update and retrying"
-    apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-  fi
-}
+# ensure_packages PKG...: shared with the other harness scripts.
+# shellcheck source=tests/cluster/packages.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cluster/packages.sh"
 
 # fd 8 guards the image cache, so concurrent callers wait instead of colliding.
 take_lock() {

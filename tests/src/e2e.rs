@@ -111,14 +111,23 @@ impl E2e {
 
     /// The MPI container's log of `pod`.
     pub async fn logs(&self, ns: &str, pod: &str) -> String {
+        self.mpi_log(ns, pod, false).await
+    }
+
+    /// [`E2e::logs`] with kubelet's timestamp before each line (read them
+    /// with [`log_time`]).
+    pub async fn stamped_logs(&self, ns: &str, pod: &str) -> String {
+        self.mpi_log(ns, pod, true).await
+    }
+
+    async fn mpi_log(&self, ns: &str, pod: &str, timestamps: bool) -> String {
+        let lp = LogParams {
+            container: Some("mpi-worker".into()),
+            timestamps,
+            ..LogParams::default()
+        };
         self.pods(ns)
-            .logs(
-                pod,
-                &LogParams {
-                    container: Some("mpi-worker".into()),
-                    ..LogParams::default()
-                },
-            )
+            .logs(pod, &lp)
             .await
             .unwrap_or_else(|e| format!("(no log of {pod}: {e})"))
     }

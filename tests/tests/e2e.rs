@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
 use mpijob_api::v1beta1::{MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
@@ -83,17 +83,8 @@ async fn pi_runs_across_pods(image: &str, prefix: &str) {
     let took = started.elapsed();
     eprintln!("{prefix}: create to Succeeded in {took:?}");
     if took > Duration::from_secs(20) {
-        let stamped = LogParams {
-            container: Some("mpi-worker".into()),
-            timestamps: true,
-            ..LogParams::default()
-        };
         for p in ["pi-launcher", "pi-worker-0", "pi-worker-1"] {
-            let log = e2e
-                .pods(&ns.name)
-                .logs(p, &stamped)
-                .await
-                .unwrap_or_default();
+            let log = e2e.stamped_logs(&ns.name, p).await;
             eprintln!("{prefix}: slow; log of {p}:\n{log}");
         }
     }
@@ -200,19 +191,14 @@ async fn the_launcher_waits_for_a_late_worker_without_restarting() {
         assert_eq!(c.restart_count, 0, "{c:?}");
     }
     assert_eq!(exit_code(&replicas(&status)["late-launcher"]), Some(0));
-    let stamped = LogParams {
-        container: Some("mpi-worker".into()),
-        timestamps: true,
-        ..LogParams::default()
-    };
-    let log = pods.logs("late-launcher", &stamped).await.unwrap();
+    let log = e2e.stamped_logs(&ns.name, "late-launcher").await;
     assert!(log.contains("late-worker-1 (no DNS record)"), "{log}");
     assert!(log.contains("all 2 workers answer on port 2222"), "{log}");
     assert!(log.contains("on host late-worker-1"), "{log}");
 
     // The launcher's reaction: from the late worker's sshd accepting connections
     // to the launcher starting mpirun (DNS propagation included).
-    let worker_log = pods.logs("late-worker-1", &stamped).await.unwrap();
+    let worker_log = e2e.stamped_logs(&ns.name, "late-worker-1").await;
     let sshd_start = worker_log
         .lines()
         .find(|l| l.contains("ready: sshd accepts connections"))
@@ -442,45 +428,13 @@ async fn deleting_the_mpijob_leaves_nothing_in_the_namespace() {
         "nothing of the job left in the namespace",
         Duration::from_secs(120),
         || async {
-            let lp = ListParams::default();
-            let mut left: Vec<String> = Vec::new();
-            let e = |e: kube::Error| e.to_string();
-            left.extend(
-                jobs.list(&lp)
-                    .await
-                    .map_err(e)?
-                    .items
-                    .into_iter()
-                    .map(|j| format!("mpijob/{}", j.metadata.name.unwrap_or_default())),
-            );
-            left.extend(
-                pods.list(&lp)
-                    .await
-                    .map_err(e)?
-                    .items
-                    .into_iter()
-                    .map(|p| format!("pod/{}", p.metadata.name.unwrap_or_default())),
-            );
-            left.extend(
-                services
-                    .list(&lp)
-                    .await
-                    .map_err(e)?
-                    .items
-                    .into_iter()
-                    .map(|s| format!("service/{}", s.metadata.name.unwrap_or_default())),
-            );
-            left.extend(
-                secrets
-                    .list(&lp)
-                    .await
-                    .map_err(e)?
-                    .items
-                    .into_iter()
-                    // The namespace's own ServiceAccount token stays.
-                    .filter(|s| s.type_.as_deref() != Some("kubernetes.io/service-account-token"))
-                    .map(|s| format!("secret/{}", s.metadata.name.unwrap_or_default())),
-            );
+            let mut left = names(&jobs, "mpijob", |_| true).await?;
+            left.extend(names(&pods, "pod", |_| true).await?);
+            left.extend(names(&services, "service", |_| true).await?);
+            // The namespace's own ServiceAccount token stays.
+            let not_token =
+                |s: &Secret| s.type_.as_deref() != Some("kubernetes.io/service-account-token");
+            left.extend(names(&secrets, "secret", not_token).await?);
             if left.is_empty() {
                 Ok(())
             } else {
@@ -489,4 +443,25 @@ async fn deleting_the_mpijob_leaves_nothing_in_the_namespace() {
         },
     )
     .await;
+}
+
+/// `kind/name` of every object in `api` that `keep` keeps.
+async fn names<K>(
+    api: &Api<K>,
+    kind: &str,
+    keep: impl Fn(&K) -> bool,
+) -> Result<Vec<String>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|o| keep(o))
+        .map(|o| format!("{kind}/{}", o.meta().name.as_deref().unwrap_or_default()))
+        .collect())
 }

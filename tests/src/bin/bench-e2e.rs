@@ -12,9 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
-use kube::Api;
 use mpijob_api::v1beta1::Phase;
 use mpijob_tests::e2e::{log_time, pi_example, state_dir, E2e, OPENMPI_IMAGE};
 use mpijob_tests::namespace::delete_and_wait;
@@ -92,11 +90,10 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64) {
         }
     }
     let took = start.elapsed();
-    let pods = e2e.pods(&ns.name);
-    let mpirun = first_stamp(&pods, "pi-launcher", "mpirun").await;
+    let mpirun = first_stamp(e2e, &ns.name, "pi-launcher", "mpirun").await;
     let mut sshd = Vec::new();
     for w in ["pi-worker-0", "pi-worker-1"] {
-        if let Some(t) = first_stamp(&pods, w, "ready: sshd accepts connections").await {
+        if let Some(t) = first_stamp(e2e, &ns.name, w, "ready: sshd accepts connections").await {
             sshd.push(t);
         }
     }
@@ -110,13 +107,8 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64) {
 
 /// When the first line of `pod`'s log that contains `what` was written
 /// (seconds of the day).
-async fn first_stamp(pods: &Api<Pod>, pod: &str, what: &str) -> Option<f64> {
-    let lp = LogParams {
-        container: Some("mpi-worker".into()),
-        timestamps: true,
-        ..LogParams::default()
-    };
-    let log = pods.logs(pod, &lp).await.ok()?;
+async fn first_stamp(e2e: &E2e, ns: &str, pod: &str, what: &str) -> Option<f64> {
+    let log = e2e.stamped_logs(ns, pod).await;
     log.lines().find(|l| l.contains(what)).and_then(log_time)
 }
 

@@ -9,26 +9,8 @@
 
 use std::path::Path;
 
-/// The MPI implementations the launcher knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Implementation {
-    #[value(name = "openmpi")]
-    OpenMpi,
-    #[value(name = "mpich")]
-    Mpich,
-    #[value(name = "intel")]
-    Intel,
-}
-
-impl Implementation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Implementation::OpenMpi => "Open MPI",
-            Implementation::Mpich => "MPICH",
-            Implementation::Intel => "Intel MPI",
-        }
-    }
-}
+/// The MPI implementations the launcher knows; the pod contract names them.
+pub use mpijob_api::contract::MpiImplementation as Implementation;
 
 /// The implementation, from `mpirun --version` (stdout and stderr).
 ///

@@ -22,6 +22,17 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
 }
 
+/// The form [`parse`] reads back: whole seconds as `10s`, anything else in
+/// milliseconds (`1500ms`). Below a millisecond is dropped.
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +52,15 @@ mod tests {
             parse("3h"),
             Err("\"3h\": unknown unit \"h\"; use ms, s or m".into())
         );
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for ms in [0, 1, 999, 1000, 1500, 60_000, 600_000, 86_400_123] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse(&format(d)), Ok(d), "{}", format(d));
+        }
+        assert_eq!(format(Duration::from_secs(600)), "600s");
+        assert_eq!(format(Duration::from_millis(250)), "250ms");
     }
 }

@@ -281,22 +281,9 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
     {
         let i = host.worker.unwrap();
         let state = dir.join(&host.hostname);
+        let finish = dir.join(format!("{}.finished", host.hostname));
         let mut cmd = init::child_command(&agent);
-        cmd.arg("worker")
-            .arg("--ssh-dir")
-            .arg(&ssh)
-            .arg("--sshd-path")
-            .arg(&plan.sshd_path)
-            .arg("--port")
-            .arg(plan.port.to_string())
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--finish-file")
-            .arg(dir.join(format!("{}.finished", host.hostname)))
-            .args(["--grace-period", "1s"])
-            // The workers share the caller's memory cgroup (a login
-            // session, say): an OOM kill there is not theirs to report.
-            .arg("--no-oom-watch")
+        cmd.args(plan.worker_args(host, &ssh, &state, &finish).to_argv())
             .env_remove(contract::env::PEERS)
             .env_remove(contract::env::LOG_FORMAT)
             .stdin(Stdio::null())
@@ -305,9 +292,6 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
             // Its own process group: a terminal's Ctrl-C reaches this
             // process, which stops the job in order.
             .process_group(0);
-        if !plan.root {
-            cmd.arg("--listen").arg(host.addr.to_string());
-        }
         host_enter(plan, host, Some(&etc.join(format!("hosts-{w}"))))
             .map_err(failed)?
             .apply(&mut cmd);
@@ -333,11 +317,14 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
     let launcher_host = &plan.hosts[plan.launcher_index()];
     let termination_log = dir.join("termination-log");
     let mut cmd = init::child_command(&agent);
-    cmd.args(plan.launcher_args(&ssh, &dir.join("launcher"), &termination_log, opts.timeout))
-        .env_remove(contract::env::LOG_FORMAT)
-        .env_remove(contract::env::HOSTS)
-        .stdin(Stdio::null())
-        .process_group(0);
+    cmd.args(
+        plan.launcher_args(&ssh, &dir.join("launcher"), &termination_log, opts.timeout)
+            .to_argv(),
+    )
+    .env_remove(contract::env::LOG_FORMAT)
+    .env_remove(contract::env::HOSTS)
+    .stdin(Stdio::null())
+    .process_group(0);
     if let Some(pid) = t.dns {
         // dnsmasq writes its pid file once it listens. A query sent before
         // that would cost the resolver a whole timeout (1 s).

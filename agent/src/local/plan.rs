@@ -4,7 +4,7 @@
 //! port).
 
 use std::hash::{BuildHasher, Hasher};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 const FIRST_WORKER: u32 = 10;
 const DNS_OFFSET: u32 = 1;
 const LAUNCHER_OFFSET: u32 = 2;
+/// A local job stops quickly: sshd and mpirun get this long after SIGTERM.
+const WORKER_GRACE_PERIOD: Duration = Duration::from_secs(1);
+const LAUNCHER_GRACE_PERIOD: Duration = Duration::from_secs(5);
 
 /// One host of the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,48 +372,58 @@ impl Plan {
 
     /// The launcher agent's arguments, as the controller gives them in a
     /// cluster, with this run's key, state and summary files.
+    /// The launcher agent's arguments.
     pub fn launcher_args(
         &self,
         ssh_dir: &Path,
         state_dir: &Path,
         termination_log: &Path,
         timeout: Duration,
-    ) -> Vec<String> {
-        let mut a: Vec<String> = vec![
-            "launcher".into(),
-            "--job".into(),
-            self.job.clone(),
-            "--namespace".into(),
-            self.namespace.clone(),
-            "--workers".into(),
-            self.workers.to_string(),
-            "--slots".into(),
-            "1".into(),
-            "--port".into(),
-            self.port.to_string(),
-            "--ssh-dir".into(),
-            ssh_dir.display().to_string(),
-            "--state-dir".into(),
-            state_dir.display().to_string(),
-            "--termination-log".into(),
-            termination_log.display().to_string(),
-            "--timeout".into(),
-            format!("{}ms", timeout.as_millis()),
-            "--grace-period".into(),
-            "5s".into(),
-        ];
-        if let Some(home) = &self.mpi_home {
-            a.extend(["--mpi-home".into(), home.clone()]);
+    ) -> contract::LauncherArgs {
+        contract::LauncherArgs {
+            job: Some(self.job.clone()),
+            namespace: Some(self.namespace.clone()),
+            workers: Some(self.workers),
+            port: self.port,
+            ssh_dir: ssh_dir.to_path_buf(),
+            state_dir: Some(state_dir.to_path_buf()),
+            termination_log: termination_log.to_path_buf(),
+            timeout,
+            grace_period: LAUNCHER_GRACE_PERIOD,
+            mpi_home: self.mpi_home.as_ref().map(PathBuf::from),
+            mca: self
+                .mca
+                .iter()
+                .map(|(k, v)| contract::LauncherArgs::mca_entry(k, v))
+                .collect(),
+            extra_mpi_args: self.extra_args.clone(),
+            cmd: self.cmd.clone(),
+            ..contract::LauncherArgs::default()
         }
-        for (k, v) in &self.mca {
-            a.push(format!("--mca={k}={v}"));
+    }
+
+    /// A worker agent's arguments. Without root every worker listens on
+    /// its own loopback address.
+    pub fn worker_args(
+        &self,
+        host: &Host,
+        ssh_dir: &Path,
+        state_dir: &Path,
+        finish_file: &Path,
+    ) -> contract::WorkerArgs {
+        contract::WorkerArgs {
+            ssh_dir: ssh_dir.to_path_buf(),
+            sshd_path: self.sshd_path.clone(),
+            port: self.port,
+            listen: (!self.root).then_some(IpAddr::V4(host.addr)),
+            state_dir: Some(state_dir.to_path_buf()),
+            finish_file: Some(finish_file.to_path_buf()),
+            grace_period: WORKER_GRACE_PERIOD,
+            // The workers share the caller's memory cgroup (a login
+            // session, say): an OOM kill there is not theirs to report.
+            oom_watch: false,
+            ..contract::WorkerArgs::default()
         }
-        for arg in &self.extra_args {
-            a.push(format!("--extra-mpi-args={arg}"));
-        }
-        a.push("--".into());
-        a.extend(self.cmd.iter().cloned());
-        a
     }
 }
 
@@ -529,9 +542,9 @@ spec:
             Duration::from_secs(60),
         );
         assert_eq!(
-            a.join(" "),
-            "launcher --job pi --namespace default --workers 2 --slots 1 --port 2222 \
-             --ssh-dir /t/ssh --state-dir /t/launcher --termination-log /t/log --timeout 60000ms \
+            a.to_argv().join(" "),
+            "launcher --port 2222 --job pi --namespace default --workers 2 --slots 1 \
+             --ssh-dir=/t/ssh --state-dir=/t/launcher --termination-log=/t/log --timeout 60s \
              --grace-period 5s --mca=btl=^openib --extra-mpi-args=-N --extra-mpi-args=1 \
              -- /opt/mpi-examples/pi 1000"
         );

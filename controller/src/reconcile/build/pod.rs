@@ -18,10 +18,6 @@ use mpijob_api::{FieldError, MPIJob};
 use super::{JobMeta, Role};
 use crate::context::Config;
 
-/// Slots per worker written to the hostfile. The T9k API has no field for
-/// it; `extraMPIArgs` (e.g. `-N 2`) sets ranks per node.
-pub const SLOTS_PER_WORKER: u32 = 1;
-
 /// The pod for `role`. Fails only on a template that validation would have
 /// rejected.
 pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<Pod, FieldError> {
@@ -78,12 +74,11 @@ pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<
         });
         c.readiness_probe.get_or_insert_with(|| Probe {
             exec: Some(ExecAction {
-                command: Some(vec![
-                    contract::agent_path(),
-                    "probe".to_string(),
-                    "--port".to_string(),
-                    contract::DEFAULT_SSH_PORT.to_string(),
-                ]),
+                command: Some(
+                    std::iter::once(contract::agent_path())
+                        .chain(contract::ProbeArgs::default().to_argv())
+                        .collect(),
+                ),
             }),
             period_seconds: Some(2),
             timeout_seconds: Some(2),
@@ -106,42 +101,38 @@ pub fn mpi_container_index(containers: &[Container]) -> usize {
         .unwrap_or(0)
 }
 
-/// The agent's arguments for a role.
+/// The agent's arguments for a role, built through the pod contract.
 pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
     let spec = &job.spec;
-    let port = contract::DEFAULT_SSH_PORT.to_string();
-    let mut a: Vec<String> = Vec::new();
     match role {
-        Role::Worker(_) => {
-            a.extend(["worker".into(), "--port".into(), port]);
-            a.extend(["--ssh-dir".into(), spec.ssh.ssh_auth_mount_path.clone()]);
-            a.extend(["--sshd-path".into(), spec.ssh.sshd_path.clone()]);
-            a.extend(["--finish-file".into(), contract::finish_file_path()]);
-            let peers = contract::peer_patterns(&meta.name, &meta.namespace).join(",");
-            a.push(format!("--peers={peers}"));
+        Role::Worker(_) => contract::WorkerArgs {
+            ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
+            sshd_path: spec.ssh.sshd_path.clone().into(),
+            finish_file: Some(contract::finish_file_path().into()),
+            peers: contract::peer_patterns(&meta.name, &meta.namespace),
+            ..contract::WorkerArgs::default()
         }
-        Role::Launcher => {
-            a.extend(["launcher".into(), "--port".into(), port]);
-            a.extend(["--job".into(), meta.name.clone()]);
-            a.extend(["--namespace".into(), meta.namespace.clone()]);
-            a.extend(["--workers".into(), spec.worker.replicas.to_string()]);
-            a.extend(["--slots".into(), SLOTS_PER_WORKER.to_string()]);
-            a.extend(["--ssh-dir".into(), spec.ssh.ssh_auth_mount_path.clone()]);
-            if let Some(home) = &spec.mpi_home {
-                a.extend(["--mpi-home".into(), home.clone()]);
-            }
-            // `--flag=value`, so values starting with '-' stay values.
-            for (k, v) in &spec.mca {
-                a.push(format!("--mca={k}={v}"));
-            }
-            for arg in &spec.worker.extra_mpi_args {
-                a.push(format!("--extra-mpi-args={arg}"));
-            }
-            a.push("--".into());
-            a.extend(spec.worker.cmd.iter().cloned());
+        .to_argv(),
+        Role::Launcher => contract::LauncherArgs {
+            job: Some(meta.name.clone()),
+            namespace: Some(meta.namespace.clone()),
+            workers: Some(u32::try_from(spec.worker.replicas).unwrap_or(0)),
+            // The T9k API has no slots field; `extraMPIArgs` (e.g. `-N 2`)
+            // sets ranks per node.
+            slots: contract::DEFAULT_SLOTS,
+            ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
+            mpi_home: spec.mpi_home.clone().map(Into::into),
+            mca: spec
+                .mca
+                .iter()
+                .map(|(k, v)| contract::LauncherArgs::mca_entry(k, v))
+                .collect(),
+            extra_mpi_args: spec.worker.extra_mpi_args.clone(),
+            cmd: spec.worker.cmd.clone(),
+            ..contract::LauncherArgs::default()
         }
+        .to_argv(),
     }
-    a
 }
 
 fn install_agent(config: &Config) -> Container {
@@ -323,12 +314,9 @@ mod tests {
                 "worker",
                 "--port",
                 "2222",
-                "--ssh-dir",
-                "/root/.ssh",
-                "--sshd-path",
-                "/usr/sbin/sshd",
-                "--finish-file",
-                "/etc/mpijob/podinfo/finished",
+                "--ssh-dir=/root/.ssh",
+                "--sshd-path=/usr/sbin/sshd",
+                "--finish-file=/etc/mpijob/podinfo/finished",
                 "--peers=*.pi.team.svc,*.pi.team.svc.*,pi-worker-*,pi-launcher",
             ]
         );
@@ -400,10 +388,8 @@ mod tests {
                 "3",
                 "--slots",
                 "1",
-                "--ssh-dir",
-                "/home/u/.ssh",
-                "--mpi-home",
-                "/usr/local",
+                "--ssh-dir=/home/u/.ssh",
+                "--mpi-home=/usr/local",
                 "--mca=btl=^openib",
                 "--mca=pml=ob1",
                 "--extra-mpi-args=-N",

@@ -5,6 +5,13 @@
 //! variables behind the agent's flags. The README's reference section
 //! describes the same contract for humans.
 
+mod args;
+
+pub use args::{
+    subcommand, LauncherArgs, MpiImplementation, ProbeArgs, WorkerArgs, DEFAULT_GRACE_PERIOD,
+    DEFAULT_LAUNCHER_TIMEOUT, DEFAULT_PROBE_HOST, DEFAULT_PROBE_TIMEOUT, DEFAULT_SLOTS,
+};
+
 /// The API group of the primary (T9k) API.
 pub const GROUP: &str = "batch.tensorstack.dev";
 
@@ -142,7 +149,7 @@ pub fn agent_path() -> String {
 pub fn agent_install_command() -> Vec<String> {
     vec![
         AGENT_IMAGE_PATH.to_string(),
-        "install".to_string(),
+        subcommand::INSTALL.to_string(),
         AGENT_MOUNT_PATH.to_string(),
     ]
 }

@@ -1,0 +1,412 @@
+//! The agent's command line: clap definitions whose values become the pod
+//! contract's typed arguments ([`contract::WorkerArgs`],
+//! [`contract::LauncherArgs`], [`contract::ProbeArgs`]). Every flag also
+//! reads the environment variable named in the contract, and its default
+//! is the contract's.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use mpijob_api::contract::{self, env, MpiImplementation};
+
+use crate::log;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mpijob-agent",
+    version,
+    about = "The agent of mpijob's MPI containers and hosts"
+)]
+pub struct Cli {
+    /// Log format: `text` for people, `json` for a cluster's log collector.
+    #[arg(long, global = true, env = env::LOG_FORMAT, value_enum, default_value = "text")]
+    pub log_format: log::Format,
+
+    #[command(subcommand)]
+    pub command: Role,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Role {
+    /// Run sshd with the job's keys, as the container's PID 1.
+    Worker(WorkerCli),
+    /// Wait for every worker's DNS name and ssh banner, then run mpirun over
+    /// them as the container's PID 1.
+    ///
+    /// Example: mpijob-agent launcher --hosts h1,h2 --slots 2 -- ./hello
+    Launcher(LauncherCli),
+    /// Run an MPIJob manifest on this machine, with no cluster: one host
+    /// per worker (network namespaces as root, loopback addresses
+    /// otherwise), the job's command from this machine's files.
+    ///
+    /// Example: mpijob-agent local -f examples/pi/pi.yaml --workers 2
+    Local(LocalArgs),
+    /// Exit 0 only when an SSH server answers with its banner (a readiness
+    /// probe).
+    Probe(ProbeCli),
+    /// Copy this binary into DIR (the init container's job), so that the
+    /// job's own image can run it from a shared volume.
+    ///
+    /// Example: /mpijob-agent install /opt/mpijob
+    Install {
+        /// The directory to copy `mpijob-agent` into.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerCli {
+    /// Where the job's key pair is mounted (the job's sshAuthMountPath).
+    #[arg(long, env = env::SSH_DIR, default_value = contract::DEFAULT_SSH_AUTH_MOUNT_PATH)]
+    ssh_dir: PathBuf,
+
+    /// The OpenSSH sshd to run.
+    #[arg(long, env = env::SSHD_PATH, default_value = contract::DEFAULT_SSHD_PATH)]
+    sshd_path: PathBuf,
+
+    /// The port sshd listens on.
+    #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// The address sshd listens on [default: all addresses].
+    #[arg(long, env = env::LISTEN)]
+    listen: Option<IpAddr>,
+
+    /// A private directory for the agent's files [default: /run/mpijob as
+    /// root, else $XDG_RUNTIME_DIR/mpijob or /tmp/mpijob-<uid>].
+    #[arg(long, env = env::STATE_DIR)]
+    state_dir: Option<PathBuf>,
+
+    /// The job's hosts, as ssh host patterns separated by commas (e.g.
+    /// `*.pi.ns.svc`): plain `ssh <peer>` then uses the job key and port,
+    /// and checks the peer's host key against the job key.
+    #[arg(long, env = env::PEERS, value_delimiter = ',')]
+    peers: Vec<String>,
+
+    /// How long sshd gets after SIGTERM before SIGKILL: seconds, or a number
+    /// with `ms`, `s` or `m` [default: 10s].
+    #[arg(long, env = env::GRACE_PERIOD, value_parser = mpijob_api::duration::parse)]
+    grace_period: Option<Duration>,
+
+    /// When this file exists and is not empty, the job is over: stop sshd
+    /// and exit 0 [default: /etc/mpijob/podinfo/finished, the downward API
+    /// file of the finish annotation].
+    #[arg(long, env = env::FINISH_FILE)]
+    finish_file: Option<PathBuf>,
+
+    /// An extra sshd_config line, like `MaxStartups 100:30:200`; repeat the
+    /// flag, or put one per line in the environment variable.
+    #[arg(long = "sshd-option", env = env::SSHD_OPTIONS, value_delimiter = '\n')]
+    sshd_options: Vec<String>,
+
+    /// Keep running when the kernel's OOM killer kills a process in the
+    /// agent's memory cgroup.
+    ///
+    /// By default the agent then stops sshd and exits 137, so that
+    /// Kubernetes reports the worker as OOMKilled. The variable takes
+    /// true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = env::NO_OOM_WATCH, value_parser = clap::builder::BoolishValueParser::new())]
+    no_oom_watch: bool,
+}
+
+impl From<WorkerCli> for contract::WorkerArgs {
+    fn from(a: WorkerCli) -> Self {
+        contract::WorkerArgs {
+            ssh_dir: a.ssh_dir,
+            sshd_path: a.sshd_path,
+            port: a.port,
+            listen: a.listen,
+            state_dir: a.state_dir,
+            peers: a.peers.into_iter().filter(|p| !p.is_empty()).collect(),
+            grace_period: a.grace_period.unwrap_or(contract::DEFAULT_GRACE_PERIOD),
+            finish_file: a.finish_file,
+            sshd_options: a
+                .sshd_options
+                .into_iter()
+                .filter(|o| !o.trim().is_empty())
+                .collect(),
+            oom_watch: !a.no_oom_watch,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LauncherCli {
+    /// The worker hosts, separated by commas; or use --job, --namespace and
+    /// --workers.
+    #[arg(long, env = env::HOSTS, value_delimiter = ',')]
+    hosts: Vec<String>,
+
+    /// The MPIJob's name: the workers are <job>-worker-<i>.<job>.<ns>.svc.
+    #[arg(long, env = env::JOB)]
+    job: Option<String>,
+
+    /// The MPIJob's namespace.
+    #[arg(long, env = env::NAMESPACE)]
+    namespace: Option<String>,
+
+    /// How many workers the job has.
+    #[arg(long, env = env::WORKERS)]
+    workers: Option<u32>,
+
+    /// Slots (ranks) per worker.
+    #[arg(long, env = env::SLOTS, default_value_t = contract::DEFAULT_SLOTS)]
+    slots: u32,
+
+    /// The workers' ssh port.
+    #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// Where the job's key pair is mounted (the job's sshAuthMountPath).
+    #[arg(long, env = env::SSH_DIR, default_value = contract::DEFAULT_SSH_AUTH_MOUNT_PATH)]
+    ssh_dir: PathBuf,
+
+    /// A private directory for the hostfile and the ssh client files
+    /// [default: /run/mpijob/launcher as root, else under $XDG_RUNTIME_DIR
+    /// or /tmp/mpijob-<uid>].
+    #[arg(long, env = env::STATE_DIR)]
+    state_dir: Option<PathBuf>,
+
+    /// The MPI installation: mpirun is DIR/bin/mpirun [default: mpirun on
+    /// PATH].
+    #[arg(long, env = env::MPI_HOME)]
+    mpi_home: Option<PathBuf>,
+
+    /// The MPI implementation [default: detected from `mpirun --version`].
+    #[arg(
+        long = "mpi-implementation",
+        env = env::MPI_IMPLEMENTATION,
+        value_parser = implementation_parser()
+    )]
+    mpi_implementation: Option<MpiImplementation>,
+
+    /// An MCA parameter as KEY=VALUE (Open MPI only); repeat the flag. The
+    /// variable takes one per line.
+    #[arg(long = "mca", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    mca: Vec<String>,
+
+    /// An extra mpirun argument, e.g. --extra-mpi-args=-N; repeat the flag.
+    /// The variable takes one per line.
+    #[arg(
+        long = "extra-mpi-args",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    extra_mpi_args: Vec<String>,
+
+    /// How long to wait for the workers: seconds, or a number with ms, s
+    /// or m [default: 10m].
+    #[arg(long, env = env::TIMEOUT, value_parser = mpijob_api::duration::parse)]
+    timeout: Option<Duration>,
+
+    /// How long mpirun gets after SIGTERM before SIGKILL [default: 10s].
+    #[arg(long, env = env::GRACE_PERIOD, value_parser = mpijob_api::duration::parse)]
+    grace_period: Option<Duration>,
+
+    /// Where the one-line summary goes (written only if it exists when
+    /// under /dev).
+    #[arg(long, env = env::TERMINATION_LOG, default_value = contract::TERMINATION_LOG)]
+    termination_log: PathBuf,
+
+    /// The MPI program and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+fn implementation_parser() -> impl TypedValueParser<Value = MpiImplementation> {
+    PossibleValuesParser::new(MpiImplementation::ALL.map(MpiImplementation::flag_value))
+        .map(|s| s.parse().expect("one of the possible values"))
+}
+
+impl From<LauncherCli> for contract::LauncherArgs {
+    fn from(a: LauncherCli) -> Self {
+        contract::LauncherArgs {
+            hosts: a.hosts.into_iter().filter(|h| !h.is_empty()).collect(),
+            job: a.job,
+            namespace: a.namespace,
+            workers: a.workers,
+            slots: a.slots,
+            port: a.port,
+            ssh_dir: a.ssh_dir,
+            state_dir: a.state_dir,
+            mpi_home: a.mpi_home,
+            mpi_implementation: a.mpi_implementation,
+            mca: or_env_lines(a.mca, env::MCA),
+            extra_mpi_args: or_env_lines(a.extra_mpi_args, env::EXTRA_MPI_ARGS),
+            timeout: a.timeout.unwrap_or(contract::DEFAULT_LAUNCHER_TIMEOUT),
+            grace_period: a.grace_period.unwrap_or(contract::DEFAULT_GRACE_PERIOD),
+            termination_log: a.termination_log,
+            cmd: a.cmd,
+        }
+    }
+}
+
+/// A flag's values, or else the variable's lines. Not a clap delimiter:
+/// a line break inside a flag's value must reach the checks, not split it.
+fn or_env_lines(values: Vec<String>, var: &str) -> Vec<String> {
+    if !values.is_empty() {
+        return values;
+    }
+    std::env::var(var)
+        .map(|v| {
+            v.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The MPIJob manifest (YAML or JSON).
+    #[arg(short = 'f', long = "file", value_name = "MANIFEST")]
+    pub file: PathBuf,
+
+    /// How many workers [default: the manifest's spec.worker.replicas].
+    #[arg(long)]
+    pub workers: Option<u32>,
+
+    /// Keep the run's directory (key, logs, hostfile) and, as root, its
+    /// network namespaces and bridge, and say how to remove them.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// How long the launcher waits for the workers: seconds, or a number
+    /// with ms, s or m.
+    #[arg(long, default_value = "60s", value_parser = mpijob_api::duration::parse)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeCli {
+    /// The port to probe.
+    #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// The address to probe.
+    #[arg(long, default_value_t = contract::DEFAULT_PROBE_HOST)]
+    host: IpAddr,
+
+    /// How long to wait for the banner [default: 2s].
+    #[arg(long, value_parser = mpijob_api::duration::parse)]
+    timeout: Option<Duration>,
+}
+
+impl From<ProbeCli> for contract::ProbeArgs {
+    fn from(a: ProbeCli) -> Self {
+        contract::ProbeArgs {
+            port: a.port,
+            host: a.host,
+            timeout: a.timeout.unwrap_or(contract::DEFAULT_PROBE_TIMEOUT),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The contract's argv, parsed by the agent's own clap definitions.
+    fn parse(argv: Vec<String>) -> Role {
+        for var in [env::MCA, env::EXTRA_MPI_ARGS, env::PEERS, env::SSHD_OPTIONS] {
+            assert!(std::env::var_os(var).is_none(), "{var} is set");
+        }
+        let full = std::iter::once("mpijob-agent".to_string()).chain(argv.clone());
+        match Cli::try_parse_from(full) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{argv:?} does not parse: {e}"),
+        }
+    }
+
+    fn worker_round_trip(want: contract::WorkerArgs) {
+        match parse(want.to_argv()) {
+            Role::Worker(w) => assert_eq!(contract::WorkerArgs::from(w), want),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn launcher_round_trip(want: contract::LauncherArgs) {
+        match parse(want.to_argv()) {
+            Role::Launcher(l) => assert_eq!(contract::LauncherArgs::from(l), want),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn worker_args_round_trip_every_flag() {
+        worker_round_trip(contract::WorkerArgs::default());
+        // Every field away from its default.
+        worker_round_trip(contract::WorkerArgs {
+            ssh_dir: "/home/mpiuser/.ssh".into(),
+            sshd_path: "/opt/openssh/sbin/sshd".into(),
+            port: 2022,
+            listen: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10))),
+            state_dir: Some("/run/state dir".into()),
+            peers: vec![
+                "*.pi.ns.svc".into(),
+                "pi-worker-*".into(),
+                "pi-launcher".into(),
+            ],
+            grace_period: Duration::from_millis(1500),
+            finish_file: Some("/tmp/-finished".into()),
+            sshd_options: vec!["MaxStartups 100:30:200".into(), "-LogLevel DEBUG".into()],
+            oom_watch: false,
+        });
+    }
+
+    #[test]
+    fn launcher_args_round_trip_every_flag() {
+        launcher_round_trip(contract::LauncherArgs::default());
+        for implementation in MpiImplementation::ALL {
+            launcher_round_trip(contract::LauncherArgs {
+                hosts: vec!["h1".into(), "h2.example".into()],
+                job: Some("pi".into()),
+                namespace: Some("team-a".into()),
+                workers: Some(3),
+                slots: 4,
+                port: 2022,
+                ssh_dir: "/home/mpiuser/.ssh".into(),
+                state_dir: Some("/run/l".into()),
+                mpi_home: Some("/opt/openmpi".into()),
+                mpi_implementation: Some(implementation),
+                mca: vec![
+                    contract::LauncherArgs::mca_entry("btl", "^openib"),
+                    contract::LauncherArgs::mca_entry("pml", "-ob1=x"),
+                ],
+                extra_mpi_args: vec!["-N".into(), "2".into(), "--bind-to=none".into()],
+                timeout: Duration::from_secs(90),
+                grace_period: Duration::from_millis(250),
+                termination_log: "/tmp/termination".into(),
+                cmd: vec!["--help".into(), "-x".into(), "a b".into()],
+            });
+        }
+    }
+
+    #[test]
+    fn probe_args_round_trip_every_flag() {
+        for want in [
+            contract::ProbeArgs::default(),
+            contract::ProbeArgs {
+                port: 22,
+                host: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+                timeout: Duration::from_millis(500),
+            },
+        ] {
+            match parse(want.to_argv()) {
+                Role::Probe(p) => assert_eq!(contract::ProbeArgs::from(p), want),
+                other => panic!("parsed as {other:?}"),
+            }
+        }
+    }
+}

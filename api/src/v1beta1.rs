@@ -412,6 +412,9 @@ pub struct MPIJobStatus {
     /// When the job succeeded or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// The job's phase.
@@ -439,9 +442,9 @@ impl Phase {
 pub struct Condition {
     /// The aspect this condition describes, e.g. `Running`.
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: ConditionType,
     /// `True`, `False` or `Unknown`.
-    pub status: String,
+    pub status: ConditionStatus,
     /// A stable, CamelCase reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -451,6 +454,59 @@ pub struct Condition {
     /// When `status` last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+}
+
+/// The aspects of a job that conditions describe.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionType {
+    /// Every child object exists (False: a name is taken by another owner).
+    Created,
+    Running,
+    Succeeded,
+    Failed,
+    /// The spec was edited after the job's pods were created.
+    SpecChangeIgnored,
+}
+
+/// A condition's status.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(b: bool) -> Self {
+        if b {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+}
+
+impl Condition {
+    pub fn is_true(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+}
+
+impl MPIJobStatus {
+    /// Condition `type_`, if the status has it.
+    pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether condition `type_` is there and True.
+    pub fn is_true(&self, type_: ConditionType) -> bool {
+        self.condition(type_).is_some_and(Condition::is_true)
+    }
+
+    /// The task of one replica type.
+    pub fn task(&self, replica_type: &ReplicaType) -> Option<&Task> {
+        self.tasks.iter().find(|t| &t.replica_type == replica_type)
+    }
 }
 
 /// Pod counts per phase.
@@ -471,7 +527,7 @@ pub struct Aggregate {
 #[serde(rename_all = "camelCase")]
 pub struct Task {
     /// `launcher` or `worker`.
-    pub replica_type: String,
+    pub replica_type: ReplicaType,
     /// Index of the replica type, kept for compatibility with T9k.
     #[serde(default)]
     pub replica_index: i32,
@@ -489,9 +545,47 @@ pub struct ReplicaStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
     /// The pod's phase, or `Creating` and `Deleted` for pods not there.
-    pub phase: String,
+    pub phase: ReplicaPhase,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ContainerStatus>,
+}
+
+/// A replica's phase: the pod's own, or `Creating` and `Deleted` for a pod
+/// that is not there.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ReplicaPhase {
+    /// Not created yet, or not in the controller's cache yet.
+    Creating,
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+    /// It existed once and is gone.
+    Deleted,
+}
+
+impl ReplicaPhase {
+    /// The phase of a pod whose `status.phase` is `phase`.
+    pub fn of_pod(phase: Option<&str>) -> ReplicaPhase {
+        match phase {
+            Some("Pending") => ReplicaPhase::Pending,
+            Some("Running") => ReplicaPhase::Running,
+            Some("Succeeded") => ReplicaPhase::Succeeded,
+            Some("Failed") => ReplicaPhase::Failed,
+            // A pod the kubelet has not reported on is still pending.
+            None => ReplicaPhase::Pending,
+            Some(_) => ReplicaPhase::Unknown,
+        }
+    }
+}
+
+/// A container's state.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ContainerPhase {
+    Waiting,
+    Running,
+    Terminated,
 }
 
 /// One container of a pod.
@@ -500,7 +594,7 @@ pub struct ReplicaStatus {
 pub struct ContainerStatus {
     pub name: String,
     /// `Waiting`, `Running` or `Terminated`.
-    pub container_phase: String,
+    pub container_phase: ContainerPhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,11 @@ pub enum Error {
     /// validation and the builders disagree: a bug.
     #[error("building a child object: {0}")]
     Build(#[from] mpijob_api::FieldError),
+
+    /// The launcher's record of the spec the job started with is not
+    /// readable: someone edited the annotation.
+    #[error("{0}")]
+    StartedSpec(String),
 }
 
 impl Error {
@@ -27,6 +32,7 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::Build(_) => "build",
             Error::CachesClosed => "caches_closed",
+            Error::StartedSpec(_) => "started_spec",
         }
     }
 }

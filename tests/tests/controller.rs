@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use mpijob_api::v1beta1::{MPIJobStatus, Phase};
+use mpijob_api::v1beta1::{ConditionStatus, ConditionType, MPIJobStatus, Phase, ReplicaPhase};
 use mpijob_api::MPIJob;
 use mpijob_tests::controller::{wait_for, RunningController, AGENT_IMAGE};
 use mpijob_tests::fixtures::pi_job;
@@ -214,7 +214,7 @@ async fn happy_path_from_creation_to_succeeded() {
     assert!(s
         .conditions
         .iter()
-        .any(|c| c.type_ == "Running" && c.status == "True"));
+        .any(|c| c.type_ == ConditionType::Running && c.status == ConditionStatus::True));
 
     // The launcher's mpirun exits 0: Succeeded.
     e.kubelet
@@ -228,7 +228,7 @@ async fn happy_path_from_creation_to_succeeded() {
     assert!(s.completion_time.is_some());
     let launcher = &s.tasks[0].replicas[0];
     assert_eq!(launcher.containers[0].exit_code, Some(0));
-    assert_eq!(launcher.phase, "Succeeded");
+    assert_eq!(launcher.phase, ReplicaPhase::Succeeded);
     e.wait_event("pi", "Running: the launcher and every worker are running")
         .await;
     e.wait_event("pi", "Succeeded: the launcher's mpirun exited 0")
@@ -261,7 +261,11 @@ async fn a_worker_oom_kill_and_a_launcher_exit_3_give_exact_messages() {
         )
         .await;
     let s = e.wait_phase("pi", Phase::Failed).await;
-    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    let failed = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Failed)
+        .unwrap();
     let msg = "worker pi-worker-1 container mpi-worker exited 137 (OOMKilled)";
     assert_eq!(failed.message.as_deref(), Some(msg));
     assert_eq!(failed.reason.as_deref(), Some("WorkerFailed"));
@@ -288,7 +292,11 @@ async fn a_worker_oom_kill_and_a_launcher_exit_3_give_exact_messages() {
     e.kubelet.terminate("l3-launcher", "mpi-worker", &end).await;
     let s = e.wait_phase("l3", Phase::Failed).await;
     let msg = "launcher l3-launcher container mpi-worker exited 3 (Error): mpirun exited 3: rank 1 on l3-worker-1 exited 3";
-    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    let failed = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Failed)
+        .unwrap();
     assert_eq!(failed.message.as_deref(), Some(msg));
     e.wait_event("l3", &format!("LauncherFailed: {msg}")).await;
     assert_eq!(s.tasks[0].replicas[0].containers[0].exit_code, Some(3));
@@ -305,7 +313,11 @@ async fn an_invalid_job_fails_with_its_message_and_the_others_are_served() {
     .await;
     e.create(&job("pi", json!({}))).await;
     let s = e.wait_phase("bad", Phase::Failed).await;
-    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    let failed = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Failed)
+        .unwrap();
     let msg = "spec.mca: key \"-x\" must not start with '-': give the parameter name without dashes, e.g. pml; spec.ssh.sshdPath: must be an absolute path, got \"sshd\": write it from the root, e.g. /usr/sbin/sshd";
     assert_eq!(failed.reason.as_deref(), Some("InvalidSpec"));
     assert_eq!(failed.message.as_deref(), Some(msg));
@@ -335,9 +347,13 @@ async fn a_name_clash_is_reported_and_the_other_object_is_never_touched() {
     let msg = "Secret pi-ssh already exists and is not owned by this MPIJob: delete or rename it, or rename the job";
     let s = wait_for("the clash condition", T, || async {
         let s = e.status("pi").await;
-        let c = s.conditions.iter().find(|c| c.type_ == "Created").cloned();
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::Created)
+            .cloned();
         match c {
-            Some(c) if c.status == "False" => Ok(c),
+            Some(c) if c.status == ConditionStatus::False => Ok(c),
             other => Err(format!("{other:?}")),
         }
     })
@@ -387,7 +403,7 @@ async fn clean_up_workers_all_deletes_the_workers_after_success() {
     assert!(s.tasks[1]
         .replicas
         .iter()
-        .all(|r| r.phase == "Deleted" && r.uid.is_some()));
+        .all(|r| r.phase == ReplicaPhase::Deleted && r.uid.is_some()));
     assert_eq!(s.phase, Some(Phase::Succeeded));
 }
 
@@ -471,7 +487,11 @@ async fn deleting_a_worker_while_the_job_runs_fails_the_job() {
         .await
         .unwrap();
     let s = e.wait_phase("pi", Phase::Failed).await;
-    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    let failed = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Failed)
+        .unwrap();
     assert_eq!(failed.reason.as_deref(), Some("PodDeleted"));
     assert_eq!(
         failed.message.as_deref(),
@@ -586,8 +606,12 @@ async fn a_spec_edited_while_the_job_runs_is_reported_and_ignored() {
     let msg = "the spec changed after the job's pods were created; the change is ignored: spec.worker.replicas changed from 2 to 3";
     let c = wait_for("the edit to be reported", T, || async {
         let s = e.status("pi").await;
-        match s.conditions.iter().find(|c| c.type_ == "SpecChangeIgnored") {
-            Some(c) if c.status == "True" => Ok(c.clone()),
+        match s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::SpecChangeIgnored)
+        {
+            Some(c) if c.status == ConditionStatus::True => Ok(c.clone()),
             other => Err(format!("{other:?}")),
         }
     })
@@ -611,6 +635,54 @@ async fn a_spec_edited_while_the_job_runs_is_reported_and_ignored() {
 }
 
 #[tokio::test]
+async fn a_reset_status_does_not_unfreeze_a_running_job_and_every_edit_is_named() {
+    use kube::api::{Patch, PatchParams};
+    let e = env("frozen").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.running_pi(json!({})).await;
+    let generation = |j: &MPIJob| j.metadata.generation;
+    let before = e.jobs.get("pi").await.unwrap();
+    assert_eq!(
+        before.status.as_ref().unwrap().observed_generation,
+        generation(&before)
+    );
+    // Someone wipes the status, which used to hold the started shape, then
+    // edits the spec in two places.
+    e.jobs
+        .patch_status(
+            "pi",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": null})),
+        )
+        .await
+        .unwrap();
+    let edit = json!({"spec": {"mpiHome": "/opt/other", "worker": {"replicas": 4}}});
+    e.jobs
+        .patch("pi", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    let msg = "the spec changed after the job's pods were created; the change is ignored: \
+               spec.mpiHome changed from (unset) to /opt/other; spec.worker.replicas changed from 2 to 4";
+    let s = wait_for("both edits to be reported", T, || async {
+        let s = e.status("pi").await;
+        match s.condition(ConditionType::SpecChangeIgnored) {
+            Some(c) if c.is_true() && s.phase == Some(Phase::Running) => Ok(s.clone()),
+            _ => Err(format!("{s:?}")),
+        }
+    })
+    .await;
+    let c = s.condition(ConditionType::SpecChangeIgnored).unwrap();
+    assert_eq!(c.message.as_deref(), Some(msg));
+    let after = e.jobs.get("pi").await.unwrap();
+    assert!(generation(&after) > generation(&before));
+    assert_eq!(s.observed_generation, generation(&after));
+    // The job kept its shape: the same three pods, and two workers in the
+    // rebuilt status.
+    assert_eq!(e.pod_names().await.into_iter().collect::<Vec<_>>(), PODS);
+    assert_eq!(s.tasks[1].replicas.len(), 2);
+}
+
+#[tokio::test]
 async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
     let e = env("rejected").await;
     let _c = RunningController::start(&e.client, &e.ns.name);
@@ -624,7 +696,11 @@ async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
     j.spec.worker.template = mpijob_api::v1beta1::PodTemplate(template);
     e.create(&j).await;
     let s = e.wait_phase("pi", Phase::Failed).await;
-    let failed = s.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    let failed = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Failed)
+        .unwrap();
     assert_eq!(failed.reason.as_deref(), Some("InvalidPodTemplate"));
     let msg = failed.message.clone().unwrap();
     assert!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
-use mpijob_api::v1beta1::{MPIJobStatus, Phase, ReplicaStatus};
+use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{log_time, pi_example, E2e, MPICH_IMAGE, OPENMPI_IMAGE};
 use serde_json::{json, Value};
@@ -235,7 +235,7 @@ async fn a_rank_exiting_3_fails_the_job_with_the_launchers_code() {
     let failed = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Failed")
+        .find(|c| c.type_ == ConditionType::Failed)
         .expect("a Failed condition");
     assert_eq!(
         failed.reason.as_deref(),
@@ -298,7 +298,7 @@ async fn an_oom_killed_worker_is_named_in_the_status() {
     let failed = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Failed")
+        .find(|c| c.type_ == ConditionType::Failed)
         .expect("a Failed condition");
     assert!(
         failed

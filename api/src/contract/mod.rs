@@ -44,6 +44,10 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// [`PODINFO_MOUNT_PATH`]; the worker agent finishes (stops sshd, exits 0)
 /// once that file is non-empty. On bare metal, any non-empty file works.
 pub const FINISH_ANNOTATION: &str = "batch.tensorstack.dev/finished";
+/// The annotation on the launcher pod that records the spec the job started
+/// with (JSON, after defaults). Once the pods exist, the job keeps that
+/// shape: the status can be reset or patched, the pods cannot be re-shaped.
+pub const STARTED_SPEC_ANNOTATION: &str = "batch.tensorstack.dev/started-spec";
 /// The downward API volume carrying [`FINISH_ANNOTATION`].
 pub const PODINFO_VOLUME: &str = "mpijob-podinfo";
 pub const PODINFO_MOUNT_PATH: &str = "/etc/mpijob/podinfo";
@@ -68,12 +72,10 @@ pub mod secret_keys {
 pub mod labels {
     /// The MPIJob's name.
     pub const JOB_NAME: &str = "batch.tensorstack.dev/mpi-job-name";
-    /// `launcher` or `worker`.
+    /// `launcher` or `worker`: a [`crate::v1beta1::ReplicaType`].
     pub const ROLE: &str = "batch.tensorstack.dev/replica-type";
     /// The replica index, `0` for the launcher.
     pub const INDEX: &str = "batch.tensorstack.dev/replica-index";
-    pub const ROLE_LAUNCHER: &str = "launcher";
-    pub const ROLE_WORKER: &str = "worker";
 }
 
 /// Environment variables behind the agent's flags. One name per flag.

@@ -231,14 +231,23 @@ pub fn owned_pods(store: &Store<Pod>, meta: &JobMeta) -> Vec<std::sync::Arc<Pod>
     store
         .state()
         .into_iter()
-        .filter(|p| {
-            p.metadata.namespace.as_deref() == Some(meta.namespace.as_str())
-                && p.labels().get(contract::labels::JOB_NAME) == Some(&meta.name)
-                && p.owner_references()
-                    .iter()
-                    .any(|o| o.controller == Some(true) && o.uid == meta.uid)
-        })
+        .filter(|p| is_owned(p, meta))
         .collect()
+}
+
+fn is_owned(p: &Pod, meta: &JobMeta) -> bool {
+    p.metadata.namespace.as_deref() == Some(meta.namespace.as_str())
+        && p.labels().get(contract::labels::JOB_NAME) == Some(&meta.name)
+        && p.owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.uid == meta.uid)
+}
+
+/// The pod named `name` in the cache, if this job owns it.
+pub fn owned_pod(store: &Store<Pod>, meta: &JobMeta, name: &str) -> Option<std::sync::Arc<Pod>> {
+    store
+        .get(&ObjectRef::new(name).within(&meta.namespace))
+        .filter(|p| is_owned(p, meta))
 }
 
 /// The job is over: workers must not run sshd forever. Workers the policy

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod started;
 pub mod status;
 
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource};
-use mpijob_api::v1beta1::{MPIJobStatus, Phase};
-use mpijob_api::{defaults, validate, MPIJob};
+use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase};
+use mpijob_api::{contract, defaults, validate, MPIJob};
 use serde_json::json;
 
 use crate::context::{Context, Write};
@@ -41,31 +42,30 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     let prev = job.status.as_ref();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
-    // Once its pods exist, a job keeps the shape it started with: mpirun
-    // was given those workers, and validation already passed. A later edit
-    // of the spec is reported and ignored, never acted on half-way.
+    // Once its launcher exists, a job keeps the spec it started with (see
+    // `started`). A later edit is reported and ignored, never acted on
+    // half-way; before that, the spec is validated and used as it is.
     let mut job = (*job).clone();
-    let started_with = status::started_workers(prev);
+    let launcher = apply::owned_pod(&ctx.pods, &meta, &contract::launcher_name(&meta.name));
     let mut edits = Vec::new();
-    if let Some(n) = started_with {
-        if job.spec.worker.replicas != n {
-            edits.push(format!(
-                "spec.worker.replicas changed from {n} to {}",
-                job.spec.worker.replicas
-            ));
-            job.spec.worker.replicas = n;
+    match launcher.as_deref().and_then(started::of_launcher) {
+        Some(Ok(spec)) => {
+            let mut current = job.spec.clone();
+            defaults::normalize(&mut current);
+            edits = started::edits(&spec, &current);
+            job.spec = spec;
+        }
+        Some(Err(e)) => return Err(Error::StartedSpec(e)),
+        None => {
+            if let Err(errors) = validate::validate_job(&job) {
+                let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                let next = status::invalid(prev, job.metadata.generation, &messages, &now);
+                write_status(&ctx, &job, &meta, prev, &next).await?;
+                return Ok(Action::await_change());
+            }
+            defaults::normalize(&mut job.spec);
         }
     }
-    if let Err(errors) = validate::validate_job(&job) {
-        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        if started_with.is_none() {
-            let next = status::invalid(prev, &messages, &now);
-            write_status(&ctx, &job, &meta, prev, &next).await?;
-            return Ok(Action::await_change());
-        }
-        edits.extend(messages);
-    }
-    defaults::normalize(&mut job.spec);
 
     let finished = prev.and_then(|s| s.phase).is_some_and(Phase::is_finished);
     let observed = if finished {
@@ -73,8 +73,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     } else {
         // Pods are created before the job runs; a pod lost while it runs
         // fails the job instead of being replaced behind its back.
-        let may_create_pods =
-            matches!(prev.and_then(|s| s.phase), None | Some(Phase::Pending)) && edits.is_empty();
+        let may_create_pods = matches!(prev.and_then(|s| s.phase), None | Some(Phase::Pending));
         apply::children(&ctx, &job, &meta, may_create_pods).await?
     };
     let observed = status::Observed { edits, ..observed };
@@ -87,8 +86,8 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     let pods = apply::owned_pods(&ctx.pods, &meta);
     let pod_refs: Vec<&_> = pods.iter().map(|p| p.as_ref()).collect();
     let next = status::compute(&job, &pod_refs, prev, &observed, &now);
-    if status::newly_true(prev, &next, status::condition::SPEC_CHANGE_IGNORED) {
-        let note = status::condition_message(&next, status::condition::SPEC_CHANGE_IGNORED);
+    if status::newly_true(prev, &next, ConditionType::SpecChangeIgnored) {
+        let note = status::condition_message(&next, ConditionType::SpecChangeIgnored);
         event(
             &ctx,
             &job,
@@ -98,19 +97,17 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await;
     }
-    for conflict in observed
-        .conflicts
-        .iter()
-        .filter(|c| !has_condition_message(prev, c))
-    {
-        event(
-            &ctx,
-            &job,
-            EventType::Warning,
-            status::reason::NAME_CONFLICT,
-            conflict,
-        )
-        .await;
+    if status::changed(prev, &next, ConditionType::Created) {
+        for conflict in &observed.conflicts {
+            event(
+                &ctx,
+                &job,
+                EventType::Warning,
+                status::reason::NAME_CONFLICT,
+                conflict,
+            )
+            .await;
+        }
     }
     write_status(&ctx, &job, &meta, prev, &next).await?;
 
@@ -173,28 +170,24 @@ async fn write_status(
 /// The event for entering `phase`: a failure carries its condition's
 /// reason (e.g. `WorkerFailed`) and message.
 fn phase_event(phase: Phase, s: &MPIJobStatus) -> (EventType, String, String) {
-    let cond = |t: &str| s.conditions.iter().find(|c| c.type_ == t);
-    let message = |t: &str| cond(t).and_then(|c| c.message.clone()).unwrap_or_default();
+    let message = |t| status::condition_message(s, t);
     match phase {
         Phase::Failed => {
-            let reason = cond(status::condition::FAILED)
+            let reason = s
+                .condition(ConditionType::Failed)
                 .and_then(|c| c.reason.clone())
                 .unwrap_or_else(|| "Failed".into());
-            (
-                EventType::Warning,
-                reason,
-                message(status::condition::FAILED),
-            )
+            (EventType::Warning, reason, message(ConditionType::Failed))
         }
         Phase::Succeeded => (
             EventType::Normal,
             "Succeeded".into(),
-            message(status::condition::SUCCEEDED),
+            message(ConditionType::Succeeded),
         ),
         Phase::Running => (
             EventType::Normal,
             "Running".into(),
-            message(status::condition::RUNNING),
+            message(ConditionType::Running),
         ),
         Phase::Pending => (
             EventType::Normal,
@@ -207,14 +200,6 @@ fn phase_event(phase: Phase, s: &MPIJobStatus) -> (EventType, String, String) {
             format!("{other:?}"),
         ),
     }
-}
-
-fn has_condition_message(prev: Option<&MPIJobStatus>, message: &str) -> bool {
-    prev.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.message.as_deref().is_some_and(|m| m.contains(message)))
-    })
 }
 
 /// Emit an event about the job. Events are best effort: a failure to

@@ -13,21 +13,13 @@
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use mpijob_api::v1beta1::{
-    Aggregate, Condition, ContainerStatus, MPIJobStatus, Phase, ReplicaStatus, Task,
+    Aggregate, Condition, ConditionStatus, ConditionType, ContainerPhase, ContainerStatus,
+    MPIJobStatus, Phase, ReplicaPhase, ReplicaStatus, ReplicaType, Task,
 };
 use mpijob_api::MPIJob;
 
 use super::build::pod::mpi_container_index;
 use super::build::{roles, Role};
-
-/// Stable condition types.
-pub mod condition {
-    pub const CREATED: &str = "Created";
-    pub const RUNNING: &str = "Running";
-    pub const SUCCEEDED: &str = "Succeeded";
-    pub const FAILED: &str = "Failed";
-    pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
-}
 
 /// Stable reasons.
 pub mod reason {
@@ -62,47 +54,43 @@ pub struct Observed {
     pub edits: Vec<String>,
 }
 
-/// The number of workers the job started with, once its pods exist (the
-/// first status lists every replica).
-pub fn started_workers(prev: Option<&MPIJobStatus>) -> Option<i32> {
-    prev?
-        .tasks
-        .iter()
-        .find(|t| t.replica_type == "worker")
-        .map(|t| t.replicas.len() as i32)
+/// Whether condition `type_` is True in `next` but was not in `prev`.
+pub fn newly_true(prev: Option<&MPIJobStatus>, next: &MPIJobStatus, type_: ConditionType) -> bool {
+    next.is_true(type_) && !prev.is_some_and(|p| p.is_true(type_))
 }
 
-/// Whether condition `type_` is True in `next` but was not in `prev`.
-pub fn newly_true(prev: Option<&MPIJobStatus>, next: &MPIJobStatus, type_: &str) -> bool {
-    let is_true = |s: &MPIJobStatus| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == type_ && c.status == "True")
-    };
-    is_true(next) && !prev.is_some_and(is_true)
+/// Whether condition `type_` differs between `prev` and `next` in status,
+/// reason or message.
+pub fn changed(prev: Option<&MPIJobStatus>, next: &MPIJobStatus, type_: ConditionType) -> bool {
+    let key = |c: &Condition| (c.status, c.reason.clone(), c.message.clone());
+    prev.and_then(|p| p.condition(type_)).map(key) != next.condition(type_).map(key)
 }
 
 /// The message of condition `type_`, or nothing.
-pub fn condition_message(s: &MPIJobStatus, type_: &str) -> String {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == type_)
+pub fn condition_message(s: &MPIJobStatus, type_: ConditionType) -> String {
+    s.condition(type_)
         .and_then(|c| c.message.clone())
         .unwrap_or_default()
 }
 
 /// The status of an invalid job: `Failed`, with every validation message.
-pub fn invalid(prev: Option<&MPIJobStatus>, messages: &[String], now: &Time) -> MPIJobStatus {
+pub fn invalid(
+    prev: Option<&MPIJobStatus>,
+    generation: Option<i64>,
+    messages: &[String],
+    now: &Time,
+) -> MPIJobStatus {
     let mut s = prev.cloned().unwrap_or_default();
     if s.phase.is_some_and(Phase::is_finished) {
         return s;
     }
     s.phase = Some(Phase::Failed);
+    s.observed_generation = generation;
     s.start_time.get_or_insert_with(|| now.clone());
     s.completion_time.get_or_insert_with(|| now.clone());
     set_condition(
         &mut s.conditions,
-        condition::FAILED,
+        ConditionType::Failed,
         true,
         reason::INVALID_SPEC,
         &messages.join("; "),
@@ -137,17 +125,18 @@ pub fn compute(
         tasks: Vec::new(),
         start_time: prev.start_time.clone().or_else(|| Some(now.clone())),
         completion_time: prev.completion_time.clone(),
+        observed_generation: job.metadata.generation,
     };
 
     // Tasks and counts, one entry per expected replica.
     let mut aggregate = Aggregate::default();
     let mut launcher_task = Task {
-        replica_type: "launcher".into(),
+        replica_type: ReplicaType::Launcher,
         replica_index: 0,
         replicas: Vec::new(),
     };
     let mut worker_task = Task {
-        replica_type: "worker".into(),
+        replica_type: ReplicaType::Worker,
         replica_index: 1,
         replicas: Vec::new(),
     };
@@ -159,18 +148,18 @@ pub fn compute(
             None => match known {
                 // It existed once: keep what it last showed, marked deleted.
                 Some(r) if r.uid.is_some() => ReplicaStatus {
-                    phase: "Deleted".into(),
+                    phase: ReplicaPhase::Deleted,
                     ..r.clone()
                 },
                 _ => ReplicaStatus {
                     name: pod_name.clone(),
                     uid: None,
-                    phase: "Creating".into(),
+                    phase: ReplicaPhase::Creating,
                     containers: Vec::new(),
                 },
             },
         };
-        count(&mut aggregate, &replica.phase);
+        count(&mut aggregate, replica.phase);
         match role {
             Role::Launcher => launcher_task.replicas.push(replica),
             Role::Worker(_) => worker_task.replicas.push(replica),
@@ -182,7 +171,7 @@ pub fn compute(
     if !observed.conflicts.is_empty() {
         set_condition(
             &mut s.conditions,
-            condition::CREATED,
+            ConditionType::Created,
             false,
             reason::NAME_CONFLICT,
             &observed.conflicts.join("; "),
@@ -191,7 +180,7 @@ pub fn compute(
     } else if observed.all_created {
         set_condition(
             &mut s.conditions,
-            condition::CREATED,
+            ConditionType::Created,
             true,
             reason::CHILDREN_CREATED,
             "the Secret, the Service and every pod exist",
@@ -202,7 +191,7 @@ pub fn compute(
     if !observed.edits.is_empty() {
         set_condition(
             &mut s.conditions,
-            condition::SPEC_CHANGE_IGNORED,
+            ConditionType::SpecChangeIgnored,
             true,
             reason::JOB_STARTED,
             &format!(
@@ -211,14 +200,10 @@ pub fn compute(
             ),
             now,
         );
-    } else if s
-        .conditions
-        .iter()
-        .any(|c| c.type_ == condition::SPEC_CHANGE_IGNORED && c.status == "True")
-    {
+    } else if s.is_true(ConditionType::SpecChangeIgnored) {
         set_condition(
             &mut s.conditions,
-            condition::SPEC_CHANGE_IGNORED,
+            ConditionType::SpecChangeIgnored,
             false,
             reason::SPEC_RESTORED,
             "the spec is back to what the job started with",
@@ -237,7 +222,7 @@ pub fn compute(
         let message = observed.rejected.join("; ");
         set_condition(
             &mut s.conditions,
-            condition::FAILED,
+            ConditionType::Failed,
             true,
             reason::INVALID_POD_TEMPLATE,
             &message,
@@ -255,7 +240,7 @@ pub fn compute(
             s.completion_time = Some(now.clone());
             set_condition(
                 &mut s.conditions,
-                condition::SUCCEEDED,
+                ConditionType::Succeeded,
                 true,
                 reason::LAUNCHER_SUCCEEDED,
                 "the launcher's mpirun exited 0",
@@ -268,7 +253,7 @@ pub fn compute(
             s.completion_time = Some(now.clone());
             set_condition(
                 &mut s.conditions,
-                condition::FAILED,
+                ConditionType::Failed,
                 true,
                 why,
                 &message,
@@ -281,7 +266,7 @@ pub fn compute(
             s.phase = Some(Phase::Running);
             set_condition(
                 &mut s.conditions,
-                condition::RUNNING,
+                ConditionType::Running,
                 true,
                 reason::ALL_PODS_RUNNING,
                 "the launcher and every worker are running",
@@ -310,31 +295,25 @@ fn verdict<'p>(
 ) -> Verdict {
     // The launcher decides the outcome.
     if let Some(launcher) = find(Role::Launcher) {
-        let pod_name = Role::Launcher.pod_name(job);
+        let who = who(Role::Launcher, job);
         if let Some((container, t)) = mpi_termination(launcher) {
             if t.exit_code == 0 {
                 return Verdict::Succeeded;
             }
-            return Verdict::Failed(
-                reason::LAUNCHER_FAILED,
-                describe("launcher", &pod_name, &container, t),
-            );
+            return Verdict::Failed(reason::LAUNCHER_FAILED, describe(&who, &container, t));
         }
-        if let Some(msg) = pod_failure("launcher", &pod_name, launcher) {
+        if let Some(msg) = pod_failure(&who, launcher) {
             return Verdict::Failed(reason::LAUNCHER_FAILED, msg);
         }
     }
     // A worker must not end while the job runs.
     for &role in expected.iter().filter(|r| matches!(r, Role::Worker(_))) {
-        let pod_name = role.pod_name(job);
+        let who = who(role, job);
         if let Some(worker) = find(role) {
             if let Some((container, t)) = mpi_termination(worker) {
-                return Verdict::Failed(
-                    reason::WORKER_FAILED,
-                    describe("worker", &pod_name, &container, t),
-                );
+                return Verdict::Failed(reason::WORKER_FAILED, describe(&who, &container, t));
             }
-            if let Some(msg) = pod_failure("worker", &pod_name, worker) {
+            if let Some(msg) = pod_failure(&who, worker) {
                 return Verdict::Failed(reason::WORKER_FAILED, msg);
             }
         }
@@ -345,17 +324,9 @@ fn verdict<'p>(
         for &role in expected {
             let gone = find(role).is_none_or(|p| p.metadata.deletion_timestamp.is_some());
             if gone {
-                let kind = if role == Role::Launcher {
-                    "launcher"
-                } else {
-                    "worker"
-                };
                 return Verdict::Failed(
                     reason::POD_DELETED,
-                    format!(
-                        "{kind} {} was deleted while the job was running",
-                        role.pod_name(job)
-                    ),
+                    format!("{} was deleted while the job was running", who(role, job)),
                 );
             }
         }
@@ -383,20 +354,19 @@ fn name_oom_killed_workers<'p>(
     let Some(failed) = s
         .conditions
         .iter_mut()
-        .find(|c| c.type_ == condition::FAILED && c.status == "True")
+        .find(|c| c.type_ == ConditionType::Failed && c.is_true())
     else {
         return;
     };
     let mut message = failed.message.clone().unwrap_or_default();
     for &role in expected.iter().filter(|r| matches!(r, Role::Worker(_))) {
-        let pod_name = role.pod_name(job);
         let Some((container, t)) = find(role).and_then(mpi_termination) else {
             continue;
         };
         if t.reason.as_deref() != Some("OOMKilled") {
             continue;
         }
-        let line = describe("worker", &pod_name, &container, t);
+        let line = describe(&who(role, job), &container, t);
         if !message.contains(&line) {
             message = if message.is_empty() {
                 line
@@ -408,10 +378,15 @@ fn name_oom_killed_workers<'p>(
     failed.message = Some(message);
 }
 
+/// `worker pi-worker-2`: a replica, as the messages name it.
+fn who(role: Role, job: &str) -> String {
+    format!("{} {}", role.replica_type().as_str(), role.pod_name(job))
+}
+
 /// `worker pi-worker-2 container mpi-worker exited 137 (OOMKilled)`, with
 /// the container's termination message after a colon when it left one.
-fn describe(kind: &str, pod: &str, container: &str, t: &ContainerStateTerminated) -> String {
-    let mut m = format!("{kind} {pod} container {container} exited {}", t.exit_code);
+fn describe(who: &str, container: &str, t: &ContainerStateTerminated) -> String {
+    let mut m = format!("{who} container {container} exited {}", t.exit_code);
     if let Some(r) = t.reason.as_deref().filter(|r| !r.is_empty()) {
         m.push_str(&format!(" ({r})"));
     }
@@ -428,7 +403,7 @@ fn describe(kind: &str, pod: &str, container: &str, t: &ContainerStateTerminated
 
 /// A pod that failed without its MPI container saying why (evicted,
 /// rejected by the node, an init container failing).
-fn pod_failure(kind: &str, pod_name: &str, pod: &Pod) -> Option<String> {
+fn pod_failure(who: &str, pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     if status.phase.as_deref() != Some("Failed") {
         return None;
@@ -440,7 +415,7 @@ fn pod_failure(kind: &str, pod_name: &str, pod: &Pod) -> Option<String> {
         })
     }) {
         return Some(format!(
-            "{kind} {pod_name} init container {} exited {}{}",
+            "{who} init container {} exited {}{}",
             init.0,
             init.1.exit_code,
             init.1
@@ -456,9 +431,9 @@ fn pod_failure(kind: &str, pod_name: &str, pod: &Pod) -> Option<String> {
         .collect::<Vec<_>>()
         .join(": ");
     Some(if why.is_empty() {
-        format!("{kind} {pod_name} failed")
+        format!("{who} failed")
     } else {
-        format!("{kind} {pod_name} failed: {why}")
+        format!("{who} failed: {why}")
     })
 }
 
@@ -487,27 +462,29 @@ fn replica_of(pod: &Pod) -> ReplicaStatus {
                         Some(s) if s.terminated.is_some() => {
                             let t = s.terminated.as_ref().unwrap();
                             (
-                                "Terminated",
+                                ContainerPhase::Terminated,
                                 Some(t.exit_code),
                                 t.reason.clone(),
                                 t.message.clone(),
                             )
                         }
-                        Some(s) if s.running.is_some() => ("Running", None, None, None),
+                        Some(s) if s.running.is_some() => {
+                            (ContainerPhase::Running, None, None, None)
+                        }
                         Some(s) => {
                             let w = s.waiting.as_ref();
                             (
-                                "Waiting",
+                                ContainerPhase::Waiting,
                                 None,
                                 w.and_then(|w| w.reason.clone()),
                                 w.and_then(|w| w.message.clone()),
                             )
                         }
-                        None => ("Waiting", None, None, None),
+                        None => (ContainerPhase::Waiting, None, None, None),
                     };
                     ContainerStatus {
                         name: c.name.clone(),
-                        container_phase: phase.into(),
+                        container_phase: phase,
                         exit_code,
                         // Never write empty strings: see tests/cluster/README.md.
                         reason: reason.filter(|r| !r.is_empty()),
@@ -520,9 +497,7 @@ fn replica_of(pod: &Pod) -> ReplicaStatus {
     ReplicaStatus {
         name: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone(),
-        phase: status
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Pending".into()),
+        phase: ReplicaPhase::of_pod(status.and_then(|s| s.phase.as_deref())),
         containers,
     }
 }
@@ -534,23 +509,24 @@ fn known_replica<'a>(prev: &'a MPIJobStatus, pod_name: &str) -> Option<&'a Repli
         .find(|r| r.name == pod_name)
 }
 
-fn count(a: &mut Aggregate, phase: &str) {
-    match phase {
-        "Creating" => a.creating += 1,
-        "Pending" => a.pending += 1,
-        "Running" => a.running += 1,
-        "Succeeded" => a.succeeded += 1,
-        "Failed" => a.failed += 1,
-        "Deleted" => a.deleted += 1,
-        _ => a.unknown += 1,
-    }
+fn count(a: &mut Aggregate, phase: ReplicaPhase) {
+    let n = match phase {
+        ReplicaPhase::Creating => &mut a.creating,
+        ReplicaPhase::Pending => &mut a.pending,
+        ReplicaPhase::Running => &mut a.running,
+        ReplicaPhase::Succeeded => &mut a.succeeded,
+        ReplicaPhase::Failed => &mut a.failed,
+        ReplicaPhase::Deleted => &mut a.deleted,
+        ReplicaPhase::Unknown => &mut a.unknown,
+    };
+    *n += 1;
 }
 
 fn finish_running(s: &mut MPIJobStatus, now: &Time) {
-    if s.conditions.iter().any(|c| c.type_ == condition::RUNNING) {
+    if s.condition(ConditionType::Running).is_some() {
         set_condition(
             &mut s.conditions,
-            condition::RUNNING,
+            ConditionType::Running,
             false,
             reason::JOB_FINISHED,
             "the job has finished",
@@ -562,16 +538,16 @@ fn finish_running(s: &mut MPIJobStatus, now: &Time) {
 /// Set a condition. Its transition time moves only when its status does.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
-    type_: &str,
+    type_: ConditionType,
     status: bool,
     reason: &str,
     message: &str,
     now: &Time,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = ConditionStatus::from(status);
     let new = |t: Option<Time>| Condition {
-        type_: type_.to_string(),
-        status: status.clone(),
+        type_,
+        status,
         reason: Some(reason.to_string()),
         message: Some(message.to_string()),
         last_transition_time: t,
@@ -633,8 +609,18 @@ mod tests {
         compute(&job, &refs, prev, &observed, &at(now))
     }
 
+    /// A value as the API server stores it: the enums keep the strings
+    /// the status has always had.
+    fn wire<T: serde::Serialize>(v: T) -> String {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn condition<'a>(s: &'a MPIJobStatus, t: &str) -> &'a Condition {
-        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+        s.conditions.iter().find(|c| wire(c.type_) == t).unwrap()
     }
 
     #[test]
@@ -653,7 +639,7 @@ mod tests {
         ];
         let s = compute_with(&pods, Some(&s), "2026-01-01T00:00:05Z");
         assert_eq!(s.phase, Some(Phase::Running));
-        assert_eq!(condition(&s, "Running").status, "True");
+        assert_eq!(wire(condition(&s, "Running").status), "True");
         assert_eq!(s.start_time, Some(at(t0)), "the start time stays");
         assert_eq!(s.tasks[1].replicas[1].name, "pi-worker-1");
         assert_eq!(
@@ -661,9 +647,11 @@ mod tests {
             Some("uid-pi-worker-1")
         );
         assert_eq!(
-            s.tasks[1].replicas[1].containers[0].container_phase,
+            wire(s.tasks[1].replicas[1].containers[0].container_phase),
             "Running"
         );
+        assert_eq!(wire(&s.tasks[1].replica_type), "worker");
+        assert_eq!(wire(&s.tasks[0].replica_type), "launcher");
 
         // Nothing changed: the same status, so no write.
         let again = compute_with(&pods, Some(&s), "2026-01-01T00:09:00Z");
@@ -693,10 +681,10 @@ mod tests {
             condition(&s, "Succeeded").reason.as_deref(),
             Some("LauncherSucceeded")
         );
-        assert_eq!(condition(&s, "Running").status, "False");
+        assert_eq!(wire(condition(&s, "Running").status), "False");
         let launcher = &s.tasks[0].replicas[0].containers[0];
         assert_eq!(
-            (launcher.container_phase.as_str(), launcher.exit_code),
+            (wire(launcher.container_phase).as_str(), launcher.exit_code),
             ("Terminated", Some(0))
         );
 
@@ -709,7 +697,7 @@ mod tests {
         );
         assert_eq!(later.phase, Some(Phase::Succeeded));
         assert_eq!(later.completion_time, s.completion_time);
-        assert_eq!(later.tasks[1].replicas[0].phase, "Deleted");
+        assert_eq!(wire(later.tasks[1].replicas[0].phase), "Deleted");
         assert_eq!(later.aggregate.unwrap().deleted, 2);
     }
 
@@ -811,7 +799,7 @@ mod tests {
     fn a_missing_pod_before_the_job_runs_is_being_created_not_failed() {
         let s = compute_with(&[running("pi-launcher")], None, "2026-01-01T00:00:00Z");
         assert_eq!(s.phase, Some(Phase::Pending));
-        assert_eq!(s.tasks[1].replicas[0].phase, "Creating");
+        assert_eq!(wire(s.tasks[1].replicas[0].phase), "Creating");
     }
 
     #[test]
@@ -838,7 +826,7 @@ mod tests {
         let mut c = Vec::new();
         set_condition(
             &mut c,
-            "Running",
+            ConditionType::Running,
             true,
             "A",
             "m1",
@@ -846,7 +834,7 @@ mod tests {
         );
         set_condition(
             &mut c,
-            "Running",
+            ConditionType::Running,
             true,
             "A",
             "m2",
@@ -856,7 +844,7 @@ mod tests {
         assert_eq!(c[0].message.as_deref(), Some("m2"));
         set_condition(
             &mut c,
-            "Running",
+            ConditionType::Running,
             false,
             "B",
             "m3",
@@ -870,6 +858,7 @@ mod tests {
     fn an_invalid_job_fails_with_every_message() {
         let s = invalid(
             None,
+            Some(4),
             &["a: x".into(), "b: y".into()],
             &at("2026-01-01T00:00:00Z"),
         );
@@ -877,5 +866,6 @@ mod tests {
         let c = condition(&s, "Failed");
         assert_eq!(c.reason.as_deref(), Some("InvalidSpec"));
         assert_eq!(c.message.as_deref(), Some("a: x; b: y"));
+        assert_eq!(s.observed_generation, Some(4));
     }
 }

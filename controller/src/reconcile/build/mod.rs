@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use mpijob_api::contract::labels;
+use mpijob_api::v1beta1::ReplicaType;
 use mpijob_api::MPIJob;
 
 use crate::error::{Error, Result};
@@ -81,10 +82,12 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn label(self) -> &'static str {
+    /// The replica type: the value of the role label and of the status's
+    /// tasks.
+    pub fn replica_type(self) -> ReplicaType {
         match self {
-            Role::Launcher => labels::ROLE_LAUNCHER,
-            Role::Worker(_) => labels::ROLE_WORKER,
+            Role::Launcher => ReplicaType::Launcher,
+            Role::Worker(_) => ReplicaType::Worker,
         }
     }
 
@@ -105,10 +108,10 @@ impl Role {
 
     /// Read a pod's role back from its labels.
     pub fn of_labels(l: &BTreeMap<String, String>) -> Option<Role> {
-        match l.get(labels::ROLE).map(String::as_str)? {
-            labels::ROLE_LAUNCHER => Some(Role::Launcher),
-            labels::ROLE_WORKER => l.get(labels::INDEX)?.parse().ok().map(Role::Worker),
-            _ => None,
+        match ReplicaType::from(l.get(labels::ROLE)?.clone()) {
+            ReplicaType::Launcher => Some(Role::Launcher),
+            ReplicaType::Worker => l.get(labels::INDEX)?.parse().ok().map(Role::Worker),
+            ReplicaType::Invalid(_) => None,
         }
     }
 }

@@ -27,10 +27,20 @@ pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<
     let name = role.pod_name(&meta.name);
 
     let mut extra = template_meta.labels.unwrap_or_default();
-    extra.insert(labels::ROLE.to_string(), role.label().to_string());
+    extra.insert(
+        labels::ROLE.to_string(),
+        role.replica_type().as_str().to_string(),
+    );
     extra.insert(labels::INDEX.to_string(), role.index().to_string());
     let mut metadata = meta.child(name.clone(), extra);
     metadata.annotations = template_meta.annotations;
+    if role == Role::Launcher {
+        let (key, spec) = crate::reconcile::started::annotation(&job.spec);
+        metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key, spec);
+    }
 
     spec.hostname = Some(name);
     spec.subdomain = Some(contract::service_name(&meta.name));
@@ -260,7 +270,10 @@ fn debug_entry(job: &MPIJob, role: Role) -> Option<&mpijob_api::v1beta1::Replica
 pub fn role_labels(job: &str, role: Role) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::JOB_NAME.to_string(), job.to_string()),
-        (labels::ROLE.to_string(), role.label().to_string()),
+        (
+            labels::ROLE.to_string(),
+            role.replica_type().as_str().to_string(),
+        ),
         (labels::INDEX.to_string(), role.index().to_string()),
     ])
 }

@@ -8,13 +8,13 @@
 //! pod's lease.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::context::{Context, Writes};
+use crate::metrics::Metrics;
 
 /// What the endpoint reports.
 #[derive(Default)]
@@ -22,22 +22,20 @@ pub struct Health {
     pub ready: AtomicBool,
     /// Waiting for another replica's lease.
     pub standby: AtomicBool,
-    pub reconciles: AtomicU64,
-    pub reconcile_errors: AtomicU64,
 }
 
 /// Serve until the process ends.
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
-    ctx: Arc<std::sync::OnceLock<Arc<Context>>>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health and metrics endpoint listening");
     loop {
         let (mut conn, _) = listener.accept().await?;
         let health = health.clone();
-        let ctx = ctx.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let n = conn.read(&mut buf).await.unwrap_or(0);
@@ -46,7 +44,7 @@ pub async fn serve(
             let (code, body) = match path {
                 "/healthz" => (200, "ok\n".to_string()),
                 "/readyz" => readyz(&health),
-                "/metrics" => (200, metrics(&health, ctx.get().map(|c| &c.writes))),
+                "/metrics" => (200, metrics.encode()),
                 _ => (404, "not found\n".to_string()),
             };
             let status = match code {
@@ -74,28 +72,6 @@ fn readyz(health: &Health) -> (u16, String) {
     } else {
         (503, "caches not synced yet\n".to_string())
     }
-}
-
-/// The Prometheus text of the counters.
-fn metrics(health: &Health, writes: Option<&Writes>) -> String {
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let none = Writes::default();
-    let writes = writes.unwrap_or(&none);
-    format!(
-        "# TYPE mpijob_reconciles_total counter\nmpijob_reconciles_total {}\n\
-         # TYPE mpijob_reconcile_errors_total counter\nmpijob_reconcile_errors_total {}\n\
-         # TYPE mpijob_api_writes_total counter\n\
-         mpijob_api_writes_total{{kind=\"create\"}} {}\n\
-         mpijob_api_writes_total{{kind=\"status\"}} {}\n\
-         mpijob_api_writes_total{{kind=\"event\"}} {}\n\
-         mpijob_api_writes_total{{kind=\"cleanup\"}} {}\n",
-        get(&health.reconciles),
-        get(&health.reconcile_errors),
-        get(&writes.create),
-        get(&writes.status),
-        get(&writes.event),
-        get(&writes.cleanup),
-    )
 }
 
 #[cfg(test)]

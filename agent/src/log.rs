@@ -19,7 +19,13 @@ pub fn init(format: Format) {
         .with_writer(std::io::stderr)
         .with_target(false);
     match format {
-        Format::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Colour on a terminal only, and never under NO_COLOR (no-color.org).
+        Format::Text => builder
+            .with_ansi(
+                std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
+            .init(),
         Format::Json => builder.json().flatten_event(true).init(),
     }
 }

@@ -2,8 +2,7 @@
 //! children, the event recorder and the controller's settings.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
@@ -11,6 +10,9 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::Client;
+
+use crate::metrics::Metrics;
+pub use crate::metrics::Write;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -32,8 +34,8 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     pub services: Store<Service>,
-    /// API writes made, by kind, for the benchmark and the metrics endpoint.
-    pub writes: Writes,
+    /// What `/metrics` serves, API writes by kind among it.
+    pub metrics: Arc<Metrics>,
     /// Objects created but not yet seen in the caches.
     pub expectations: Expectations,
 }
@@ -77,43 +79,9 @@ impl Expectations {
     }
 }
 
-/// What a write request was for.
-#[derive(Clone, Copy, Debug)]
-pub enum Write {
-    Create,
-    Status,
-    Event,
-    /// Deletes and annotation patches of pods.
-    Cleanup,
-}
-
-/// API write requests made, by kind.
-#[derive(Default, Debug)]
-pub struct Writes {
-    pub create: AtomicU64,
-    pub status: AtomicU64,
-    pub event: AtomicU64,
-    pub cleanup: AtomicU64,
-}
-
-impl Writes {
-    pub fn total(&self) -> u64 {
-        [&self.create, &self.status, &self.event, &self.cleanup]
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
-    }
-}
-
 impl Context {
     /// Count one API write request.
     pub fn wrote(&self, kind: Write) {
-        let counter = match kind {
-            Write::Create => &self.writes.create,
-            Write::Status => &self.writes.status,
-            Write::Event => &self.writes.event,
-            Write::Cleanup => &self.writes.cleanup,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.metrics.wrote(kind);
     }
 }

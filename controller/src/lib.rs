@@ -8,6 +8,7 @@ pub mod context;
 pub mod error;
 pub mod health;
 pub mod leader;
+pub mod metrics;
 pub mod reconcile;
 pub mod run;
 

@@ -1,5 +1,6 @@
 //! `mpijob-controller`: the MPIJob operator.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +112,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the text log is coloured: only on a terminal, and not when
+/// `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for path in files {
@@ -151,8 +158,13 @@ fn run_operator(args: RunArgs) -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match args.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Text => builder
+            .with_ansi(colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .init(),
     }
     let health_addr = match args.health_addr.as_str() {
         "off" | "" => None,
@@ -203,5 +215,18 @@ fn run_operator(args: RunArgs) -> ExitCode {
             eprintln!("mpijob-controller: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
     }
 }

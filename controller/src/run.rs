@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{controller, reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
@@ -17,6 +18,7 @@ use mpijob_api::MPIJob;
 
 use crate::context::{Config, Context};
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 
 /// Where to watch and serve.
@@ -45,12 +47,12 @@ where
 /// Run the operator until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
-    let writes_ctx: Arc<std::sync::OnceLock<Arc<Context>>> = Default::default();
+    let metrics = Arc::new(Metrics::default());
     if let Some(addr) = opts.health_addr {
         let health = health.clone();
-        let ctx = writes_ctx.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(addr, health, ctx).await {
+            if let Err(e) = crate::health::serve(addr, health, metrics).await {
                 tracing::error!(%addr, error = %e, "health endpoint failed");
             }
         });
@@ -109,11 +111,10 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         pods: pods.clone(),
         secrets: secrets.clone(),
         services: services.clone(),
-        writes: Default::default(),
+        metrics: metrics.clone(),
         expectations: Default::default(),
     });
 
-    let _ = writes_ctx.set(ctx.clone());
     {
         let health = health.clone();
         let (pods, secrets, services) = (pods.clone(), secrets.clone(), services.clone());
@@ -141,11 +142,10 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         .owns_stream(secret_events)
         .owns_stream(service_events)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(measured, error_policy, ctx)
         .for_each(|result| {
-            health.reconciles.fetch_add(1, Ordering::Relaxed);
+            metrics.controller_result(result.is_ok());
             if let Err(e) = result {
-                health.reconcile_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "reconcile error");
             }
             std::future::ready(())
@@ -163,4 +163,13 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     }
     tracing::info!("mpijob-controller stopped");
     Ok(())
+}
+
+/// `reconcile`, timed, its errors counted by kind.
+async fn measured(job: Arc<MPIJob>, ctx: Arc<Context>) -> crate::error::Result<Action> {
+    let start = Instant::now();
+    let result = reconcile(job, ctx.clone()).await;
+    ctx.metrics
+        .reconciled(start.elapsed(), result.as_ref().err());
+    result
 }

@@ -117,57 +117,74 @@ pub fn compute(
             .copied()
             .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()))
     };
-
+    let (tasks, aggregate) = tasks(name, &expected, &find, &prev);
     let mut s = MPIJobStatus {
         phase: prev.phase,
         conditions: prev.conditions.clone(),
-        aggregate: None,
-        tasks: Vec::new(),
+        aggregate: Some(aggregate),
+        tasks,
         start_time: prev.start_time.clone().or_else(|| Some(now.clone())),
         completion_time: prev.completion_time.clone(),
         observed_generation: job.metadata.generation,
     };
+    note_children(&mut s, observed, now);
+    note_edits(&mut s, &observed.edits, now);
 
-    // Tasks and counts, one entry per expected replica.
+    if prev.phase.is_some_and(Phase::is_finished) {
+        name_oom_killed_workers(&mut s, name, &expected, &find);
+        return s;
+    }
+    let verdict = if observed.rejected.is_empty() {
+        verdict(name, &expected, &find, prev.phase == Some(Phase::Running))
+    } else {
+        Verdict::Rejected(observed.rejected.join("; "))
+    };
+    apply_verdict(&mut s, verdict, now);
+    if s.phase == Some(Phase::Failed) {
+        name_oom_killed_workers(&mut s, name, &expected, &find);
+    }
+    s
+}
+
+/// One task per replica type, one entry per expected replica, and the
+/// counts per phase. A pod that is not there is `Creating`, or `Deleted`
+/// with what it last showed if it existed once.
+fn tasks<'p>(
+    job: &str,
+    expected: &[Role],
+    find: &dyn Fn(Role) -> Option<&'p Pod>,
+    prev: &MPIJobStatus,
+) -> (Vec<Task>, Aggregate) {
     let mut aggregate = Aggregate::default();
-    let mut launcher_task = Task {
-        replica_type: ReplicaType::Launcher,
-        replica_index: 0,
+    let mut tasks = [ReplicaType::Launcher, ReplicaType::Worker].map(|replica_type| Task {
+        replica_index: i32::from(replica_type == ReplicaType::Worker),
+        replica_type,
         replicas: Vec::new(),
-    };
-    let mut worker_task = Task {
-        replica_type: ReplicaType::Worker,
-        replica_index: 1,
-        replicas: Vec::new(),
-    };
-    for &role in &expected {
-        let pod_name = role.pod_name(name);
-        let known = known_replica(&prev, &pod_name);
-        let replica = match find(role) {
-            Some(pod) => replica_of(pod),
-            None => match known {
-                // It existed once: keep what it last showed, marked deleted.
-                Some(r) if r.uid.is_some() => ReplicaStatus {
-                    phase: ReplicaPhase::Deleted,
-                    ..r.clone()
-                },
-                _ => ReplicaStatus {
-                    name: pod_name.clone(),
-                    uid: None,
-                    phase: ReplicaPhase::Creating,
-                    containers: Vec::new(),
-                },
+    });
+    for &role in expected {
+        let pod_name = role.pod_name(job);
+        let replica = match (find(role), known_replica(prev, &pod_name)) {
+            (Some(pod), _) => replica_of(pod),
+            (None, Some(r)) if r.uid.is_some() => ReplicaStatus {
+                phase: ReplicaPhase::Deleted,
+                ..r.clone()
+            },
+            (None, _) => ReplicaStatus {
+                name: pod_name,
+                uid: None,
+                phase: ReplicaPhase::Creating,
+                containers: Vec::new(),
             },
         };
         count(&mut aggregate, replica.phase);
-        match role {
-            Role::Launcher => launcher_task.replicas.push(replica),
-            Role::Worker(_) => worker_task.replicas.push(replica),
-        }
+        let task = usize::from(role.replica_type() == ReplicaType::Worker);
+        tasks[task].replicas.push(replica);
     }
-    s.aggregate = Some(aggregate);
-    s.tasks = vec![launcher_task, worker_task];
+    (tasks.into(), aggregate)
+}
 
+/// The `Created` condition: a name clash, or every child there.
+fn note_children(s: &mut MPIJobStatus, observed: &Observed, now: &Time) {
     if !observed.conflicts.is_empty() {
         set_condition(
             &mut s.conditions,
@@ -187,8 +204,12 @@ pub fn compute(
             now,
         );
     }
+}
 
-    if !observed.edits.is_empty() {
+/// The `SpecChangeIgnored` condition: True while the spec differs from the
+/// one the job started with, False once it is back.
+fn note_edits(s: &mut MPIJobStatus, edits: &[String], now: &Time) {
+    if !edits.is_empty() {
         set_condition(
             &mut s.conditions,
             ConditionType::SpecChangeIgnored,
@@ -196,7 +217,7 @@ pub fn compute(
             reason::JOB_STARTED,
             &format!(
                 "the spec changed after the job's pods were created; the change is ignored: {}",
-                observed.edits.join("; ")
+                edits.join("; ")
             ),
             now,
         );
@@ -210,79 +231,51 @@ pub fn compute(
             now,
         );
     }
+}
 
-    if prev.phase.is_some_and(Phase::is_finished) {
-        name_oom_killed_workers(&mut s, name, &expected, &find);
-        return s;
-    }
-
-    if !observed.rejected.is_empty() {
-        s.phase = Some(Phase::Failed);
-        s.completion_time = Some(now.clone());
-        let message = observed.rejected.join("; ");
-        set_condition(
-            &mut s.conditions,
-            ConditionType::Failed,
-            true,
-            reason::INVALID_POD_TEMPLATE,
-            &message,
-            now,
-        );
-        finish_running(&mut s, now);
-        return s;
-    }
-
-    let was_running = prev.phase == Some(Phase::Running);
-    let verdict = verdict(name, &expected, &find, was_running);
-    match verdict {
-        Verdict::Succeeded => {
-            s.phase = Some(Phase::Succeeded);
-            s.completion_time = Some(now.clone());
-            set_condition(
-                &mut s.conditions,
-                ConditionType::Succeeded,
-                true,
-                reason::LAUNCHER_SUCCEEDED,
-                "the launcher's mpirun exited 0",
-                now,
-            );
-            finish_running(&mut s, now);
-        }
-        Verdict::Failed(why, message) => {
-            s.phase = Some(Phase::Failed);
-            s.completion_time = Some(now.clone());
-            set_condition(
-                &mut s.conditions,
-                ConditionType::Failed,
-                true,
-                why,
-                &message,
-                now,
-            );
-            name_oom_killed_workers(&mut s, name, &expected, &find);
-            finish_running(&mut s, now);
-        }
-        Verdict::Running => {
-            s.phase = Some(Phase::Running);
-            set_condition(
-                &mut s.conditions,
+/// Phase, times and conditions for a verdict on a job not yet finished.
+fn apply_verdict(s: &mut MPIJobStatus, verdict: Verdict, now: &Time) {
+    let (phase, condition) = match verdict {
+        Verdict::Pending => (Phase::Pending, None),
+        Verdict::Running => (
+            Phase::Running,
+            Some((
                 ConditionType::Running,
-                true,
                 reason::ALL_PODS_RUNNING,
-                "the launcher and every worker are running",
-                now,
-            );
+                "the launcher and every worker are running".to_string(),
+            )),
+        ),
+        Verdict::Succeeded => (
+            Phase::Succeeded,
+            Some((
+                ConditionType::Succeeded,
+                reason::LAUNCHER_SUCCEEDED,
+                "the launcher's mpirun exited 0".to_string(),
+            )),
+        ),
+        Verdict::Rejected(message) => (
+            Phase::Failed,
+            Some((ConditionType::Failed, reason::INVALID_POD_TEMPLATE, message)),
+        ),
+        Verdict::Failed(why, message) => {
+            (Phase::Failed, Some((ConditionType::Failed, why, message)))
         }
-        Verdict::Pending => {
-            s.phase = Some(Phase::Pending);
-        }
+    };
+    s.phase = Some(phase);
+    if let Some((type_, why, message)) = condition {
+        set_condition(&mut s.conditions, type_, true, why, &message, now);
     }
-    s
+    if phase.is_finished() {
+        s.completion_time = Some(now.clone());
+        finish_running(s, now);
+    }
 }
 
 enum Verdict {
     Succeeded,
     Failed(&'static str, String),
+    /// The API server refused children (422), with its messages.
+    Rejected(String),
     Running,
     Pending,
 }

@@ -94,8 +94,8 @@ pub struct WorkerCli {
     /// When this file exists and is not empty, the job is over: stop sshd
     /// and exit 0 [default: /etc/mpijob/podinfo/finished, the downward API
     /// file of the finish annotation].
-    #[arg(long, env = env::FINISH_FILE)]
-    finish_file: Option<PathBuf>,
+    #[arg(long, env = env::FINISH_FILE, hide_default_value = true, default_value = contract::FINISH_FILE_PATH)]
+    finish_file: PathBuf,
 
     /// An extra sshd_config line, like `MaxStartups 100:30:200`; repeat the
     /// flag, or put one per line in the environment variable.
@@ -359,7 +359,7 @@ mod tests {
                 "pi-launcher".into(),
             ],
             grace_period: Duration::from_millis(1500),
-            finish_file: Some("/tmp/-finished".into()),
+            finish_file: "/tmp/-finished".into(),
             sshd_options: vec!["MaxStartups 100:30:200".into(), "-LogLevel DEBUG".into()],
             oom_watch: false,
         });

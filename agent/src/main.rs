@@ -17,7 +17,6 @@ mod sshd;
 mod user;
 mod worker;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -70,9 +69,7 @@ fn worker_options(a: contract::WorkerArgs) -> worker::Options {
         state_dir: a.state_dir,
         peers: a.peers,
         grace_period: a.grace_period,
-        finish_file: a
-            .finish_file
-            .unwrap_or_else(|| PathBuf::from(contract::finish_file_path())),
+        finish_file: a.finish_file,
         sshd_options: a.sshd_options,
         oom_watch: a.oom_watch,
     }

@@ -417,7 +417,7 @@ impl Plan {
             port: self.port,
             listen: (!self.root).then_some(IpAddr::V4(host.addr)),
             state_dir: Some(state_dir.to_path_buf()),
-            finish_file: Some(finish_file.to_path_buf()),
+            finish_file: finish_file.to_path_buf(),
             grace_period: WORKER_GRACE_PERIOD,
             // The workers share the caller's memory cgroup (a login
             // session, say): an OOM kill there is not theirs to report.

@@ -94,9 +94,9 @@ pub struct WorkerArgs {
     /// The job's hosts as ssh host patterns.
     pub peers: Vec<String>,
     pub grace_period: Duration,
-    /// The file that, once non-empty, says the job is over; the downward
-    /// API file of [`super::FINISH_ANNOTATION`] when `None`.
-    pub finish_file: Option<PathBuf>,
+    /// The file that, once non-empty, says the job is over: by default the
+    /// downward API file of [`super::FINISH_ANNOTATION`].
+    pub finish_file: PathBuf,
     /// Extra `sshd_config` lines.
     pub sshd_options: Vec<String>,
     /// Stop and exit 137 when the memory cgroup sees an OOM kill.
@@ -113,7 +113,7 @@ impl Default for WorkerArgs {
             state_dir: None,
             peers: Vec::new(),
             grace_period: DEFAULT_GRACE_PERIOD,
-            finish_file: None,
+            finish_file: super::FINISH_FILE_PATH.into(),
             sshd_options: Vec::new(),
             oom_watch: true,
         }
@@ -133,9 +133,7 @@ impl WorkerArgs {
         if let Some(dir) = &self.state_dir {
             a.path("--state-dir", dir);
         }
-        if let Some(file) = &self.finish_file {
-            a.path("--finish-file", file);
-        }
+        a.path("--finish-file", &self.finish_file);
         if self.grace_period != DEFAULT_GRACE_PERIOD {
             a.duration("--grace-period", self.grace_period);
         }
@@ -331,7 +329,8 @@ mod tests {
                 "--port",
                 "2222",
                 "--ssh-dir=/root/.ssh",
-                "--sshd-path=/usr/sbin/sshd"
+                "--sshd-path=/usr/sbin/sshd",
+                "--finish-file=/etc/mpijob/podinfo/finished"
             ]
         );
         assert_eq!(ProbeArgs::default().to_argv(), ["probe", "--port", "2222"]);

@@ -157,9 +157,7 @@ pub fn agent_install_command() -> Vec<String> {
 }
 
 /// The finish file inside a worker container.
-pub fn finish_file_path() -> String {
-    format!("{PODINFO_MOUNT_PATH}/{FINISH_FILE_NAME}")
-}
+pub const FINISH_FILE_PATH: &str = "/etc/mpijob/podinfo/finished";
 
 /// The ssh host patterns that name a job's pods, for the worker's
 /// `--peers`: the Service's DNS names, fully qualified or not, and the bare
@@ -186,5 +184,9 @@ mod tests {
         assert_eq!(service_name("pi"), "pi");
         assert_eq!(worker_host("pi", "team-a", 0), "pi-worker-0.pi.team-a.svc");
         assert_eq!(agent_path(), "/opt/mpijob/mpijob-agent");
+        assert_eq!(
+            FINISH_FILE_PATH,
+            format!("{PODINFO_MOUNT_PATH}/{FINISH_FILE_NAME}")
+        );
     }
 }

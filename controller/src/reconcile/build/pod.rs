@@ -118,7 +118,6 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
         Role::Worker(_) => contract::WorkerArgs {
             ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
             sshd_path: spec.ssh.sshd_path.clone().into(),
-            finish_file: Some(contract::finish_file_path().into()),
             peers: contract::peer_patterns(&meta.name, &meta.namespace),
             ..contract::WorkerArgs::default()
         }

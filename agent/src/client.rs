@@ -39,9 +39,9 @@ pub fn write_files(
     public: &crate::keys::PublicKey,
 ) -> anyhow::Result<()> {
     let pins = known_hosts(peers, port, &public.to_string());
-    crate::sshd::write_private(files.known_hosts, pins.as_bytes())?;
+    crate::files::write_private(files.known_hosts, pins.as_bytes())?;
     let conf = ssh_config(peers, port, files.identity, files.known_hosts);
-    crate::sshd::write_private(files.config, conf.as_bytes())
+    crate::files::write_private(files.config, conf.as_bytes())
 }
 
 const MARK: &str = "# Added by mpijob-agent, removed when it exits:";
@@ -99,7 +99,7 @@ pub fn install(home: Option<&Path>, root: bool, config: &Path) -> Installed {
         if stock_includes_dropins && dropin_dir.is_dir() {
             let file = dropin_dir.join("50-mpijob.conf");
             let text = format!("{MARK}\nInclude {}\n", config.display());
-            if crate::sshd::write_file(&file, text.as_bytes(), 0o644).is_ok() {
+            if crate::files::write_file(&file, text.as_bytes(), 0o644).is_ok() {
                 return Installed::DropIn(file);
             }
         }
@@ -126,7 +126,7 @@ pub fn uninstall(installed: &Installed, config: &Path) {
                     .map(|m| m.permissions().mode() & 0o777)
                     .unwrap_or(0o600);
                 let _ =
-                    crate::sshd::write_file(file, remove_include(&text, config).as_bytes(), mode);
+                    crate::files::write_file(file, remove_include(&text, config).as_bytes(), mode);
             }
         }
         Installed::DropIn(file) => {
@@ -154,7 +154,7 @@ fn include_in(file: &Path, target: &Path, new_mode: u32) -> std::io::Result<()> 
         Err(e) => return Err(e),
     };
     match add_include(&text, target) {
-        Some(text) => crate::sshd::write_file(file, text.as_bytes(), mode),
+        Some(text) => crate::files::write_file(file, text.as_bytes(), mode),
         None => Ok(()),
     }
 }

@@ -19,6 +19,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::errors::io_reason;
+
 /// Backoff caps: DNS (the "about 250 ms") and the ssh port.
 pub const DNS_CAP: Duration = Duration::from_millis(250);
 pub const CONNECT_CAP: Duration = Duration::from_millis(50);
@@ -296,7 +298,7 @@ pub async fn knock(addr: SocketAddr) -> (Status, Option<IpAddr>) {
         Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => {
             return (Status::Unreachable("connection refused".into()), None)
         }
-        Ok(Err(e)) => return (Status::Unreachable(crate::io_reason(&e)), None),
+        Ok(Err(e)) => return (Status::Unreachable(io_reason(&e)), None),
         Ok(Ok(s)) => s,
     };
     let local = stream.local_addr().ok().map(|a| a.ip());
@@ -328,7 +330,7 @@ pub async fn knock(addr: SocketAddr) -> (Status, Option<IpAddr>) {
     };
     let status = match tokio::time::timeout(BANNER_TIMEOUT, read).await {
         Err(_) => Status::NoBanner("none within 2s".into()),
-        Ok(Err(e)) => Status::NoBanner(crate::io_reason(&e)),
+        Ok(Err(e)) => Status::NoBanner(io_reason(&e)),
         Ok(Ok(s)) => s,
     };
     (status, local)

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use mpijob_api::contract;
 
+use crate::errors::io_reason;
+
 /// Copy the running binary to `DIR/mpijob-agent`, mode 0755, atomically (a
 /// reader never sees half a file). Returns the destination.
 pub fn run(dir: &Path) -> Result<PathBuf> {
@@ -30,7 +32,7 @@ pub fn run(dir: &Path) -> Result<PathBuf> {
         anyhow::bail!(
             "cannot install the agent into {}: {}; mount a writable emptyDir there",
             dir.display(),
-            crate::io_reason(&e)
+            io_reason(&e)
         );
     }
     Ok(dest)

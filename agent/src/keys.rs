@@ -121,7 +121,7 @@ fn read(path: &Path, dir: &Path, name: &str) -> Result<Vec<u8>> {
         anyhow::anyhow!(
             "--ssh-dir {}: cannot read {name}: {}; make it readable by uid {} (for a Secret: defaultMode 0440 and the pod's fsGroup)",
             dir.display(),
-            crate::io_reason(&e),
+            crate::errors::io_reason(&e),
             nix::unistd::getuid()
         )
     })

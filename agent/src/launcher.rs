@@ -23,12 +23,13 @@ use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use crate::client;
+use crate::errors::io_reason;
+use crate::files;
 use crate::hostfile;
 use crate::hosts::{self, Outcome};
 use crate::init::Init;
 use crate::keys;
 use crate::mpirun::{self, Failure, Implementation};
-use crate::sshd;
 use crate::user::{self, User};
 
 /// Bad input: one line, exit 2.
@@ -292,7 +293,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
     let ssh_config = dir.join("ssh_config");
     let hostfile_path = dir.join("hostfile");
     let wrapper = dir.join("ssh");
-    sshd::write_private(&identity, &key.private).map_err(failed)?;
+    files::write_private(&identity, &key.private).map_err(failed)?;
     let files = client::ClientFiles {
         identity: &identity,
         known_hosts: &known_hosts,
@@ -301,7 +302,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
     client::write_files(&files, &checked.peers, opts.port, &key.public).map_err(failed)?;
     drop(key);
     let text = hostfile::render(implementation, &checked.hosts, opts.slots);
-    sshd::write_private(&hostfile_path, text.as_bytes()).map_err(failed)?;
+    files::write_private(&hostfile_path, text.as_bytes()).map_err(failed)?;
     write_executable(&wrapper, &mpirun::ssh_wrapper_script(&ssh_config)).map_err(failed)?;
     info!(
         workers = checked.hosts.len(),
@@ -380,7 +381,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
                 format!(
                     "cannot run {}: {}; check --mpi-home",
                     mpirun_path.display(),
-                    crate::io_reason(&e)
+                    io_reason(&e)
                 ),
             )
         })?;
@@ -438,7 +439,7 @@ fn detect(mpirun_path: &Path) -> Result<Implementation, String> {
             format!(
                 "cannot run {} --version: {}; check --mpi-home",
                 mpirun_path.display(),
-                crate::io_reason(&e)
+                io_reason(&e)
             )
         })?;
     let text = format!(
@@ -534,7 +535,7 @@ fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
 }
 
 fn write_executable(path: &Path, text: &str) -> Result<()> {
-    sshd::write_atomic(path, text.as_bytes(), 0o700)
+    files::write_atomic(path, text.as_bytes(), 0o700)
 }
 
 /// The one-line summary for the pod status. The kubelet's file in /dev is

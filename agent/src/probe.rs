@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use crate::errors::io_reason;
+
 /// Connect to `host:port` and return the server's SSH banner line.
 pub fn banner(host: IpAddr, port: u16, timeout: Duration) -> Result<String> {
     let addr = SocketAddr::new(host, port);
@@ -15,7 +17,7 @@ pub fn banner(host: IpAddr, port: u16, timeout: Duration) -> Result<String> {
         Ok(s) => s,
         Err(e) => bail!(
             "no SSH server on {addr}: {}; is the worker running with --port {port}?",
-            crate::io_reason(&e)
+            io_reason(&e)
         ),
     };
     let left = timeout
@@ -41,7 +43,7 @@ pub fn banner(host: IpAddr, port: u16, timeout: Duration) -> Result<String> {
             }
             Err(e) => bail!(
                 "{addr} accepted the connection but sent no SSH banner: {}; is sshd overloaded (MaxStartups)?",
-                crate::io_reason(&e)
+                io_reason(&e)
             ),
         }
     }

@@ -2,12 +2,13 @@
 //! needs in the state directory, and the checks made before it starts.
 
 use std::fs;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+
+use crate::errors::io_reason;
 
 /// Everything the generated `sshd_config` depends on.
 #[derive(Debug, Clone)]
@@ -70,19 +71,10 @@ pub fn check_executable(path: &Path) -> Result<PathBuf> {
     let fix = "install openssh-server or point --sshd-path at sshd";
     let abs = match fs::canonicalize(path) {
         Ok(p) => p,
-        Err(e) => bail!(
-            "--sshd-path {}: {}; {fix}",
-            path.display(),
-            crate::io_reason(&e)
-        ),
+        Err(e) => bail!("--sshd-path {}: {}; {fix}", path.display(), io_reason(&e)),
     };
-    let meta = fs::metadata(&abs).map_err(|e| {
-        anyhow::anyhow!(
-            "--sshd-path {}: {}; {fix}",
-            path.display(),
-            crate::io_reason(&e)
-        )
-    })?;
+    let meta = fs::metadata(&abs)
+        .map_err(|e| anyhow::anyhow!("--sshd-path {}: {}; {fix}", path.display(), io_reason(&e)))?;
     let executable = nix::unistd::access(&abs, nix::unistd::AccessFlags::X_OK).is_ok();
     if !meta.is_file() || !executable || meta.permissions().mode() & 0o111 == 0 {
         bail!(
@@ -114,54 +106,11 @@ pub fn check_port(port: u16, listen: Option<IpAddr>) -> Result<()> {
             Err(_) if listen.is_none() && addr.is_ipv6() => {}
             Err(e) => bail!(
                 "--listen {addr}: cannot listen on {sock}: {}; choose an address of this host for --listen",
-                crate::io_reason(&e)
+                io_reason(&e)
             ),
         }
     }
     Ok(())
-}
-
-/// Write a private (0600) file atomically: a temporary file in the same
-/// directory, then a rename, so that a reader never sees half a file and an
-/// existing file with looser permissions is replaced, not reused.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    write_atomic(path, contents, 0o600)
-}
-
-/// [`write_private`] with another mode, e.g. 0700 for the owner's scripts.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    write_file(path, contents, mode).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot write {}: {}; choose a writable --state-dir",
-            path.display(),
-            crate::io_reason(&e)
-        )
-    })
-}
-
-/// Replace `file` by a rename from a temporary file beside it, so that a
-/// reader (sshd, a concurrent ssh) never sees half of it. The temporary
-/// name is hidden and carries our pid, and is removed again on failure.
-pub fn write_file(file: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = file.with_file_name(format!(
-        ".{}.mpijob-{}",
-        file.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        fs::rename(&tmp, file)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// As root, sshd needs its privilege-separation directory.
@@ -173,7 +122,7 @@ pub fn ensure_privsep_dir(root: bool) -> Result<()> {
             .map_err(|e| {
                 anyhow::anyhow!(
                     "cannot create sshd's privilege separation directory /run/sshd: {}; create it in the image",
-                    crate::io_reason(&e)
+                    io_reason(&e)
                 )
             })?;
     }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use nix::unistd::{getgid, getuid};
 
+use crate::errors::io_reason;
+
 /// The running user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -101,7 +103,7 @@ pub fn prepare_state_dir(dir: &Path, user: &User) -> Result<()> {
                 bail!(
                     "--state-dir {}: cannot create it: {}; choose a writable --state-dir",
                     dir.display(),
-                    crate::io_reason(&e)
+                    io_reason(&e)
                 );
             }
         }
@@ -110,7 +112,7 @@ pub fn prepare_state_dir(dir: &Path, user: &User) -> Result<()> {
         anyhow::anyhow!(
             "--state-dir {}: cannot make it private: {}; choose a writable --state-dir",
             dir.display(),
-            crate::io_reason(&e)
+            io_reason(&e)
         )
     })
 }

@@ -20,6 +20,8 @@ use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use crate::client::{self, Installed};
+use crate::errors::io_reason;
+use crate::files;
 use crate::init::{self, Init};
 use crate::keys;
 use crate::oom;
@@ -111,8 +113,8 @@ pub fn run(opts: Options) -> Result<i32> {
         state.path("ssh_config"),
         state.path("sshd_config"),
     );
-    sshd::write_private(&host_key, &key.private)?;
-    sshd::write_private(&authorized_keys, key.authorized_keys.as_bytes())?;
+    files::write_private(&host_key, &key.private)?;
+    files::write_private(&authorized_keys, key.authorized_keys.as_bytes())?;
     let config = sshd::render(&ServerConfig {
         port: opts.port,
         listen: opts.listen,
@@ -123,7 +125,7 @@ pub fn run(opts: Options) -> Result<i32> {
         root: user.is_root(),
         extra: &opts.sshd_options,
     });
-    sshd::write_private(&sshd_config, config.as_bytes())?;
+    files::write_private(&sshd_config, config.as_bytes())?;
     if !opts.peers.is_empty() {
         let files = client::ClientFiles {
             identity: &host_key,
@@ -173,7 +175,7 @@ pub fn run(opts: Options) -> Result<i32> {
         Ok(out) => Some(sshd::first_error_line(&String::from_utf8_lossy(
             &out.stderr,
         ))),
-        Err(e) => Some(format!("cannot run it: {}", crate::io_reason(e))),
+        Err(e) => Some(format!("cannot run it: {}", io_reason(e))),
     };
     if let Some(reason) = rejected {
         let _ = kill(sshd_pid, Signal::SIGKILL);
@@ -419,7 +421,7 @@ fn cannot_run(sshd: &Path, e: &std::io::Error) -> anyhow::Error {
     anyhow::anyhow!(
         "--sshd-path {}: cannot run it: {}; point --sshd-path at OpenSSH's sshd",
         sshd.display(),
-        crate::io_reason(e)
+        io_reason(e)
     )
 }
 

@@ -39,6 +39,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::errors::io_reason;
 use crate::init::{self, Init};
 use enter::Enter;
 pub use plan::Plan;
@@ -75,7 +76,7 @@ pub fn run(opts: Options) -> Result<i32> {
             say(format!(
                 "cannot read {}: {}; give the MPIJob manifest with -f FILE",
                 opts.manifest.display(),
-                crate::io_reason(&e)
+                io_reason(&e)
             ));
             return Ok(BAD_INPUT);
         }
@@ -164,7 +165,7 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
         failed(format!(
             "cannot create {}: {}; set TMPDIR to a writable directory",
             dir.display(),
-            crate::io_reason(&e)
+            io_reason(&e)
         ))
     })?;
     t.dir_made = true;
@@ -263,7 +264,7 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
         host_enter(plan, dns, None).map_err(failed)?.apply(&mut cmd);
         let child = cmd
             .spawn()
-            .map_err(|e| failed(format!("cannot start {DNSMASQ}: {}", crate::io_reason(&e))))?;
+            .map_err(|e| failed(format!("cannot start {DNSMASQ}: {}", io_reason(&e))))?;
         t.children.push((child.id() as i32, dns.hostname.clone()));
         t.dns = Some(child.id() as i32);
     }
@@ -299,7 +300,7 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
             failed(format!(
                 "cannot start the worker agent {}: {}",
                 agent.display(),
-                crate::io_reason(&e)
+                io_reason(&e)
             ))
         })?;
         let pid = child.id() as i32;
@@ -550,7 +551,7 @@ fn write_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
         f.write_all(contents)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
     };
-    write().map_err(|e| format!("cannot write {}: {}", path.display(), crate::io_reason(&e)))
+    write().map_err(|e| format!("cannot write {}: {}", path.display(), io_reason(&e)))
 }
 
 /// Everything a run made, removed on every path unless `--keep`.

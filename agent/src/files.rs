@@ -1,0 +1,55 @@
+//! File writers for the agent's private files: the state directory's keys
+//! and configs, the launcher's hostfile and ssh wrapper, and the ssh client
+//! config the worker edits.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::errors::io_reason;
+
+/// Write a private (0600) file atomically: a temporary file in the same
+/// directory, then a rename, so that a reader never sees half a file and an
+/// existing file with looser permissions is replaced, not reused.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic(path, contents, 0o600)
+}
+
+/// [`write_private`] with another mode, e.g. 0700 for the owner's scripts.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_file(path, contents, mode).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write {}: {}; choose a writable --state-dir",
+            path.display(),
+            io_reason(&e)
+        )
+    })
+}
+
+/// Replace `file` by a rename from a temporary file beside it, so that a
+/// reader (sshd, a concurrent ssh) never sees half of it. The temporary
+/// name is hidden and carries our pid, and is removed again on failure.
+pub fn write_file(file: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = file.with_file_name(format!(
+        ".{}.mpijob-{}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

@@ -117,7 +117,7 @@ pub fn timeout_message(
         .collect();
     format!(
         "--timeout {}: {}/{} workers never came up: {}; check that those workers run `mpijob-agent worker --port {port}` and that their names resolve from here, or raise --timeout",
-        crate::launcher::format_duration(timeout),
+        mpijob_api::duration::format(timeout),
         missing.len(),
         hosts.len(),
         missing.join(", ")

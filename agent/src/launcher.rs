@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use mpijob_api::{contract, validate};
+use mpijob_api::{contract, duration, validate};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
@@ -212,18 +212,6 @@ pub fn find_mpirun(mpi_home: Option<&Path>, path: Option<&str>) -> Result<PathBu
 fn is_executable(p: &Path) -> bool {
     fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
-}
-
-/// `3s`, `500ms`, `2m` for messages.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 60_000 == 0 && ms > 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
 }
 
 /// Run the launcher; returns the exit code. Errors are reported here (log
@@ -482,7 +470,7 @@ fn supervise(init: &mut Init, pid: Pid, grace: Duration) -> (WaitStatus, Option<
         if !killed && deadline.is_some_and(|d| Instant::now() >= d) {
             warn!(
                 "mpirun still runs {} after the signal: sending SIGKILL",
-                format_duration(grace)
+                duration::format(grace)
             );
             let _ = kill(pid, Signal::SIGKILL);
             killed = true;
@@ -677,13 +665,5 @@ mod tests {
             find_mpirun(None, Some("/nonexistent:/proc")).unwrap_err(),
             "mpirun is not on PATH; install MPI in the image or pass --mpi-home DIR (with DIR/bin/mpirun)"
         );
-    }
-
-    #[test]
-    fn durations_read_back_as_given() {
-        assert_eq!(format_duration(Duration::from_secs(3)), "3s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 }

@@ -98,8 +98,11 @@ pub fn check(o: &Options) -> Result<Checked, String> {
             let (job, ns) = (o.job.as_deref().unwrap(), o.namespace.as_deref().unwrap());
             let workers = o.workers.unwrap();
             for (flag, v) in [("--job", job), ("--namespace", ns)] {
-                let ok =
-                    validate::is_dns_1035_label(v) || (flag == "--namespace" && is_dns_label(v));
+                let ok = if flag == "--job" {
+                    validate::is_dns_1035_label(v)
+                } else {
+                    validate::is_dns_1123_label(v)
+                };
                 if !ok {
                     return Err(format!(
                         "{flag} {v:?}: not a DNS label; give the MPIJob's {} as Kubernetes names it",
@@ -159,16 +162,6 @@ pub fn check(o: &Options) -> Result<Checked, String> {
         check_quotable(dir, "--state-dir")?;
     }
     Ok(Checked { hosts, peers, mca })
-}
-
-/// RFC 1123 label (namespaces may start with a digit).
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// The state directory ends up in `ssh -F <dir>/ssh_config`, which Open MPI

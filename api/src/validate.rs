@@ -259,10 +259,16 @@ pub fn mca_value(key: &str, value: &str) -> Result<(), FieldError> {
 /// Whether `s` is a DNS-1035 label: what Services, and so our job names,
 /// must be.
 pub fn is_dns_1035_label(s: &str) -> bool {
+    is_dns_1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
+}
+
+/// Whether `s` is a DNS-1123 label: what namespaces must be. Unlike a
+/// DNS-1035 label it may start with a digit.
+pub fn is_dns_1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= DNS_LABEL_MAX
-        && b[0].is_ascii_lowercase()
+        && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
@@ -333,6 +339,27 @@ fn replica_types<'a>(
                 ),
             )),
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["pi", "pi-job", "a1", "x"] {
+            assert!(is_dns_1035_label(ok) && is_dns_1123_label(ok), "{ok}");
+        }
+        // Namespaces may start with a digit; job names may not.
+        for digit_first in ["1ns", "0"] {
+            assert!(is_dns_1123_label(digit_first), "{digit_first}");
+            assert!(!is_dns_1035_label(digit_first), "{digit_first}");
+        }
+        let long = "a".repeat(DNS_LABEL_MAX + 1);
+        for bad in ["", "Pi", "-pi", "pi-", "pi.job", "pi_job", long.as_str()] {
+            assert!(!is_dns_1035_label(bad) && !is_dns_1123_label(bad), "{bad}");
         }
     }
 }

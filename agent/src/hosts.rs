@@ -8,18 +8,15 @@
 //! the pod came back with a new one. Nothing is cached between polls: the
 //! resolver has no cache, so a name that appears is seen at the next poll.
 
-use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{LookupIpStrategy, ResolverOpts};
 use hickory_resolver::TokioResolver;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::errors::io_reason;
+use crate::banner;
 
 /// Backoff caps: DNS (the "about 250 ms") and the ssh port.
 pub const DNS_CAP: Duration = Duration::from_millis(250);
@@ -286,52 +283,17 @@ async fn poll_one(
     }
 }
 
-/// Connect and read the `SSH-` identification line (RFC 4253: servers may
-/// send other lines first).
-/// Returns the status and our end's address once connected.
+/// Connect and read the `SSH-` banner. Returns the status and our end's
+/// address once connected.
 pub async fn knock(addr: SocketAddr) -> (Status, Option<IpAddr>) {
-    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Err(_) => {
-            let why = format!("no answer on port {}", addr.port());
-            return (Status::Unreachable(why), None);
-        }
-        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => {
-            return (Status::Unreachable("connection refused".into()), None)
-        }
-        Ok(Err(e)) => return (Status::Unreachable(io_reason(&e)), None),
-        Ok(Ok(s)) => s,
+    let mut stream = match banner::connect(addr, CONNECT_TIMEOUT).await {
+        Ok(stream) => stream,
+        Err(why) => return (Status::Unreachable(why), None),
     };
     let local = stream.local_addr().ok().map(|a| a.ip());
-    let read = async {
-        let mut line = Vec::new();
-        let mut buf = [0u8; 512];
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(Status::NoBanner(
-                    "the connection was closed".into(),
-                ));
-            }
-            for &b in &buf[..n] {
-                if b == b'\n' {
-                    if line.starts_with(b"SSH-") {
-                        return Ok(Status::Up);
-                    }
-                    line.clear();
-                } else if line.len() < 8192 {
-                    line.push(b);
-                }
-            }
-            if line.starts_with(b"SSH-") && line.len() >= 8 {
-                // The banner is there; its line end may follow later.
-                return Ok(Status::Up);
-            }
-        }
-    };
-    let status = match tokio::time::timeout(BANNER_TIMEOUT, read).await {
-        Err(_) => Status::NoBanner("none within 2s".into()),
-        Ok(Err(e)) => Status::NoBanner(io_reason(&e)),
-        Ok(Ok(s)) => s,
+    let status = match banner::read(&mut stream, BANNER_TIMEOUT).await {
+        Ok(_) => Status::Up,
+        Err(why) => Status::NoBanner(why.to_string()),
     };
     (status, local)
 }

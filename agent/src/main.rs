@@ -1,5 +1,6 @@
 //! `mpijob-agent`: parses arguments (`cli`) and dispatches to a role.
 
+mod banner;
 mod cli;
 mod client;
 mod errors;

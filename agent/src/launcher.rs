@@ -29,6 +29,7 @@ use crate::hostfile;
 use crate::hosts::{self, Outcome};
 use crate::init::Init;
 use crate::keys;
+use crate::log;
 use crate::mpirun::{self, Failure, Implementation};
 use crate::user::{self, User};
 
@@ -212,12 +213,11 @@ fn is_executable(p: &Path) -> bool {
 pub fn run(opts: Options) -> Result<i32> {
     // First, so that no signal is lost and no orphan escapes.
     let mut init = Init::new()?;
-    let log = opts.termination_log.clone();
     match launch(&mut init, &opts) {
         Ok(code) => Ok(code),
         Err(Fail(code, line)) => {
             error!("{line}");
-            termination_message(&log, &format!("launcher: {line}"));
+            log::termination_message_to(&opts.termination_log, &format!("launcher: {line}"));
             init.stop_remaining(Duration::from_secs(1));
             Ok(code)
         }
@@ -326,7 +326,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
             let code = 128 + sig as i32;
             let line = format!("received {sig} while waiting for the workers; exit code {code}");
             info!("{line}");
-            termination_message(&opts.termination_log, &format!("launcher: {line}"));
+            log::termination_message_to(&opts.termination_log, &format!("launcher: {line}"));
             return Ok(code);
         }
     };
@@ -406,7 +406,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
     } else {
         error!("{line}");
     }
-    termination_message(&opts.termination_log, &line);
+    log::termination_message_to(&opts.termination_log, &line);
     Ok(code)
 }
 
@@ -517,15 +517,6 @@ fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
 
 fn write_executable(path: &Path, text: &str) -> Result<()> {
     files::write_atomic(path, text.as_bytes(), 0o700)
-}
-
-/// The one-line summary for the pod status. The kubelet's file in /dev is
-/// written only when it exists (never create files in /dev); any other
-/// path (`--termination-log`) is created.
-pub fn termination_message(path: &Path, line: &str) {
-    if path.exists() || !path.starts_with("/dev") {
-        let _ = fs::write(path, format!("{line}\n"));
-    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! (`MPIJOB_LOG_FORMAT=json`), always on stderr.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use clap::ValueEnum;
+use mpijob_api::contract;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -31,11 +33,34 @@ pub fn init(format: Format) {
 }
 
 /// The one-line summary Kubernetes shows as the container's termination
-/// message. Written only where the kubelet provides the file: never create
-/// files in /dev.
+/// message, in the kubelet's file.
 pub fn termination_message(line: &str) {
-    let path = std::path::Path::new(mpijob_api::contract::TERMINATION_LOG);
-    if path.exists() {
+    termination_message_to(Path::new(contract::TERMINATION_LOG), line);
+}
+
+/// [`termination_message`] into `path` (the launcher's `--termination-log`).
+/// A file under /dev is written only when it exists, as the kubelet's
+/// does: never create files in /dev. Any other path is created.
+pub fn termination_message_to(path: &Path, line: &str) {
+    if path.exists() || !path.starts_with("/dev") {
         let _ = std::fs::write(path, format!("{line}\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination_messages_never_create_files_in_dev() {
+        termination_message_to(Path::new("/dev/mpijob-test-termination-log"), "x");
+        assert!(!Path::new("/dev/mpijob-test-termination-log").exists());
+        let dir = std::env::temp_dir().join(format!("mpijob-log-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("termination-log");
+        termination_message_to(&file, "launcher: mpirun succeeded; exit code 0");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text, "launcher: mpirun succeeded; exit code 0\n");
     }
 }

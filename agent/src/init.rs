@@ -3,13 +3,18 @@
 //! and exit with the child's code or 128+signal. When not PID 1, become a
 //! child subreaper so that orphans are still ours to reap.
 //!
-//! This module owns every `waitpid` of the process. Nothing else may wait
-//! for children once [`Init`] exists, except for a specific pid that is
-//! known not to be the main child.
+//! This module owns every `waitpid` of the process: [`Init::reap`] is the
+//! one loop that reaps any child, and [`Init::wait_for`] and
+//! [`Init::output`] wait for one known child. Nothing else waits for
+//! children once [`Init`] exists (not `std::process::Child::wait`, not
+//! `tokio::process`). How the main child is supervised is
+//! `crate::supervise`.
 
 use std::collections::HashSet;
 use std::fs;
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::process::Child;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -40,6 +45,20 @@ pub struct Events {
 
 pub struct Init {
     signals: SignalFd,
+}
+
+/// How a short-lived child ended, and what it wrote.
+#[derive(Debug)]
+pub struct Output {
+    pub status: WaitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        matches!(self.status, WaitStatus::Exited(_, 0))
+    }
 }
 
 /// A `Command` for a child of the init loop: the signals [`Init`] blocks
@@ -110,27 +129,66 @@ impl Init {
         events
     }
 
-    /// Reap every child that has exited; returns `main`'s status once it has.
-    pub fn reap(&mut self, main: Pid) -> Option<WaitStatus> {
-        let mut main_status = None;
+    /// Reap every child that has exited, with how it ended. Orphans are
+    /// among them: the caller keeps what it knows and drops the rest.
+    pub fn reap(&mut self) -> Vec<(Pid, WaitStatus)> {
+        let mut reaped = Vec::new();
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return main_status,
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return reaped,
                 Ok(status) => {
-                    let pid = status.pid();
-                    if pid == Some(main) {
-                        main_status = Some(status);
-                    } else {
-                        tracing::debug!(?pid, "reaped an orphan");
+                    if let Some(pid) = status.pid() {
+                        reaped.push((pid, status));
                     }
                 }
                 Err(Errno::EINTR) => {}
                 Err(e) => {
                     tracing::warn!("waitpid failed: {e}");
-                    return main_status;
+                    return reaped;
                 }
             }
         }
+    }
+
+    /// Block until the child `pid` has ended. Other children stay for
+    /// [`Init::reap`]; pending signals stay in the signalfd.
+    pub fn wait_for(&mut self, pid: Pid) -> std::io::Result<WaitStatus> {
+        loop {
+            match waitpid(pid, None) {
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    return Ok(status)
+                }
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Read a short-lived child's output to the end, then wait for it: what
+    /// `Child::wait_with_output` does, with the wait done here. Write its
+    /// stdin, if piped, before.
+    pub fn output(&mut self, mut child: Child) -> std::io::Result<Output> {
+        drop(child.stdin.take());
+        let stdout = child.stdout.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        });
+        let mut stderr = Vec::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_end(&mut stderr);
+        }
+        let stdout = stdout
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        let status = self.wait_for(Pid::from_raw(child.id() as i32))?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
     }
 
     /// At exit: SIGTERM every remaining child (orphans and sessions we
@@ -143,7 +201,7 @@ impl Init {
         let mut termed = HashSet::new();
         let mut killed = HashSet::new();
         loop {
-            let _ = self.reap(me);
+            let _ = self.reap();
             let children = children_of(me.as_raw());
             let now = std::time::Instant::now();
             if children.is_empty() || now >= deadline + Duration::from_secs(1) {
@@ -167,26 +225,6 @@ impl Init {
 
 pub fn is_pid1() -> bool {
     std::process::id() == 1
-}
-
-/// The agent's exit code, from how the main child ended.
-///
-/// `stop` is the terminating signal the agent received and passed on: sshd
-/// exits 0 on SIGTERM, and that still reads as "terminated by SIGTERM"
-/// (143). `finished` means the agent stopped the child itself because the
-/// job is over, which is a success.
-pub fn exit_code(status: WaitStatus, stop: Option<Signal>, finished: bool) -> i32 {
-    let child = match status {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-        _ => 1,
-    };
-    match stop {
-        Some(sig) if child == 0 => 128 + sig as i32,
-        Some(_) => child,
-        None if finished => 0,
-        None => child,
-    }
 }
 
 /// Pids whose parent is `parent`, from /proc.
@@ -218,33 +256,6 @@ pub fn parse_stat(stat: &str) -> Option<(char, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pid() -> Pid {
-        Pid::from_raw(42)
-    }
-
-    #[test]
-    fn exit_codes_follow_the_child_or_the_signal() {
-        let exited = |c| WaitStatus::Exited(pid(), c);
-        let signaled = |s| WaitStatus::Signaled(pid(), s, false);
-        // sshd exits 0 on SIGTERM: report the SIGTERM.
-        assert_eq!(exit_code(exited(0), Some(Signal::SIGTERM), false), 143);
-        assert_eq!(exit_code(exited(0), None, false), 0);
-        assert_eq!(exit_code(exited(255), None, false), 255);
-        assert_eq!(exit_code(exited(255), Some(Signal::SIGTERM), false), 255);
-        assert_eq!(exit_code(signaled(Signal::SIGKILL), None, false), 137);
-        assert_eq!(
-            exit_code(signaled(Signal::SIGKILL), Some(Signal::SIGTERM), false),
-            137
-        );
-        assert_eq!(exit_code(signaled(Signal::SIGINT), None, false), 130);
-        // Finished by the job: success, however sshd went.
-        assert_eq!(exit_code(exited(0), None, true), 0);
-        assert_eq!(exit_code(exited(255), None, true), 0);
-        assert_eq!(exit_code(signaled(Signal::SIGKILL), None, true), 0);
-        // A SIGTERM during the finish still reads as SIGTERM.
-        assert_eq!(exit_code(exited(0), Some(Signal::SIGTERM), true), 143);
-    }
 
     #[test]
     fn parses_proc_stat_with_awkward_names() {

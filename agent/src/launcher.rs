@@ -11,14 +11,13 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mpijob_api::{contract, duration, validate};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::WaitStatus;
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
@@ -27,10 +26,11 @@ use crate::errors::io_reason;
 use crate::files;
 use crate::hostfile;
 use crate::hosts::{self, Outcome};
-use crate::init::Init;
+use crate::init::{self, Init};
 use crate::keys;
 use crate::log;
 use crate::mpirun::{self, Failure, Implementation};
+use crate::supervise::{self, Action, AfterStop, Event, Look, Policy, Supervisor, Watcher};
 use crate::user::{self, User};
 
 /// Bad input: one line, exit 2.
@@ -241,7 +241,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
     let mpirun_path = find_mpirun(opts.mpi_home.as_deref(), path.as_deref()).map_err(bad)?;
     let implementation = match opts.implementation {
         Some(i) => i,
-        None => detect(&mpirun_path).map_err(bad)?,
+        None => detect(init, &mpirun_path).map_err(bad)?,
     };
     if implementation != Implementation::OpenMpi && !checked.mca.is_empty() {
         warn!(
@@ -303,7 +303,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
         .map_err(|e| failed(e.into()))?;
     let outcome = runtime.block_on(hosts::wait(&checked.hosts, opts.port, opts.timeout, || {
         let events = init.wait(None, Duration::ZERO);
-        let _ = init.reap(Pid::from_raw(0));
+        let _ = init.reap();
         events
             .signals
             .into_iter()
@@ -348,7 +348,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
     info!("starting {}", inv.argv.join(" "));
     // Its own process group, so that a signal reaches mpirun and its ssh
     // clients together, as a terminal's Ctrl-C would.
-    let mut command = crate::init::child_command(&inv.argv[0]);
+    let mut command = init::child_command(&inv.argv[0]);
     command.args(&inv.argv[1..]).process_group(0);
     let mut child = command
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
@@ -380,7 +380,14 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
             .map(|p| tee(p, std::io::stderr(), &failure, &done_tx)),
     ];
     drop(done_tx);
-    let (status, stop) = supervise(init, pid, opts.grace_period);
+    let policy = Policy {
+        stop_signals: vec![Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP],
+        grace: Some(opts.grace_period),
+        // mpirun's code after a signal is whatever its ranks made of it.
+        after_stop: AfterStop::Signal,
+    };
+    let child = supervise::Child { pid, group: true };
+    let ended = supervise::supervise(init, child, policy, &mut Mpirun);
     // Whatever mpirun left behind (its ssh clients) goes now, so that the
     // pipes close.
     init.stop_remaining(Duration::from_secs(1));
@@ -393,12 +400,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
             break;
         }
     }
-    let child_code = match status {
-        WaitStatus::Exited(_, c) => c,
-        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-        _ => FAILED,
-    };
-    let code = stop.map_or(child_code, |s| 128 + s as i32);
+    let (code, stop) = (ended.code, ended.stop);
     let failure = failure.lock().unwrap().clone();
     let line = mpirun::summary(code, stop.map(|s| s.as_str()), &failure);
     if code == 0 {
@@ -411,11 +413,14 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
 }
 
 /// `mpirun --version`, read for the implementation.
-fn detect(mpirun_path: &Path) -> Result<Implementation, String> {
-    let out = Command::new(mpirun_path)
+fn detect(init: &mut Init, mpirun_path: &Path) -> Result<Implementation, String> {
+    let out = init::child_command(mpirun_path)
         .arg("--version")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|child| init.output(child))
         .map_err(|e| {
             format!(
                 "cannot run {} --version: {}; check --mpi-home",
@@ -436,37 +441,26 @@ fn detect(mpirun_path: &Path) -> Result<Implementation, String> {
     })
 }
 
-/// Run until mpirun exits: forward signals, and SIGKILL it when it
-/// outlives the grace period after SIGTERM. Returns its status and the
-/// terminating signal the launcher received, if any.
-fn supervise(init: &mut Init, pid: Pid, grace: Duration) -> (WaitStatus, Option<Signal>) {
-    let mut stop = None;
-    let mut deadline: Option<Instant> = None;
-    let mut killed = false;
-    loop {
-        let mut timeout = Duration::from_millis(250);
-        if let Some(d) = deadline {
-            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
-        }
-        let events = init.wait(None, timeout);
-        for sig in events.signals {
-            info!("received {sig}: passing it to mpirun");
-            let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
-            if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) {
-                stop.get_or_insert(sig);
-                deadline.get_or_insert(Instant::now() + grace);
-            }
-        }
-        if let Some(status) = init.reap(pid) {
-            return (status, stop);
-        }
-        if !killed && deadline.is_some_and(|d| Instant::now() >= d) {
-            warn!(
+/// mpirun needs no senses beyond the supervisor's own: only its words.
+struct Mpirun;
+
+impl Watcher for Mpirun {
+    fn patience(&self, _: &Supervisor) -> Duration {
+        Duration::from_millis(250)
+    }
+
+    fn look(&mut self, _: Look<'_>) -> Vec<Event> {
+        Vec::new()
+    }
+
+    fn tell(&mut self, action: &Action) {
+        match action {
+            Action::Forward(sig) => info!("received {sig}: passing it to mpirun"),
+            Action::Kill { grace } => warn!(
                 "mpirun still runs {} after the signal: sending SIGKILL",
-                duration::format(grace)
-            );
-            let _ = kill(pid, Signal::SIGKILL);
-            killed = true;
+                duration::format(*grace)
+            ),
+            _ => {}
         }
     }
 }

@@ -17,6 +17,7 @@ mod mpirun;
 mod oom;
 mod probe;
 mod sshd;
+mod supervise;
 mod user;
 mod worker;
 

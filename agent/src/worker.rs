@@ -1,21 +1,22 @@
 //! `mpijob-agent worker`: install the job's keys, generate and check the
 //! sshd config, point plain `ssh` at the peers, then run sshd in the
-//! foreground behind [`Init`] until a signal, the finish file, or sshd's own
-//! exit ends it.
+//! foreground behind [`Init`] and the supervisor until a signal, the finish
+//! file, an OOM kill or sshd's own exit ends it.
 
 use std::fs;
 use std::io::Read;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use mpijob_api::duration;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
@@ -24,8 +25,12 @@ use crate::errors::io_reason;
 use crate::files;
 use crate::init::{self, Init};
 use crate::keys;
+use crate::log;
 use crate::oom;
 use crate::sshd::{self, ServerConfig};
+use crate::supervise::{
+    self, Action, AfterStop, Ended, Ending, Event, Look, Policy, Supervisor, Watcher,
+};
 use crate::user::{self, User};
 
 /// The worker's settings, from flags or environment (see main.rs).
@@ -47,10 +52,6 @@ pub struct Options {
 
 /// 128 + SIGKILL: what Kubernetes shows for an OOM-killed container.
 const OOM_EXIT: i32 = 137;
-
-/// How long sshd gets after an OOM kill, at most: the rank is dead and the
-/// job has failed, there is nothing left to wait for.
-const OOM_GRACE: Duration = Duration::from_secs(1);
 
 /// Files in the state directory.
 struct State {
@@ -84,18 +85,7 @@ pub fn run(opts: Options) -> Result<i32> {
     user::prepare_state_dir(&dir, &user)?;
     let state = State { dir };
     // Before sshd starts, so that the count is taken before any rank runs.
-    let (oom_watch, oom_words) = if opts.oom_watch {
-        match oom::MemoryCgroup::find() {
-            Ok((cgroup, counter)) => {
-                let watch = oom::Watch::new(cgroup, counter);
-                let words = watch.describe();
-                (Some(watch), words)
-            }
-            Err(why) => (None, format!("off: {why}")),
-        }
-    } else {
-        (None, "off: --no-oom-watch".to_string())
-    };
+    let (oom, oom_words) = OomWatch::start(opts.oom_watch);
     info!(
         user = %user.display(),
         sshd = %sshd_path.display(),
@@ -104,14 +94,48 @@ pub fn run(opts: Options) -> Result<i32> {
         oom_watch = %oom_words,
         "worker starting"
     );
+    write_files(&state, &opts, &user, &key)?;
+    drop(key);
+    let pid_file = state.path("sshd.pid");
+    let _ = fs::remove_file(&pid_file);
+    sshd::ensure_privsep_dir(user.is_root())?;
+    let (sshd_pid, log) = start_sshd(&mut init, &sshd_path, &state.path("sshd_config"), &opts)?;
+    let client_config = state.path("ssh_config");
+    let installed = install_client(&opts, &user, &client_config);
 
-    let (host_key, authorized_keys, pid_file, known_hosts, client_config, sshd_config) = (
+    let policy = Policy {
+        stop_signals: vec![Signal::SIGTERM, Signal::SIGINT],
+        grace: Some(opts.grace_period),
+        // sshd exits 0 on SIGTERM; a code of its own is a failure.
+        after_stop: AfterStop::FailureOnly,
+    };
+    let mut watcher = Sshd {
+        opts: &opts,
+        pid_file: &pid_file,
+        log,
+        oom,
+    };
+    let child = supervise::Child {
+        pid: sshd_pid,
+        group: false,
+    };
+    let ended = supervise::supervise(&mut init, child, policy, &mut watcher);
+    watcher.log.drain();
+    report(&ended);
+    if let Some(installed) = &installed {
+        client::uninstall(installed, &client_config);
+    }
+    init.stop_remaining(Duration::from_secs(1));
+    Ok(ended.code)
+}
+
+/// The job key, `authorized_keys`, `sshd_config` and, with peers, the ssh
+/// client files, into the state directory.
+fn write_files(state: &State, opts: &Options, user: &User, key: &keys::JobKey) -> Result<()> {
+    let (host_key, authorized_keys, pid_file) = (
         state.path("job_key"),
         state.path("authorized_keys"),
         state.path("sshd.pid"),
-        state.path("known_hosts"),
-        state.path("ssh_config"),
-        state.path("sshd_config"),
     );
     files::write_private(&host_key, &key.private)?;
     files::write_private(&authorized_keys, key.authorized_keys.as_bytes())?;
@@ -125,40 +149,47 @@ pub fn run(opts: Options) -> Result<i32> {
         root: user.is_root(),
         extra: &opts.sshd_options,
     });
-    files::write_private(&sshd_config, config.as_bytes())?;
+    files::write_private(&state.path("sshd_config"), config.as_bytes())?;
     if !opts.peers.is_empty() {
-        let files = client::ClientFiles {
+        let client_files = client::ClientFiles {
             identity: &host_key,
-            known_hosts: &known_hosts,
-            config: &client_config,
+            known_hosts: &state.path("known_hosts"),
+            config: &state.path("ssh_config"),
         };
-        client::write_files(&files, &opts.peers, opts.port, &key.public)?;
+        client::write_files(&client_files, &opts.peers, opts.port, &key.public)?;
     }
-    drop(key);
-    let _ = fs::remove_file(&pid_file);
-    sshd::ensure_privsep_dir(user.is_root())?;
+    Ok(())
+}
 
-    // `sshd -t` runs alongside the real sshd (started first), whose output
-    // waits unread in its pipe until the check passes: the check costs no
-    // start-up time, and when it fails the real sshd is killed before anyone
-    // hears from it. The check runs at a lower priority so that it does not
-    // slow the real sshd on a busy machine.
-    let mut server = crate::init::child_command(&sshd_path)
+/// Start sshd in the foreground, and check its config meanwhile.
+///
+/// `sshd -t` runs alongside the real sshd (started first), whose output
+/// waits unread in its pipe until the check passes: the check costs no
+/// start-up time, and when it fails the real sshd is killed before anyone
+/// hears from it. The check runs at a lower priority so that it does not
+/// slow the real sshd on a busy machine.
+fn start_sshd(
+    init: &mut Init,
+    sshd_path: &Path,
+    sshd_config: &Path,
+    opts: &Options,
+) -> Result<(Pid, SshdLog)> {
+    let mut server = init::child_command(sshd_path)
         .arg("-D")
         .arg("-e")
         .arg("-f")
-        .arg(&sshd_config)
+        .arg(sshd_config)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| cannot_run(&sshd_path, &e))?;
+        .map_err(|e| cannot_run(sshd_path, &e))?;
     let sshd_pid = Pid::from_raw(server.id() as i32);
-    let mut log = SshdLog::new(server.stderr.take());
-    let mut check = crate::init::child_command(&sshd_path);
+    let log = SshdLog::new(server.stderr.take());
+    let mut check = init::child_command(sshd_path);
     check
         .arg("-t")
         .arg("-f")
-        .arg(&sshd_config)
+        .arg(sshd_config)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -169,9 +200,9 @@ pub fn run(opts: Options) -> Result<i32> {
             Ok(())
         });
     }
-    let checked = check.spawn().and_then(|c| c.wait_with_output());
+    let checked = check.spawn().and_then(|c| init.output(c));
     let rejected = match &checked {
-        Ok(out) if out.status.success() => None,
+        Ok(out) if out.success() => None,
         Ok(out) => Some(sshd::first_error_line(&String::from_utf8_lossy(
             &out.stderr,
         ))),
@@ -179,7 +210,7 @@ pub fn run(opts: Options) -> Result<i32> {
     };
     if let Some(reason) = rejected {
         let _ = kill(sshd_pid, Signal::SIGKILL);
-        let _ = waitpid(sshd_pid, None);
+        let _ = init.wait_for(sshd_pid);
         let fix = if reason.contains("host key") || reason.contains("hostkeys") {
             "the job key must be an unencrypted private key"
         } else if opts.sshd_options.is_empty() {
@@ -189,170 +220,189 @@ pub fn run(opts: Options) -> Result<i32> {
         };
         bail!("sshd -t rejected the generated config: {reason}; {fix}");
     }
-
-    let installed = if opts.peers.is_empty() {
-        info!("no --peers given: plain ssh to the job's peers is not configured");
-        None
-    } else {
-        let installed = client::install(user.home.as_deref(), user.is_root(), &client_config);
-        match &installed {
-            Installed::Include(file) | Installed::DropIn(file) => info!(
-                config = %file.display(),
-                "plain ssh to {} uses the job key, port {} and pinned host keys",
-                opts.peers.join(","),
-                opts.port
-            ),
-            Installed::Existing(file) => info!(
-                config = %file.display(),
-                "cannot add to the ssh client config: relying on the existing one (e.g. the job Secret's)"
-            ),
-            Installed::Nothing(why) => warn!(
-                "plain ssh to the peers is not configured ({why}); use ssh -F {}",
-                client_config.display()
-            ),
-        }
-        Some(installed)
-    };
-
-    let status = supervise(&mut init, &opts, sshd_pid, &pid_file, &mut log, oom_watch);
-    log.drain();
-    if let Some(installed) = &installed {
-        client::uninstall(installed, &client_config);
-    }
-    init.stop_remaining(Duration::from_secs(1));
-    Ok(status)
+    Ok((sshd_pid, log))
 }
 
-/// Run until sshd exits; returns the agent's exit code.
-fn supervise(
-    init: &mut Init,
-    opts: &Options,
-    sshd: Pid,
-    pid_file: &Path,
-    log: &mut SshdLog,
-    mut oom_watch: Option<oom::Watch>,
-) -> i32 {
-    let mut ready = false;
-    let mut stop: Option<Signal> = None;
-    let mut finished = false;
-    let mut oom_killed: Option<oom::Oom> = None;
-    let mut oom_read_failed = false;
-    // When sshd gets SIGKILL, and the grace period that led there.
-    let mut deadline: Option<(Instant, Duration)> = None;
-    let mut killed = false;
-    loop {
-        // Poll fast until ready, then only as often as the finish file and
-        // the OOM watch need.
-        let mut timeout = Duration::from_millis(if ready { 250 } else { 5 });
-        let wake = deadline
-            .map(|(d, _)| d)
-            .into_iter()
-            .chain(oom_watch.as_ref().map(oom::Watch::due));
-        for at in wake {
-            timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+/// Point plain `ssh` at the peers' client config, and say how.
+fn install_client(opts: &Options, user: &User, client_config: &Path) -> Option<Installed> {
+    if opts.peers.is_empty() {
+        info!("no --peers given: plain ssh to the job's peers is not configured");
+        return None;
+    }
+    let installed = client::install(user.home.as_deref(), user.is_root(), client_config);
+    match &installed {
+        Installed::Include(file) | Installed::DropIn(file) => info!(
+            config = %file.display(),
+            "plain ssh to {} uses the job key, port {} and pinned host keys",
+            opts.peers.join(","),
+            opts.port
+        ),
+        Installed::Existing(file) => info!(
+            config = %file.display(),
+            "cannot add to the ssh client config: relying on the existing one (e.g. the job Secret's)"
+        ),
+        Installed::Nothing(why) => warn!(
+            "plain ssh to the peers is not configured ({why}); use ssh -F {}",
+            client_config.display()
+        ),
+    }
+    Some(installed)
+}
+
+/// How sshd ended, in the log and the termination message.
+fn report(ended: &Ended) {
+    let how = match ended.status {
+        WaitStatus::Exited(_, c) => format!("exited with code {c}"),
+        WaitStatus::Signaled(_, s, _) => format!("was killed by {s}"),
+        _ => "ended".into(),
+    };
+    let code = ended.code;
+    if let Some(Ending::Failed { why, .. }) = &ended.ending {
+        info!(exit_code = code, "sshd {how}");
+        log::termination_message(&format!("worker: {why}; exit code {code}"));
+        return;
+    }
+    if !ended.ready && ended.stop.is_none() && ended.ending.is_none() {
+        error!("sshd {how} before accepting connections; see its messages above");
+    } else {
+        info!(exit_code = code, "sshd {how}");
+    }
+    log::termination_message(&format!("worker: sshd {how}; exit code {code}"));
+}
+
+/// The OOM watch, and whether its last read failed (said once per run of
+/// failures: the cgroup may be short of memory too).
+struct OomWatch {
+    watch: oom::Watch,
+    failing: bool,
+}
+
+impl OomWatch {
+    /// The watch, or none, and the words for the start-up line.
+    fn start(on: bool) -> (Option<OomWatch>, String) {
+        if !on {
+            return (None, "off: --no-oom-watch".to_string());
         }
-        let events = init.wait(log.fd(), timeout);
-        for sig in events.signals {
-            info!("received {sig}: passing it to sshd");
-            let _ = kill(sshd, sig);
-            if sig == Signal::SIGTERM || sig == Signal::SIGINT {
-                stop = Some(sig);
+        match oom::MemoryCgroup::find() {
+            Ok((cgroup, counter)) => {
+                let watch = oom::Watch::new(cgroup, counter);
+                let words = watch.describe();
+                let watch = OomWatch {
+                    watch,
+                    failing: false,
+                };
+                (Some(watch), words)
             }
-            if sig == Signal::SIGTERM {
-                deadline.get_or_insert((Instant::now() + opts.grace_period, opts.grace_period));
+            Err(why) => (None, format!("off: {why}")),
+        }
+    }
+
+    /// Read the counter when due, or now when sshd is gone (the OOM killer
+    /// may have taken sshd itself).
+    fn check(&mut self, now: Instant, sshd_gone: bool) -> Option<oom::Oom> {
+        let now = if sshd_gone { self.watch.due() } else { now };
+        match self.watch.check(now) {
+            Ok(found) => {
+                self.failing = false;
+                found
             }
-        }
-        if events.readable {
-            log.pump();
-        }
-        // Once the worker is stopping anyway, an OOM kill changes nothing.
-        if stop.is_some() || finished {
-            oom_watch = None;
-        }
-        let status = init.reap(sshd);
-        if let Some(watch) = &mut oom_watch {
-            // When sshd itself is gone, look once more now: the OOM killer
-            // may have taken sshd.
-            let now = if status.is_some() {
-                watch.due()
-            } else {
-                Instant::now()
-            };
-            match watch.check(now) {
-                Ok(None) => oom_read_failed = false,
-                Ok(Some(oom)) if status.is_some() => {
-                    error!("{}: exit code {OOM_EXIT}", oom.summary);
-                    oom_killed = Some(oom);
-                    oom_watch = None;
-                }
-                Ok(Some(oom)) => {
-                    error!("{}: stopping sshd, exit code {OOM_EXIT}", oom.summary);
-                    let _ = kill(sshd, Signal::SIGTERM);
-                    let grace = opts.grace_period.min(OOM_GRACE);
-                    deadline = Some((Instant::now() + grace, grace));
-                    oom_killed = Some(oom);
-                    oom_watch = None;
-                }
-                // Once per run of failures: it may be short of memory too.
-                Err(why) if !oom_read_failed => {
+            Err(why) => {
+                if !self.failing {
                     warn!("OOM watch: {why}; trying again");
-                    oom_read_failed = true;
+                    self.failing = true;
                 }
-                Err(_) => {}
-            }
-        }
-        if let Some(status) = status {
-            log.drain();
-            let how = match status {
-                WaitStatus::Exited(_, c) => format!("exited with code {c}"),
-                WaitStatus::Signaled(_, s, _) => format!("was killed by {s}"),
-                _ => "ended".into(),
-            };
-            if let Some(oom) = oom_killed {
-                info!(exit_code = OOM_EXIT, "sshd {how}");
-                crate::log::termination_message(&format!(
-                    "worker: {}; exit code {OOM_EXIT}",
-                    oom.summary
-                ));
-                return OOM_EXIT;
-            }
-            let code = init::exit_code(status, stop, finished);
-            if !ready && stop.is_none() && !finished {
-                error!("sshd {how} before accepting connections; see its messages above");
-            } else {
-                info!(exit_code = code, "sshd {how}");
-            }
-            crate::log::termination_message(&format!("worker: sshd {how}; exit code {code}"));
-            return code;
-        }
-        if !ready && fs::metadata(pid_file).is_ok_and(|m| m.len() > 0) {
-            ready = true;
-            let on = opts
-                .listen
-                .map_or_else(|| "all addresses".to_string(), |a| a.to_string());
-            info!(port = opts.port, listen = %on, "ready: sshd accepts connections");
-        }
-        if !finished
-            && stop.is_none()
-            && oom_killed.is_none()
-            && fs::metadata(&opts.finish_file).is_ok_and(|m| m.len() > 0)
-        {
-            info!(
-                file = %opts.finish_file.display(),
-                "the job is finished: stopping sshd"
-            );
-            finished = true;
-            let _ = kill(sshd, Signal::SIGTERM);
-            deadline.get_or_insert((Instant::now() + opts.grace_period, opts.grace_period));
-        }
-        if let Some((at, grace)) = deadline {
-            if !killed && Instant::now() >= at {
-                warn!("sshd still runs {grace:?} after SIGTERM: sending SIGKILL");
-                let _ = kill(sshd, Signal::SIGKILL);
-                killed = true;
+                None
             }
         }
     }
+}
+
+/// The worker's senses around sshd: its log, its pid file (ready), the
+/// finish file and the OOM watch.
+struct Sshd<'a> {
+    opts: &'a Options,
+    pid_file: &'a Path,
+    log: SshdLog,
+    oom: Option<OomWatch>,
+}
+
+impl Watcher for Sshd<'_> {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.log.fd()
+    }
+
+    /// Fast until ready, then only as often as the finish file and the OOM
+    /// watch need.
+    fn patience(&self, state: &Supervisor) -> Duration {
+        let mut timeout = Duration::from_millis(if state.ready() { 250 } else { 5 });
+        if let Some(oom) = &self.oom {
+            timeout = timeout.min(oom.watch.due().saturating_duration_since(Instant::now()));
+        }
+        timeout
+    }
+
+    fn look(&mut self, look: Look<'_>) -> Vec<Event> {
+        if look.readable {
+            self.log.pump();
+        }
+        // Once the worker is stopping anyway, an OOM kill changes nothing.
+        if look.state.stopping() {
+            self.oom = None;
+        }
+        if let Some(found) = self
+            .oom
+            .as_mut()
+            .and_then(|w| w.check(look.now, look.exited))
+        {
+            if look.exited {
+                error!("{}: exit code {OOM_EXIT}", found.summary);
+            } else {
+                error!("{}: stopping sshd, exit code {OOM_EXIT}", found.summary);
+            }
+            self.oom = None;
+            return vec![Event::Failed {
+                code: OOM_EXIT,
+                why: found.summary,
+            }];
+        }
+        if look.exited {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        if !look.state.ready() && non_empty(self.pid_file) {
+            events.push(Event::Ready);
+        }
+        if !look.state.stopping() && non_empty(&self.opts.finish_file) {
+            info!(
+                file = %self.opts.finish_file.display(),
+                "the job is finished: stopping sshd"
+            );
+            events.push(Event::Finished);
+        }
+        events
+    }
+
+    fn tell(&mut self, action: &Action) {
+        match action {
+            Action::Forward(sig) => info!("received {sig}: passing it to sshd"),
+            Action::Kill { grace } => warn!(
+                "sshd still runs {} after the signal: sending SIGKILL",
+                duration::format(*grace)
+            ),
+            Action::Ready => {
+                let on = self
+                    .opts
+                    .listen
+                    .map_or_else(|| "all addresses".to_string(), |a| a.to_string());
+                info!(port = self.opts.port, listen = %on, "ready: sshd accepts connections");
+            }
+            Action::Stopping(_) | Action::Terminate | Action::Exit(_) => {}
+        }
+    }
+}
+
+fn non_empty(file: &Path) -> bool {
+    fs::metadata(file).is_ok_and(|m| m.len() > 0)
 }
 
 /// sshd's stderr, passed on line by line through the agent's log, so that

@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::client;
 use crate::errors::io_reason;
+use crate::errors::Exit;
 use crate::files;
 use crate::hostfile;
 use crate::hosts::{self, Outcome};
@@ -32,11 +33,6 @@ use crate::log;
 use crate::mpirun::{self, Failure, Implementation};
 use crate::supervise::{self, Action, AfterStop, Event, Look, Policy, Supervisor, Watcher};
 use crate::user::{self, User};
-
-/// Bad input: one line, exit 2.
-pub const BAD_INPUT: i32 = 2;
-/// Workers that never came up, or the launcher could not run mpirun.
-pub const FAILED: i32 = 1;
 
 /// The launcher's settings, from flags or environment (see main.rs).
 #[derive(Debug, Clone)]
@@ -215,76 +211,29 @@ pub fn run(opts: Options) -> Result<i32> {
     let mut init = Init::new()?;
     match launch(&mut init, &opts) {
         Ok(code) => Ok(code),
-        Err(Fail(code, line)) => {
-            error!("{line}");
-            log::termination_message_to(&opts.termination_log, &format!("launcher: {line}"));
+        Err(exit) => {
+            if exit.signal.is_some() {
+                info!("{}", exit.line);
+            } else {
+                error!("{}", exit.line);
+            }
+            let line = format!("launcher: {}", exit.line);
+            log::termination_message_to(&opts.termination_log, &line);
             init.stop_remaining(Duration::from_secs(1));
-            Ok(code)
+            Ok(exit.code)
         }
     }
 }
 
-/// An exit code and the one line that explains it.
-struct Fail(i32, String);
-
-fn bad(line: impl Into<String>) -> Fail {
-    Fail(BAD_INPUT, line.into())
-}
-
-fn failed(e: anyhow::Error) -> Fail {
-    Fail(FAILED, format!("{e:#}").replace('\n', " "))
-}
-
-fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
-    let checked = check(opts).map_err(bad)?;
-    let path = std::env::var("PATH").ok();
-    let mpirun_path = find_mpirun(opts.mpi_home.as_deref(), path.as_deref()).map_err(bad)?;
-    let implementation = match opts.implementation {
-        Some(i) => i,
-        None => detect(init, &mpirun_path).map_err(bad)?,
-    };
-    if implementation != Implementation::OpenMpi && !checked.mca.is_empty() {
-        warn!(
-            "--mca does not apply to {}: ignoring {} MCA parameter(s); use --extra-mpi-args or the environment for it",
-            implementation.name(),
-            checked.mca.len()
-        );
-    }
-    let key = keys::load(&opts.ssh_dir).map_err(|e| bad(format!("{e:#}")))?;
-
+fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
+    let checked = check(opts).map_err(Exit::bad_input)?;
+    let (mpirun_path, implementation) = choose_mpi(init, opts, &checked)?;
+    let key = keys::load(&opts.ssh_dir).map_err(|e| Exit::bad_input(format!("{e:#}")))?;
     let me = User::current();
-    let dir = opts.state_dir.clone().unwrap_or_else(|| {
-        let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-        user::default_state_dir(&me, xdg.as_deref()).join("launcher")
-    });
-    check_quotable(&dir, "--state-dir").map_err(bad)?;
-    match (&opts.state_dir, dir.parent()) {
-        // The default parent may sit in a shared /tmp: it must be ours and
-        // private too, or another user could swap the files mpirun's ssh
-        // reads while the launcher waits for the workers.
-        (None, Some(parent)) => user::prepare_state_dir(parent, &me).map_err(failed)?,
-        (Some(_), Some(parent)) => {
-            let _ = fs::create_dir_all(parent);
-        }
-        (_, None) => {}
-    }
-    user::prepare_state_dir(&dir, &me).map_err(failed)?;
-    let identity = dir.join("job_key");
-    let known_hosts = dir.join("known_hosts");
-    let ssh_config = dir.join("ssh_config");
-    let hostfile_path = dir.join("hostfile");
-    let wrapper = dir.join("ssh");
-    files::write_private(&identity, &key.private).map_err(failed)?;
-    let files = client::ClientFiles {
-        identity: &identity,
-        known_hosts: &known_hosts,
-        config: &ssh_config,
-    };
-    client::write_files(&files, &checked.peers, opts.port, &key.public).map_err(failed)?;
+    let dir = state_dir(opts, &me)?;
+    let paths = Paths::in_dir(&dir);
+    write_files(&paths, opts, &checked, implementation, &key).map_err(Exit::error)?;
     drop(key);
-    let text = hostfile::render(implementation, &checked.hosts, opts.slots);
-    files::write_private(&hostfile_path, text.as_bytes()).map_err(failed)?;
-    write_executable(&wrapper, &mpirun::ssh_wrapper_script(&ssh_config)).map_err(failed)?;
     info!(
         workers = checked.hosts.len(),
         slots = opts.slots,
@@ -294,14 +243,124 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
         state_dir = %dir.display(),
         "launcher starting: waiting for the workers"
     );
+    let callback = wait_for_workers(init, opts, &checked.hosts)?;
+    let plan = mpirun::Plan {
+        mpirun: &mpirun_path,
+        implementation,
+        hostfile: &paths.hostfile,
+        mca: &checked.mca,
+        extra_args: &opts.extra_args,
+        cmd: &opts.cmd,
+        root: me.is_root(),
+        ssh_config: &paths.ssh_config,
+        ssh_wrapper: &paths.wrapper,
+        callback_host: callback.as_deref(),
+    };
+    run_mpirun(init, opts, &plan)
+}
 
-    // 1. Wait for the workers.
+/// The mpirun to run, and which MPI it is.
+fn choose_mpi(
+    init: &mut Init,
+    opts: &Options,
+    checked: &Checked,
+) -> Result<(PathBuf, Implementation), Exit> {
+    let path = std::env::var("PATH").ok();
+    let mpirun_path =
+        find_mpirun(opts.mpi_home.as_deref(), path.as_deref()).map_err(Exit::bad_input)?;
+    let implementation = match opts.implementation {
+        Some(i) => i,
+        None => detect(init, &mpirun_path).map_err(Exit::bad_input)?,
+    };
+    if implementation != Implementation::OpenMpi && !checked.mca.is_empty() {
+        warn!(
+            "--mca does not apply to {}: ignoring {} MCA parameter(s); use --extra-mpi-args or the environment for it",
+            implementation.name(),
+            checked.mca.len()
+        );
+    }
+    Ok((mpirun_path, implementation))
+}
+
+/// The launcher's private state directory, made.
+fn state_dir(opts: &Options, me: &User) -> Result<PathBuf, Exit> {
+    let dir = opts.state_dir.clone().unwrap_or_else(|| {
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        user::default_state_dir(me, xdg.as_deref()).join("launcher")
+    });
+    check_quotable(&dir, "--state-dir").map_err(Exit::bad_input)?;
+    match (&opts.state_dir, dir.parent()) {
+        // The default parent may sit in a shared /tmp: it must be ours and
+        // private too, or another user could swap the files mpirun's ssh
+        // reads while the launcher waits for the workers.
+        (None, Some(parent)) => user::prepare_state_dir(parent, me).map_err(Exit::error)?,
+        (Some(_), Some(parent)) => {
+            let _ = fs::create_dir_all(parent);
+        }
+        (_, None) => {}
+    }
+    user::prepare_state_dir(&dir, me).map_err(Exit::error)?;
+    Ok(dir)
+}
+
+/// The files in the state directory.
+struct Paths {
+    identity: PathBuf,
+    known_hosts: PathBuf,
+    ssh_config: PathBuf,
+    hostfile: PathBuf,
+    /// `ssh -F <ssh_config>` as one program, for Hydra.
+    wrapper: PathBuf,
+}
+
+impl Paths {
+    fn in_dir(dir: &Path) -> Paths {
+        Paths {
+            identity: dir.join("job_key"),
+            known_hosts: dir.join("known_hosts"),
+            ssh_config: dir.join("ssh_config"),
+            hostfile: dir.join("hostfile"),
+            wrapper: dir.join("ssh"),
+        }
+    }
+}
+
+/// The job key's copy, the ssh client files, the hostfile and the ssh
+/// wrapper.
+fn write_files(
+    paths: &Paths,
+    opts: &Options,
+    checked: &Checked,
+    implementation: Implementation,
+    key: &keys::JobKey,
+) -> Result<()> {
+    files::write_private(&paths.identity, &key.private)?;
+    let client_files = client::ClientFiles {
+        identity: &paths.identity,
+        known_hosts: &paths.known_hosts,
+        config: &paths.ssh_config,
+    };
+    client::write_files(&client_files, &checked.peers, opts.port, &key.public)?;
+    let text = hostfile::render(implementation, &checked.hosts, opts.slots);
+    files::write_private(&paths.hostfile, text.as_bytes())?;
+    let wrapper = mpirun::ssh_wrapper_script(&paths.ssh_config);
+    files::write_atomic(&paths.wrapper, wrapper.as_bytes(), 0o700)
+}
+
+/// Wait until every worker answers, on a tokio runtime that is gone again
+/// before mpirun starts. Returns the address the workers reach this
+/// launcher at (Hydra's proxies call back), when known.
+fn wait_for_workers(
+    init: &mut Init,
+    opts: &Options,
+    hosts: &[String],
+) -> Result<Option<String>, Exit> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| failed(e.into()))?;
-    let outcome = runtime.block_on(hosts::wait(&checked.hosts, opts.port, opts.timeout, || {
+        .map_err(|e| Exit::error(e.into()))?;
+    let outcome = runtime.block_on(hosts::wait(hosts, opts.port, opts.timeout, || {
         let events = init.wait(None, Duration::ZERO);
         let _ = init.reap();
         events
@@ -310,41 +369,28 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
             .find(|s| matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP))
     }));
     runtime.shutdown_timeout(Duration::from_millis(100));
-    // Where the workers reach this launcher (Hydra's proxies call back).
-    let callback = match outcome {
+    match outcome {
         Outcome::AllUp(local) => {
             info!(
                 "all {} workers answer on port {} after {:.1?}",
-                checked.hosts.len(),
+                hosts.len(),
                 opts.port,
                 started.elapsed()
             );
-            local.map(|ip| ip.to_string())
+            Ok(local.map(|ip| ip.to_string()))
         }
-        Outcome::TimedOut(line) => return Err(Fail(FAILED, line)),
+        Outcome::TimedOut(line) => Err(Exit::failed(line)),
         Outcome::Stopped(sig) => {
             let code = 128 + sig as i32;
             let line = format!("received {sig} while waiting for the workers; exit code {code}");
-            info!("{line}");
-            log::termination_message_to(&opts.termination_log, &format!("launcher: {line}"));
-            return Ok(code);
+            Err(Exit::signal(sig, line))
         }
-    };
+    }
+}
 
-    // 2. Run mpirun.
-    let plan = mpirun::Plan {
-        mpirun: &mpirun_path,
-        implementation,
-        hostfile: &hostfile_path,
-        mca: &checked.mca,
-        extra_args: &opts.extra_args,
-        cmd: &opts.cmd,
-        root: me.is_root(),
-        ssh_config: &ssh_config,
-        ssh_wrapper: &wrapper,
-        callback_host: callback.as_deref(),
-    };
-    let inv = mpirun::assemble(&plan, |k| std::env::var_os(k).is_some());
+/// Run mpirun behind the supervisor, and sum up how it went.
+fn run_mpirun(init: &mut Init, opts: &Options, plan: &mpirun::Plan) -> Result<i32, Exit> {
+    let inv = mpirun::assemble(plan, |k| std::env::var_os(k).is_some());
     info!("starting {}", inv.argv.join(" "));
     // Its own process group, so that a signal reaches mpirun and its ssh
     // clients together, as a terminal's Ctrl-C would.
@@ -357,29 +403,14 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            Fail(
-                FAILED,
-                format!(
-                    "cannot run {}: {}; check --mpi-home",
-                    mpirun_path.display(),
-                    io_reason(&e)
-                ),
-            )
+            Exit::failed(format!(
+                "cannot run {}: {}; check --mpi-home",
+                plan.mpirun.display(),
+                io_reason(&e)
+            ))
         })?;
     let pid = Pid::from_raw(child.id() as i32);
-    let failure = Arc::new(Mutex::new(Failure::default()));
-    let (done_tx, done_rx) = mpsc::channel();
-    let tees = [
-        child
-            .stdout
-            .take()
-            .map(|p| tee(p, std::io::stdout(), &failure, &done_tx)),
-        child
-            .stderr
-            .take()
-            .map(|p| tee(p, std::io::stderr(), &failure, &done_tx)),
-    ];
-    drop(done_tx);
+    let tees = Tees::start(&mut child);
     let policy = Policy {
         stop_signals: vec![Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP],
         grace: Some(opts.grace_period),
@@ -391,17 +422,8 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Fail> {
     // Whatever mpirun left behind (its ssh clients) goes now, so that the
     // pipes close.
     init.stop_remaining(Duration::from_secs(1));
-    let deadline = Instant::now() + Duration::from_secs(1);
-    for _ in tees.iter().flatten() {
-        if done_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
-            break;
-        }
-    }
+    let failure = tees.finish(Duration::from_secs(1));
     let (code, stop) = (ended.code, ended.stop);
-    let failure = failure.lock().unwrap().clone();
     let line = mpirun::summary(code, stop.map(|s| s.as_str()), &failure);
     if code == 0 {
         info!("{line}");
@@ -465,6 +487,48 @@ impl Watcher for Mpirun {
     }
 }
 
+/// mpirun's stdout and stderr, copied through unchanged and read for the
+/// failing rank and host.
+struct Tees {
+    failure: Arc<Mutex<Failure>>,
+    done: mpsc::Receiver<()>,
+    pipes: usize,
+}
+
+impl Tees {
+    fn start(child: &mut std::process::Child) -> Tees {
+        let failure = Arc::new(Mutex::new(Failure::default()));
+        let (done_tx, done) = mpsc::channel();
+        let mut pipes = 0;
+        if let Some(p) = child.stdout.take() {
+            tee(p, std::io::stdout(), &failure, &done_tx);
+            pipes += 1;
+        }
+        if let Some(p) = child.stderr.take() {
+            tee(p, std::io::stderr(), &failure, &done_tx);
+            pipes += 1;
+        }
+        Tees {
+            failure,
+            done,
+            pipes,
+        }
+    }
+
+    /// What the pipes told, once they are closed or `patience` has passed.
+    fn finish(self, patience: Duration) -> Failure {
+        let deadline = Instant::now() + patience;
+        for _ in 0..self.pipes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.done.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+        let failure = self.failure.lock().unwrap().clone();
+        failure
+    }
+}
+
 /// Copy a pipe to `out` unchanged, reading its lines for the failure
 /// summary; says on `done` when the pipe is closed.
 fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
@@ -507,10 +571,6 @@ fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
         }
         let _ = done.send(());
     })
-}
-
-fn write_executable(path: &Path, text: &str) -> Result<()> {
-    files::write_atomic(path, text.as_bytes(), 0o700)
 }
 
 #[cfg(test)]

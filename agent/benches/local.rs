@@ -125,7 +125,7 @@ fn bare(manifest: &Path, n: u32, pi: &Path) -> f64 {
         .filter_map(|n| net::netns_identity(n))
         .collect();
     net::kill_all_in(&ids, Duration::from_secs(2), || {});
-    net::ip_batch(
+    hosts::ip_batch(
         None,
         &net::delete_commands(Some(&format!("mjl-{id}")), &names),
     )

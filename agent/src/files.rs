@@ -1,10 +1,10 @@
 //! File writers for the agent's private files: the state directory's keys
-//! and configs, the launcher's hostfile and ssh wrapper, and the ssh client
-//! config the worker edits.
+//! and configs, the launcher's hostfile and ssh wrapper, the ssh client
+//! config the worker edits, and local mode's run directory.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Result;
@@ -52,4 +52,22 @@ pub fn write_file(file: &Path, contents: &[u8], mode: u32) -> std::io::Result<()
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Create `dir`, private (0700); it must not exist yet.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::create_dir(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Write a new file with `mode` (whatever the umask); it must not exist
+/// yet, so that nothing planted beforehand is written through.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(contents)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }

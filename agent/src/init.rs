@@ -1,14 +1,14 @@
 //! What PID 1 must do, after tini and catatonit: block signals and read them
-//! synchronously (a signalfd), forward them to the child, reap every zombie,
-//! and exit with the child's code or 128+signal. When not PID 1, become a
-//! child subreaper so that orphans are still ours to reap.
+//! synchronously (a signalfd), reap every zombie, and, at exit, stop what is
+//! left. When not PID 1, become a child subreaper so that orphans are still
+//! ours to reap. Forwarding signals to the main child and its exit code are
+//! the supervisor's (supervise.rs), which builds on this.
 //!
 //! This module owns every `waitpid` of the process: [`Init::reap`] is the
 //! one loop that reaps any child, and [`Init::wait_for`] and
 //! [`Init::output`] wait for one known child. Nothing else waits for
 //! children once [`Init`] exists (not `std::process::Child::wait`, not
-//! `tokio::process`). How the main child is supervised is
-//! `crate::supervise`.
+//! `tokio::process`).
 
 use std::collections::HashSet;
 use std::fs;
@@ -161,6 +161,14 @@ impl Init {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// [`Init::wait_for`] without blocking: how `pid` ended, if it has.
+    pub fn try_wait(&mut self, pid: Pid) -> Option<WaitStatus> {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => Some(status),
+            _ => None,
         }
     }
 

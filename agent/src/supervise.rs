@@ -35,6 +35,9 @@ pub enum AfterStop {
     /// Only a failure: sshd exits 0 on SIGTERM, which reads as 128 + the
     /// signal, while a non-zero code of its own stands.
     FailureOnly,
+    /// Everything: the child is an agent that already turned the signal
+    /// into its code (local mode's launcher).
+    Everything,
 }
 
 /// The parts of supervision that differ by role.
@@ -249,7 +252,7 @@ pub fn exit_code(
         (_, Some(sig)) => match after_stop {
             AfterStop::Signal => 128 + sig as i32,
             AfterStop::FailureOnly if child == 0 => 128 + sig as i32,
-            AfterStop::FailureOnly => child,
+            AfterStop::FailureOnly | AfterStop::Everything => child,
         },
         (Some(Ending::Finished), None) => 0,
         (None, None) => child,
@@ -282,6 +285,9 @@ pub struct Look<'a> {
     pub readable: bool,
     /// The child ended in this round (it is reaped already).
     pub exited: bool,
+    /// Other children that ended in this round: the role's other
+    /// processes, or orphans.
+    pub reaped: &'a [(Pid, WaitStatus)],
 }
 
 /// What a role adds to the loop: its own senses, and its words.
@@ -320,16 +326,17 @@ pub fn supervise(
             let actions = state.on(now, Event::Signal(sig));
             act(child, false, actions, watcher);
         }
-        let status = init
-            .reap()
-            .into_iter()
-            .find(|(pid, _)| *pid == child.pid)
-            .map(|(_, status)| status);
+        let mut reaped = init.reap();
+        let status = reaped
+            .iter()
+            .position(|(pid, _)| *pid == child.pid)
+            .map(|i| reaped.remove(i).1);
         let events = watcher.look(Look {
             now,
             state: &state,
             readable: woke.readable,
             exited: status.is_some(),
+            reaped: &reaped,
         });
         for event in events {
             let actions = state.on(now, event);
@@ -401,25 +408,29 @@ mod tests {
         })
     }
 
-    /// Without a grace period: the child keeps its own clock.
-    fn patient() -> Supervisor {
+    /// Local mode: the launcher keeps its own clock and its own code.
+    fn local() -> Supervisor {
         Supervisor::new(Policy {
             stop_signals: vec![Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP],
             grace: None,
-            after_stop: AfterStop::FailureOnly,
+            after_stop: AfterStop::Everything,
         })
     }
 
-    fn code_of(actions: Vec<Action>) -> i32 {
+    fn ended_of(actions: Vec<Action>) -> Ended {
         match actions.as_slice() {
-            [Action::Exit(ended)] => ended.code,
+            [Action::Exit(ended)] => ended.clone(),
             other => panic!("no exit: {other:?}"),
         }
     }
 
+    fn code_of(actions: Vec<Action>) -> i32 {
+        ended_of(actions).code
+    }
+
     #[test]
     fn one_rule_for_every_exit_code() {
-        use AfterStop::FailureOnly;
+        use AfterStop::{Everything, FailureOnly};
         let term = Some(Signal::SIGTERM);
         let finished = Some(&Ending::Finished);
         let oom = Ending::Failed {
@@ -462,6 +473,9 @@ mod tests {
             143
         );
         assert_eq!(exit_code(exited(3), None, None, AfterStop::Signal), 3);
+        // Local mode: the launcher already says it.
+        assert_eq!(exit_code(exited(130), term, None, Everything), 130);
+        assert_eq!(exit_code(exited(0), term, None, Everything), 0);
     }
 
     #[test]
@@ -532,10 +546,7 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(s.on(t0, Event::Ready), [Action::Ready]);
         assert_eq!(s.on(t0, Event::Ready), []);
-        match s.on(t0, Event::Exited(exited(0))).as_slice() {
-            [Action::Exit(ended)] => assert!(ended.ready),
-            other => panic!("{other:?}"),
-        }
+        assert!(ended_of(s.on(t0, Event::Exited(exited(0)))).ready);
     }
 
     #[test]
@@ -574,24 +585,18 @@ mod tests {
             ]
         );
         assert_eq!(s.deadline(), Some(t0 + FAILURE_GRACE));
-        match s.on(t0, Event::Exited(exited(0))).as_slice() {
-            [Action::Exit(ended)] => {
-                assert_eq!(ended.code, 137);
-                assert_eq!(
-                    ended.ending,
-                    Some(Ending::Failed {
-                        code: 137,
-                        why: "oom".into()
-                    })
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let ended = ended_of(s.on(t0, Event::Exited(exited(0))));
+        assert_eq!(ended.code, 137);
+        let oom = Ending::Failed {
+            code: 137,
+            why: "oom".into(),
+        };
+        assert_eq!(ended.ending, Some(oom));
     }
 
     #[test]
     fn without_a_grace_period_nothing_is_killed() {
-        let mut s = patient();
+        let mut s = local();
         let t0 = Instant::now();
         s.on(t0, Event::Signal(Signal::SIGINT));
         assert_eq!(s.deadline(), None);
@@ -603,7 +608,11 @@ mod tests {
         // Already stopping: the worker's death changes nothing.
         assert_eq!(s.on(t0, failed.clone()), []);
         assert_eq!(code_of(s.on(t0, Event::Exited(exited(130)))), 130);
-        let mut s = patient();
+        // The launcher may have finished just before the signal reached it.
+        let mut s = local();
+        s.on(t0, Event::Signal(Signal::SIGTERM));
+        assert_eq!(code_of(s.on(t0, Event::Exited(exited(0)))), 0);
+        let mut s = local();
         assert_eq!(s.on(t0, failed), [Action::Terminate]);
         assert_eq!(s.deadline(), None);
         assert_eq!(code_of(s.on(t0, Event::Exited(exited(143)))), 1);

@@ -24,8 +24,7 @@ mod plan;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::Ipv4Addr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -34,22 +33,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mpijob_api::contract;
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::errors::io_reason;
+use crate::errors::{io_reason, Exit, BAD_INPUT, FAILED};
+use crate::files;
 use crate::init::{self, Init};
+use crate::supervise::{
+    self, Action, AfterStop, Ended, Ending, Event, Look, Policy, Supervisor, Watcher,
+};
 use enter::Enter;
 pub use plan::Plan;
-
-/// Bad input (the manifest, the flags): exit 2, as the launcher does.
-pub const BAD_INPUT: i32 = 2;
-/// Local mode itself failed (a tool is missing, a host did not come up).
-pub const FAILED: i32 = 1;
-/// dnsmasq, from Debian's dnsmasq-base.
-pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+use plan::DNSMASQ;
 
 /// The flags of `mpijob-agent local`.
 #[derive(Debug, Clone)]
@@ -70,38 +66,10 @@ fn say(line: impl AsRef<str>) {
 pub fn run(opts: Options) -> Result<i32> {
     // First, so that no signal is lost and no orphan escapes.
     let mut init = Init::new()?;
-    let text = match fs::read_to_string(&opts.manifest) {
-        Ok(t) => t,
-        Err(e) => {
-            say(format!(
-                "cannot read {}: {}; give the MPIJob manifest with -f FILE",
-                opts.manifest.display(),
-                io_reason(&e)
-            ));
-            return Ok(BAD_INPUT);
-        }
+    let plan = match load(&opts) {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
     };
-    let job = match mpijob_api::manifest::parse(&text) {
-        Ok(job) => job,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            return Ok(BAD_INPUT);
-        }
-    };
-    let root = nix::unistd::geteuid().is_root();
-    let plan = match Plan::new(&job, opts.workers, root) {
-        Ok(p) => p,
-        Err(line) => {
-            say(line);
-            return Ok(BAD_INPUT);
-        }
-    };
-    if let Err(line) = plan.check_tools() {
-        say(line);
-        return Ok(FAILED);
-    }
     say(format!(
         "running MPIJob {}/{} on this machine with {} worker{}: {} runs from this machine's files; the container image{} is not used",
         plan.namespace,
@@ -114,13 +82,9 @@ pub fn run(opts: Options) -> Result<i32> {
     let mut t = Teardown::new(&plan, opts.keep);
     let code = match local(&mut init, &plan, &opts, &mut t) {
         Ok(code) => code,
-        Err(Stop::Signal(sig)) => {
-            say(format!("received {sig} while setting up: cleaning up"));
-            128 + sig as i32
-        }
-        Err(Stop::Failed(line)) => {
-            say(line);
-            FAILED
+        Err(exit) => {
+            say(&exit.line);
+            exit.code
         }
     };
     let started = Instant::now();
@@ -133,84 +97,82 @@ pub fn run(opts: Options) -> Result<i32> {
     Ok(code)
 }
 
-/// Why the run ended early.
-enum Stop {
-    Signal(Signal),
-    Failed(String),
+/// The manifest, checked as the controller does, and the run's plan; or,
+/// once it has said why, the exit code.
+fn load(opts: &Options) -> Result<Plan, i32> {
+    let text = fs::read_to_string(&opts.manifest).map_err(|e| {
+        say(format!(
+            "cannot read {}: {}; give the MPIJob manifest with -f FILE",
+            opts.manifest.display(),
+            io_reason(&e)
+        ));
+        BAD_INPUT
+    })?;
+    let job = mpijob_api::manifest::parse(&text).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        BAD_INPUT
+    })?;
+    let root = nix::unistd::geteuid().is_root();
+    let plan = Plan::new(&job, opts.workers, root).map_err(|line| {
+        say(line);
+        BAD_INPUT
+    })?;
+    plan.check_tools().map_err(|line| {
+        say(line);
+        FAILED
+    })?;
+    Ok(plan)
 }
 
-/// A terminating signal received since the last look.
-fn stop_signal(init: &mut Init) -> Option<Signal> {
-    init.wait(None, Duration::ZERO)
+/// Ends the set-up when a terminating signal has come since the last look.
+fn check_stop(init: &mut Init) -> Result<(), Exit> {
+    let stop = init
+        .wait(None, Duration::ZERO)
         .signals
         .into_iter()
-        .find(|s| matches!(s, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP))
+        .find(|s| STOP_SIGNALS.contains(s));
+    match stop {
+        Some(sig) => Err(Exit::signal(
+            sig,
+            format!("received {sig} while setting up: cleaning up"),
+        )),
+        None => Ok(()),
+    }
 }
 
-fn failed(what: impl std::fmt::Display) -> Stop {
-    Stop::Failed(what.to_string())
+/// The signals that stop a run; every signal goes on to the launcher.
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+fn failed(what: impl std::fmt::Display) -> Exit {
+    Exit::failed(what.to_string())
 }
 
-/// The hosts' events, from the threads that read the workers' logs.
-enum Event {
-    /// Worker `i`'s sshd accepts connections, since this instant.
-    Ready(usize, Instant),
+/// A worker's sshd accepts connections, since this instant (from the
+/// threads that read the workers' logs).
+struct Ready(usize, Instant);
+
+/// The run's private directory and its parts.
+struct Dirs {
+    dir: PathBuf,
+    /// The job key.
+    ssh: PathBuf,
+    logs: PathBuf,
+    /// The hosts' /etc files and dnsmasq's hosts.
+    etc: PathBuf,
 }
 
-fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Result<i32, Stop> {
-    let setup_started = Instant::now();
-    // 1. The private directory: key, state, logs, DNS files.
-    let dir = &t.dir;
-    make_private_dir(dir).map_err(|e| {
-        failed(format!(
-            "cannot create {}: {}; set TMPDIR to a writable directory",
-            dir.display(),
-            io_reason(&e)
-        ))
-    })?;
-    t.dir_made = true;
-    let ssh = dir.join("ssh");
-    let logs = dir.join("logs");
-    let etc = dir.join("etc");
-    for d in [&ssh, &logs, &etc] {
-        make_private_dir(d).map_err(|e| failed(format!("{}: {e}", d.display())))?;
-    }
-    let key =
-        mpijob_api::sshkey::generate(&format!("mpijob-local:{}/{}", plan.namespace, plan.job));
-    write_mode(
-        &ssh.join("id_ed25519"),
-        key.private_openssh.as_bytes(),
-        0o600,
-    )
-    .map_err(failed)?;
-    write_mode(
-        &ssh.join("id_ed25519.pub"),
-        format!("{}\n", key.public_openssh).as_bytes(),
-        0o644,
-    )
-    .map_err(failed)?;
-    drop(key);
-    for (i, host) in plan.hosts.iter().enumerate() {
-        write_mode(
-            &etc.join(format!("hosts-{i}")),
-            plan.hosts_file(host).as_bytes(),
-            0o644,
-        )
-        .map_err(failed)?;
-    }
-    write_mode(
-        &etc.join("resolv.conf"),
-        plan.resolv_conf().as_bytes(),
-        0o644,
-    )
-    .map_err(failed)?;
-    write_mode(&etc.join("dns-hosts"), plan.dns_hosts().as_bytes(), 0o644).map_err(failed)?;
-    if let Some(sig) = stop_signal(init) {
-        return Err(Stop::Signal(sig));
-    }
-
-    // 2. The network: namespaces, veth pairs and the bridge, as root.
-    if !plan.root {
+fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Result<i32, Exit> {
+    let started = Instant::now();
+    let dirs = make_dirs(plan, t)?;
+    write_files(plan, &dirs)?;
+    check_stop(init)?;
+    if plan.root {
+        make_network(init, plan, t)?;
+        check_stop(init)?;
+        start_dns(plan, &dirs, t)?;
+    } else {
         say(format!(
             "run {}: not root, so {} hosts on loopback addresses {} (port {}), each with its own hostname and /etc/hosts in a user namespace",
             plan.id,
@@ -219,61 +181,216 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
             plan.port
         ));
     }
-    if plan.root {
-        say(format!(
-            "run {}: creating {} hosts: network namespaces {}-*, bridge {}, addresses {}, DNS at {}",
-            plan.id,
-            plan.hosts.len(),
-            plan.netns_prefix(),
-            plan.bridge,
-            plan.address_range(),
-            plan.hosts[plan.dns_index()].addr
-        ));
-        let links = plan.links();
-        // Recorded first, so that the teardown removes whatever was made.
-        t.netns = links.iter().map(|l| l.netns.clone()).collect();
-        t.bridge = Some(plan.bridge.clone());
-        net::ip_batch(None, &net::outside_commands(&plan.bridge, true, &links)).map_err(failed)?;
-        let inside: Vec<_> = links
-            .iter()
-            .map(|l| {
-                let l = l.clone();
-                std::thread::spawn(move || net::ip_batch(Some(&l.netns), &net::inside_commands(&l)))
-            })
-            .collect();
-        for h in inside {
-            h.join()
-                .unwrap_or_else(|_| Err("ip failed".into()))
-                .map_err(failed)?;
-        }
-        t.netns_ids = t
-            .netns
-            .iter()
-            .filter_map(|n| net::netns_identity(n))
-            .collect();
-        if let Some(sig) = stop_signal(init) {
-            return Err(Stop::Signal(sig));
-        }
-        // 3. DNS.
-        let dns = &plan.hosts[plan.dns_index()];
-        let mut cmd = init::child_command(DNSMASQ);
-        cmd.args(plan.dnsmasq_args(&etc.join("dns-hosts")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file(&logs, &dns.hostname).map_err(failed)?);
-        host_enter(plan, dns, None).map_err(failed)?.apply(&mut cmd);
-        let child = cmd
-            .spawn()
-            .map_err(|e| failed(format!("cannot start {DNSMASQ}: {}", io_reason(&e))))?;
-        t.children.push((child.id() as i32, dns.hostname.clone()));
-        t.dns = Some(child.id() as i32);
-    }
-
-    // 4. The workers.
     let agent =
         std::env::current_exe().map_err(|e| failed(format!("cannot find this program: {e}")))?;
+    let workers = start_workers(plan, &dirs, &agent, t)?;
+    // The launcher starts at once: its own wait for DNS and the ssh banners
+    // is the one the cluster runs.
+    if let Some(dns) = t.dns {
+        wait_for_dns(init, &dirs, dns, t)?;
+    }
+    check_stop(init)?;
+    let launcher = start_launcher(plan, &dirs, &agent, opts, t)?;
+    let mut job = Job {
+        plan,
+        logs: &dirs.logs,
+        started,
+        workers,
+        up: 0,
+        dead: Vec::new(),
+    };
+    let policy = Policy {
+        stop_signals: STOP_SIGNALS.to_vec(),
+        // The launcher keeps its own grace period for mpirun.
+        grace: None,
+        after_stop: AfterStop::Everything,
+    };
+    let child = supervise::Child {
+        pid: launcher,
+        group: false,
+    };
+    let ended = supervise::supervise(init, child, policy, &mut job);
+    t.forget(launcher.as_raw());
+    for pid in &job.dead {
+        t.forget(*pid);
+    }
+    let summary = fs::read_to_string(dirs.dir.join("termination-log")).unwrap_or_default();
+    report(
+        plan,
+        &ended,
+        summary.trim().trim_start_matches("launcher: "),
+        started,
+    )
+}
+
+/// The private directory: key, state, logs, DNS files.
+fn make_dirs(plan: &Plan, t: &mut Teardown) -> Result<Dirs, Exit> {
+    let dir = plan.dir.clone();
+    files::create_private_dir(&dir).map_err(|e| {
+        failed(format!(
+            "cannot create {}: {}; set TMPDIR to a writable directory",
+            dir.display(),
+            io_reason(&e)
+        ))
+    })?;
+    t.dir_made = true;
+    let dirs = Dirs {
+        ssh: dir.join("ssh"),
+        logs: dir.join("logs"),
+        etc: dir.join("etc"),
+        dir,
+    };
+    for d in [&dirs.ssh, &dirs.logs, &dirs.etc] {
+        files::create_private_dir(d).map_err(|e| failed(format!("{}: {e}", d.display())))?;
+    }
+    Ok(dirs)
+}
+
+/// A throwaway job key, and every host's /etc files.
+fn write_files(plan: &Plan, dirs: &Dirs) -> Result<(), Exit> {
+    let write = |path: PathBuf, contents: &[u8], mode: u32| {
+        files::write_new(&path, contents, mode).map_err(|e| {
+            failed(format!(
+                "cannot write {}: {}",
+                path.display(),
+                io_reason(&e)
+            ))
+        })
+    };
+    let key =
+        mpijob_api::sshkey::generate(&format!("mpijob-local:{}/{}", plan.namespace, plan.job));
+    write(
+        dirs.ssh.join("id_ed25519"),
+        key.private_openssh.as_bytes(),
+        0o600,
+    )?;
+    let public = format!("{}\n", key.public_openssh);
+    write(dirs.ssh.join("id_ed25519.pub"), public.as_bytes(), 0o644)?;
+    drop(key);
+    for (i, host) in plan.hosts.iter().enumerate() {
+        let hosts = plan.hosts_file(host);
+        write(dirs.etc.join(format!("hosts-{i}")), hosts.as_bytes(), 0o644)?;
+    }
+    let resolv = plan.resolv_conf();
+    write(dirs.etc.join("resolv.conf"), resolv.as_bytes(), 0o644)?;
+    write(
+        dirs.etc.join("dns-hosts"),
+        plan.dns_hosts().as_bytes(),
+        0o644,
+    )
+}
+
+/// As root: namespaces, veth pairs and the bridge.
+fn make_network(init: &mut Init, plan: &Plan, t: &mut Teardown) -> Result<(), Exit> {
+    say(format!(
+        "run {}: creating {} hosts: network namespaces {}-*, bridge {}, addresses {}, DNS at {}",
+        plan.id,
+        plan.hosts.len(),
+        plan.netns_prefix(),
+        plan.bridge,
+        plan.address_range(),
+        plan.hosts[plan.dns_index()].addr
+    ));
+    let links = plan.links();
+    // Recorded first, so that the teardown removes whatever was made.
+    t.netns = links.iter().map(|l| l.netns.clone()).collect();
+    t.bridge = Some(plan.bridge.clone());
+    let outside = net::outside_commands(&plan.bridge, true, &links);
+    ip_batch(init, None, &outside).map_err(failed)?;
+    // Every namespace's own commands at once; then wait for them all.
+    let inside: Vec<_> = links
+        .iter()
+        .map(|l| (l, net::ip_start(Some(&l.netns), &net::inside_commands(l))))
+        .collect();
+    let mut first_error = None;
+    for (link, started) in inside {
+        let done = started.and_then(|child| ip_wait(init, Some(&link.netns), child));
+        if let Err(e) = done {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(failed(e));
+    }
+    t.netns_ids = t
+        .netns
+        .iter()
+        .filter_map(|n| net::netns_identity(n))
+        .collect();
+    Ok(())
+}
+
+/// `ip -batch`, waited for by the one reaper.
+fn ip_batch(init: &mut Init, netns: Option<&str>, commands: &str) -> Result<(), String> {
+    let child = net::ip_start(netns, commands)?;
+    ip_wait(init, netns, child)
+}
+
+fn ip_wait(init: &mut Init, netns: Option<&str>, child: Child) -> Result<(), String> {
+    let out = init
+        .output(child)
+        .map_err(|e| format!("{}: {e}", net::IP))?;
+    net::ip_verdict(netns, out.success(), &out.stderr)
+}
+
+/// As root: dnsmasq, in a namespace of its own.
+fn start_dns(plan: &Plan, dirs: &Dirs, t: &mut Teardown) -> Result<(), Exit> {
+    let dns = &plan.hosts[plan.dns_index()];
+    let mut cmd = init::child_command(DNSMASQ);
+    cmd.args(plan.dnsmasq_args(&dirs.etc.join("dns-hosts")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(&dirs.logs, &dns.hostname).map_err(failed)?);
+    host_enter(plan, dns, None).map_err(failed)?.apply(&mut cmd);
+    let child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("cannot start {DNSMASQ}: {}", io_reason(&e))))?;
+    t.children.push((child.id() as i32, dns.hostname.clone()));
+    t.dns = Some(child.id() as i32);
+    Ok(())
+}
+
+/// dnsmasq writes its pid file once it listens. A query sent before that
+/// would cost the launcher's resolver a whole timeout (1 s).
+fn wait_for_dns(init: &mut Init, dirs: &Dirs, pid: i32, t: &mut Teardown) -> Result<(), Exit> {
+    let pid_file = dirs.dir.join("dnsmasq.pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n')) {
+        if let Some(status) = init.try_wait(Pid::from_raw(pid)) {
+            t.forget(pid);
+            let log = fs::read_to_string(dirs.logs.join("mpijob-dns.log")).unwrap_or_default();
+            return Err(failed(format!(
+                "dnsmasq exited ({}): {}",
+                describe(status),
+                log.trim().replace('\n', "; ")
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(failed("dnsmasq did not start within 5s"));
+        }
+        check_stop(init)?;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// The running worker agents.
+struct Workers {
+    /// Pid and host name.
+    agents: Vec<(i32, String)>,
+    /// Word of each one's sshd being ready.
+    ready: mpsc::Receiver<Ready>,
+}
+
+/// A worker agent in each worker host.
+fn start_workers(
+    plan: &Plan,
+    dirs: &Dirs,
+    agent: &Path,
+    t: &mut Teardown,
+) -> Result<Workers, Exit> {
     let (tx, rx) = mpsc::channel();
-    let mut workers: Vec<i32> = Vec::new();
+    let mut workers = Vec::new();
     for (w, host) in plan
         .hosts
         .iter()
@@ -281,10 +398,10 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
         .filter(|(_, h)| h.worker.is_some())
     {
         let i = host.worker.unwrap();
-        let state = dir.join(&host.hostname);
-        let finish = dir.join(format!("{}.finished", host.hostname));
-        let mut cmd = init::child_command(&agent);
-        cmd.args(plan.worker_args(host, &ssh, &state, &finish).to_argv())
+        let state = dirs.dir.join(&host.hostname);
+        let finish = dirs.dir.join(format!("{}.finished", host.hostname));
+        let mut cmd = init::child_command(agent);
+        cmd.args(plan.worker_args(host, &dirs.ssh, &state, &finish).to_argv())
             .env_remove(contract::env::PEERS)
             .env_remove(contract::env::LOG_FORMAT)
             .stdin(Stdio::null())
@@ -293,7 +410,7 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
             // Its own process group: a terminal's Ctrl-C reaches this
             // process, which stops the job in order.
             .process_group(0);
-        host_enter(plan, host, Some(&etc.join(format!("hosts-{w}"))))
+        host_enter(plan, host, Some(&dirs.etc.join(format!("hosts-{w}"))))
             .map_err(failed)?
             .apply(&mut cmd);
         let mut child: Child = cmd.spawn().map_err(|e| {
@@ -305,178 +422,169 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
         })?;
         let pid = child.id() as i32;
         t.children.push((pid, host.hostname.clone()));
-        workers.push(pid);
-        let log = log_file(&logs, &host.hostname).map_err(failed)?;
+        workers.push((pid, host.hostname.clone()));
+        let log = log_file(&dirs.logs, &host.hostname).map_err(failed)?;
         let stderr = child.stderr.take().expect("piped");
         let tx = tx.clone();
         std::thread::spawn(move || follow(stderr, log, i as usize, tx));
     }
-    drop(tx);
+    Ok(Workers {
+        agents: workers,
+        ready: rx,
+    })
+}
 
-    // 5. The launcher, at once: its own wait for DNS and the ssh banners is
-    // the one the cluster runs.
+/// The launcher agent in its host, with the controller's arguments.
+fn start_launcher(
+    plan: &Plan,
+    dirs: &Dirs,
+    agent: &Path,
+    opts: &Options,
+    t: &mut Teardown,
+) -> Result<Pid, Exit> {
     let launcher_host = &plan.hosts[plan.launcher_index()];
-    let termination_log = dir.join("termination-log");
-    let mut cmd = init::child_command(&agent);
+    let termination_log = dirs.dir.join("termination-log");
+    let state = dirs.dir.join("launcher");
+    let mut cmd = init::child_command(agent);
     cmd.args(
-        plan.launcher_args(&ssh, &dir.join("launcher"), &termination_log, opts.timeout)
+        plan.launcher_args(&dirs.ssh, &state, &termination_log, opts.timeout)
             .to_argv(),
     )
     .env_remove(contract::env::LOG_FORMAT)
     .env_remove(contract::env::HOSTS)
     .stdin(Stdio::null())
     .process_group(0);
-    if let Some(pid) = t.dns {
-        // dnsmasq writes its pid file once it listens. A query sent before
-        // that would cost the resolver a whole timeout (1 s).
-        let pid_file = dir.join("dnsmasq.pid");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n')) {
-            if let Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) =
-                waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
-            {
-                t.forget(pid);
-                let log = fs::read_to_string(logs.join("mpijob-dns.log")).unwrap_or_default();
-                return Err(failed(format!(
-                    "dnsmasq exited ({}): {}",
-                    describe(status),
-                    log.trim().replace('\n', "; ")
-                )));
-            }
-            if Instant::now() >= deadline {
-                return Err(failed("dnsmasq did not start within 5s"));
-            }
-            if let Some(sig) = stop_signal(init) {
-                return Err(Stop::Signal(sig));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    let launcher_hosts = etc.join(format!("hosts-{}", plan.launcher_index()));
+    let launcher_hosts = dirs.etc.join(format!("hosts-{}", plan.launcher_index()));
     host_enter(plan, launcher_host, Some(&launcher_hosts))
         .map_err(failed)?
         .apply(&mut cmd);
-    if let Some(sig) = stop_signal(init) {
-        return Err(Stop::Signal(sig));
-    }
     let launcher = cmd
         .spawn()
         .map_err(|e| failed(format!("cannot start the launcher agent: {e}")))?;
     let launcher = Pid::from_raw(launcher.id() as i32);
     t.children
         .push((launcher.as_raw(), launcher_host.hostname.clone()));
+    Ok(launcher)
+}
 
-    // 6. Stay in front until the launcher exits.
-    let mut up = 0;
-    let mut stop: Option<Signal> = None;
-    let mut worker_failed: Option<String> = None;
-    loop {
-        let events = init.wait(None, Duration::from_millis(50));
-        for sig in events.signals {
-            if matches!(sig, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP) {
-                if stop.is_none() {
-                    say(format!("received {sig}: stopping the job"));
-                }
-                stop.get_or_insert(sig);
+/// One line on how the job went; the exit code is the launcher's.
+fn report(plan: &Plan, ended: &Ended, summary: &str, started: Instant) -> Result<i32, Exit> {
+    if let Some(Ending::Failed { why, .. }) = &ended.ending {
+        return Err(failed(format!("job {} failed: {why}", plan.job)));
+    }
+    let code = ended.code;
+    match (code, ended.stop) {
+        (0, _) => say(format!(
+            "job {} succeeded in {:.1?}",
+            plan.job,
+            started.elapsed()
+        )),
+        (_, Some(sig)) => say(format!(
+            "job {} stopped by {sig}; exit code {code}",
+            plan.job
+        )),
+        _ => say(format!(
+            "job {} failed with exit code {code}: `{}` ({})",
+            plan.job,
+            plan.cmd.join(" "),
+            if summary.is_empty() {
+                "the launcher left no summary"
+            } else {
+                summary
             }
-            let _ = kill(launcher, sig);
+        )),
+    }
+    Ok(code)
+}
+
+/// Local mode's senses while the launcher runs: the workers coming up, and
+/// a worker agent that dies before the job ends.
+struct Job<'a> {
+    plan: &'a Plan,
+    logs: &'a Path,
+    started: Instant,
+    workers: Workers,
+    /// How many workers are up.
+    up: u32,
+    /// Workers reaped already.
+    dead: Vec<i32>,
+}
+
+impl Job<'_> {
+    fn came_up(&mut self, i: usize, at: Instant) {
+        self.up += 1;
+        let (plan, up) = (self.plan, self.up);
+        let host = plan.worker(i);
+        say(format!(
+            "{} is up ({}, sshd on port {}) [{up}/{}, {:.0?}]",
+            host.hostname,
+            host.addr,
+            plan.port,
+            plan.workers,
+            at - self.started
+        ));
+        if up == plan.workers {
+            tracing::debug!(
+                "timing: set-up {} us for {} workers",
+                (at - self.started).as_micros(),
+                plan.workers
+            );
         }
-        while let Ok(Event::Ready(i, at)) = rx.try_recv() {
-            up += 1;
-            let host = plan.worker(i);
-            say(format!(
-                "{} is up ({}, sshd on port {}) [{up}/{}, {:.0?}]",
-                host.hostname,
-                host.addr,
-                plan.port,
-                plan.workers,
-                at - setup_started
-            ));
-            if up == plan.workers {
-                tracing::debug!(
-                    "timing: set-up {} us for {} workers",
-                    (at - setup_started).as_micros(),
-                    plan.workers
-                );
-            }
-        }
-        let mut launcher_status = None;
-        for (pid, status) in reap_all() {
-            if pid == launcher {
-                launcher_status = Some(status);
-            } else if workers.contains(&pid.as_raw()) && worker_failed.is_none() {
-                let name = t.name_of(pid.as_raw());
-                let log = logs.join(format!("{name}.log"));
-                let tail = fs::read_to_string(&log)
-                    .ok()
-                    .and_then(|s| {
-                        s.lines()
-                            .rev()
-                            .find(|l| !l.trim().is_empty())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default();
-                let line = format!(
-                    "the worker agent of {name} exited ({}) before the job ended: {tail}",
-                    describe(status)
-                );
-                say(&line);
-                worker_failed = Some(line);
-                let _ = kill(launcher, Signal::SIGTERM);
-            }
-        }
-        if let Some(status) = launcher_status {
-            t.forget(launcher.as_raw());
-            let code = match status {
-                WaitStatus::Exited(_, c) => c,
-                WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-                _ => FAILED,
-            };
-            let summary = fs::read_to_string(&termination_log).unwrap_or_default();
-            let summary = summary.trim().trim_start_matches("launcher: ");
-            if let Some(line) = worker_failed {
-                return Err(Stop::Failed(format!("job {} failed: {line}", plan.job)));
-            }
-            match (code, stop) {
-                (0, _) => say(format!(
-                    "job {} succeeded in {:.1?}",
-                    plan.job,
-                    setup_started.elapsed()
-                )),
-                (_, Some(sig)) => say(format!(
-                    "job {} stopped by {sig}; exit code {code}",
-                    plan.job
-                )),
-                _ => say(format!(
-                    "job {} failed with exit code {code}: `{}` ({})",
-                    plan.job,
-                    plan.cmd.join(" "),
-                    if summary.is_empty() {
-                        "the launcher left no summary"
-                    } else {
-                        summary
-                    }
-                )),
-            }
-            return Ok(code);
-        }
+    }
+
+    /// The line for worker agent `name` that exited, with its log's last
+    /// line.
+    fn died(&self, name: &str, status: WaitStatus) -> String {
+        let log = self.logs.join(format!("{name}.log"));
+        let tail = fs::read_to_string(&log)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        format!(
+            "the worker agent of {name} exited ({}) before the job ended: {tail}",
+            describe(status)
+        )
     }
 }
 
-/// Every child that has exited, reaped (this process's one `waitpid` loop
-/// while the job runs).
-fn reap_all() -> Vec<(Pid, WaitStatus)> {
-    let mut out = Vec::new();
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return out,
-            Ok(status) => {
-                if let Some(pid) = status.pid() {
-                    out.push((pid, status));
-                }
+impl Watcher for Job<'_> {
+    fn patience(&self, _: &Supervisor) -> Duration {
+        Duration::from_millis(50)
+    }
+
+    fn look(&mut self, look: Look<'_>) -> Vec<Event> {
+        while let Ok(Ready(i, at)) = self.workers.ready.try_recv() {
+            self.came_up(i, at);
+        }
+        let mut events = Vec::new();
+        for &(pid, status) in look.reaped {
+            let Some((_, name)) = self.workers.agents.iter().find(|(p, _)| *p == pid.as_raw())
+            else {
+                continue;
+            };
+            self.dead.push(pid.as_raw());
+            // The first death stops the job; once it is stopping, a death
+            // changes nothing.
+            if events.is_empty() && !look.state.stopping() {
+                let line = self.died(name, status);
+                say(&line);
+                events.push(Event::Failed {
+                    code: FAILED,
+                    why: line,
+                });
             }
-            Err(Errno::EINTR) => {}
-            Err(_) => return out,
+        }
+        events
+    }
+
+    fn tell(&mut self, action: &Action) {
+        if let Action::Stopping(sig) = action {
+            say(format!("received {sig}: stopping the job"));
         }
     }
 }
@@ -515,14 +623,14 @@ fn host_enter(plan: &Plan, host: &plan::Host, hosts_file: Option<&Path>) -> Resu
 }
 
 /// Copy a worker agent's log to its file, and say when sshd is ready.
-fn follow(stderr: impl std::io::Read, mut log: fs::File, i: usize, tx: mpsc::Sender<Event>) {
+fn follow(stderr: impl std::io::Read, mut log: fs::File, i: usize, tx: mpsc::Sender<Ready>) {
     let mut ready = false;
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         let _ = writeln!(log, "{line}");
         if !ready && line.contains("ready: sshd accepts connections") {
             ready = true;
-            let _ = tx.send(Event::Ready(i, Instant::now()));
+            let _ = tx.send(Ready(i, Instant::now()));
         }
     }
 }
@@ -534,24 +642,6 @@ fn log_file(logs: &Path, name: &str) -> Result<fs::File, String> {
         .mode(0o600)
         .open(logs.join(format!("{name}.log")))
         .map_err(|e| format!("cannot write {}/{name}.log: {e}", logs.display()))
-}
-
-fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-}
-
-fn write_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)?;
-        f.write_all(contents)?;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-    };
-    write().map_err(|e| format!("cannot write {}: {}", path.display(), io_reason(&e)))
 }
 
 /// Everything a run made, removed on every path unless `--keep`.
@@ -582,14 +672,6 @@ impl Teardown {
         }
     }
 
-    fn name_of(&self, pid: i32) -> String {
-        self.children
-            .iter()
-            .find(|(p, _)| *p == pid)
-            .map(|(_, n)| n.clone())
-            .unwrap_or_else(|| pid.to_string())
-    }
-
     fn forget(&mut self, pid: i32) {
         self.children.retain(|(p, _)| *p != pid);
     }
@@ -597,12 +679,21 @@ impl Teardown {
     /// Stop every process (SIGTERM, then SIGKILL after a second), remove
     /// the namespaces and the bridge, then the directory.
     fn run(&mut self, init: &mut Init) {
+        self.stop_processes(init);
+        if self.keep {
+            self.say_kept();
+        } else {
+            self.remove(init);
+        }
+    }
+
+    fn stop_processes(&mut self, init: &mut Init) {
         for (pid, _) in &self.children {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while !self.children.is_empty() && Instant::now() < deadline {
-            for (pid, _) in reap_all() {
+            for (pid, _) in init.reap() {
                 self.forget(pid.as_raw());
             }
             if self.children.is_empty() {
@@ -613,36 +704,34 @@ impl Teardown {
         // Whatever is left in the namespaces (ranks, sessions), and every
         // child or adopted orphan of this process.
         net::kill_all_in(&self.netns_ids, Duration::from_secs(2), || {
-            let _ = reap_all();
+            let _ = init.reap();
         });
         init.stop_remaining(Duration::from_millis(500));
-        let mut kept = Vec::new();
-        if self.keep {
-            if !self.netns.is_empty() {
-                kept.push(format!(
-                    "network namespaces {} and bridge {} (remove: {})",
-                    self.netns.join(" "),
-                    self.bridge.as_deref().unwrap_or("-"),
-                    self.remove_command()
-                ));
-            }
-            if self.dir_made {
-                kept.push(format!(
-                    "{} (key, logs, hostfile; remove: rm -rf {})",
-                    self.dir.display(),
-                    self.dir.display()
-                ));
-            }
-            for k in kept {
-                say(format!("--keep: kept {k}"));
-            }
-            return;
+    }
+
+    /// With `--keep`: what stays, and how to remove it.
+    fn say_kept(&self) {
+        if !self.netns.is_empty() {
+            say(format!(
+                "--keep: kept network namespaces {} and bridge {} (remove: {})",
+                self.netns.join(" "),
+                self.bridge.as_deref().unwrap_or("-"),
+                self.remove_command()
+            ));
         }
+        if self.dir_made {
+            say(format!(
+                "--keep: kept {} (key, logs, hostfile; remove: rm -rf {})",
+                self.dir.display(),
+                self.dir.display()
+            ));
+        }
+    }
+
+    fn remove(&self, init: &mut Init) {
         if !self.netns.is_empty() || self.bridge.is_some() {
-            if let Err(e) = net::ip_batch(
-                None,
-                &net::delete_commands(self.bridge.as_deref(), &self.netns),
-            ) {
+            let commands = net::delete_commands(self.bridge.as_deref(), &self.netns);
+            if let Err(e) = ip_batch(init, None, &commands) {
                 // Namespaces or a bridge that never got made fail here too;
                 // say so only for what is really left.
                 let left: Vec<&String> = self
@@ -673,9 +762,4 @@ impl Teardown {
         }
         s.join("; ")
     }
-}
-
-/// The address after `base` by `n`.
-pub fn offset(base: Ipv4Addr, n: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(base) + n)
 }

@@ -10,7 +10,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// iproute2's `ip`.
@@ -67,10 +67,11 @@ pub fn delete_commands(bridge: Option<&str>, netns: &[String]) -> String {
     s
 }
 
-/// Run `ip [-n netns] -force -batch -` on `commands`; the error is the
-/// command and what `ip` said. `-force` goes on after a failed line, so
-/// that a clean-up deletes whatever is left.
-pub fn ip_batch(netns: Option<&str>, commands: &str) -> Result<(), String> {
+/// Start `ip [-n netns] -force -batch -` on `commands`, which go to its
+/// stdin, closed again here. `-force` goes on after a failed line, so that
+/// a clean-up deletes whatever is left. Whoever owns the process's waits
+/// waits for it, then takes [`ip_verdict`].
+pub fn ip_start(netns: Option<&str>, commands: &str) -> Result<Child, String> {
     let mut cmd = Command::new(IP);
     if let Some(ns) = netns {
         cmd.args(["-n", ns]);
@@ -85,16 +86,18 @@ pub fn ip_batch(netns: Option<&str>, commands: &str) -> Result<(), String> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(commands.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| format!("{IP}: {e}"))?;
-    if out.status.success() {
+    Ok(child)
+}
+
+/// How an [`ip_start`] went: the error is the command and what `ip` said.
+pub fn ip_verdict(netns: Option<&str>, success: bool, stderr: &[u8]) -> Result<(), String> {
+    if success {
         Ok(())
     } else {
         Err(format!(
             "ip{} -batch failed: {}",
             netns.map(|n| format!(" -n {n}")).unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .replace('\n', "; ")
+            String::from_utf8_lossy(stderr).trim().replace('\n', "; ")
         ))
     }
 }

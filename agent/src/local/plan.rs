@@ -11,8 +11,9 @@ use std::time::Duration;
 use mpijob_api::{contract, MPIJob};
 
 use super::net::{Link, IP};
-use super::{offset, DNSMASQ};
 
+/// dnsmasq, from Debian's dnsmasq-base.
+pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 /// As root: the hosts' network, on a bridge of their own.
 pub const NET_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 pub const NET_PREFIX: u8 = 15;
@@ -425,6 +426,11 @@ impl Plan {
             ..contract::WorkerArgs::default()
         }
     }
+}
+
+/// The address after `base` by `n`.
+fn offset(base: Ipv4Addr, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(base) + n)
 }
 
 #[cfg(test)]

@@ -23,6 +23,14 @@ pub mod net;
 
 pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 pub use net::IP;
+
+/// `ip -batch`, waited for by std: the tests have no reaper of their own.
+pub fn ip_batch(netns: Option<&str>, commands: &str) -> Result<(), String> {
+    let out = net::ip_start(netns, commands)?
+        .wait_with_output()
+        .map_err(|e| format!("{IP}: {e}"))?;
+    net::ip_verdict(netns, out.status.success(), &out.stderr)
+}
 /// The cluster domain the test DNS serves; the hosts' resolv.conf search
 /// it, like a pod's.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -112,7 +120,7 @@ impl Net {
             hostsdir,
             next: 10,
         };
-        net::ip_batch(None, &net::outside_commands(&net.bridge, true, &[])).unwrap();
+        ip_batch(None, &net::outside_commands(&net.bridge, true, &[])).unwrap();
         let dns = net.make_host("mpijob-dns", 1);
         let mut cmd = net.command(&dns, DNSMASQ);
         cmd.args([
@@ -176,8 +184,8 @@ impl Net {
         // Record it first, so that Drop removes it whatever fails next.
         self.hosts.push(host.clone());
         let outside = net::outside_commands(&self.bridge, false, std::slice::from_ref(&link));
-        net::ip_batch(None, &outside).unwrap();
-        net::ip_batch(Some(&host.netns), &net::inside_commands(&link)).unwrap();
+        ip_batch(None, &outside).unwrap();
+        ip_batch(Some(&host.netns), &net::inside_commands(&link)).unwrap();
         let n = &host.netns;
         // `ip netns exec` bind-mounts these over /etc.
         let etc = PathBuf::from("/etc/netns").join(n);
@@ -257,7 +265,7 @@ impl Net {
             let _ = d.wait();
         }
         let names: Vec<String> = self.hosts.iter().map(|h| h.netns.clone()).collect();
-        let _ = net::ip_batch(None, &net::delete_commands(Some(&self.bridge), &names));
+        let _ = ip_batch(None, &net::delete_commands(Some(&self.bridge), &names));
         for host in &self.hosts {
             let _ = fs::remove_dir_all(PathBuf::from("/etc/netns").join(&host.netns));
         }

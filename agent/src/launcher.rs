@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use mpijob_api::{contract, duration, validate};
+use mpijob_api::{contract, validate};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
@@ -476,14 +476,7 @@ impl Watcher for Mpirun {
     }
 
     fn tell(&mut self, action: &Action) {
-        match action {
-            Action::Forward(sig) => info!("received {sig}: passing it to mpirun"),
-            Action::Kill { grace } => warn!(
-                "mpirun still runs {} after the signal: sending SIGKILL",
-                duration::format(*grace)
-            ),
-            _ => {}
-        }
+        supervise::tell_common("mpirun", action);
     }
 }
 

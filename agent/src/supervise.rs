@@ -307,6 +307,19 @@ pub trait Watcher {
     fn tell(&mut self, action: &Action);
 }
 
+/// What every role says as the supervisor passes a signal on to `child`
+/// (a program's name) or kills it.
+pub fn tell_common(child: &str, action: &Action) {
+    match action {
+        Action::Forward(sig) => tracing::info!("received {sig}: passing it to {child}"),
+        Action::Kill { grace } => tracing::warn!(
+            "{child} still runs {} after the signal: sending SIGKILL",
+            mpijob_api::duration::format(*grace)
+        ),
+        _ => {}
+    }
+}
+
 /// Supervise `child` until it ends; the loop owns every `waitpid` meanwhile.
 pub fn supervise(
     init: &mut Init,

@@ -13,7 +13,6 @@ use std::process::{ChildStderr, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use mpijob_api::duration;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::WaitStatus;
@@ -383,20 +382,13 @@ impl Watcher for Sshd<'_> {
     }
 
     fn tell(&mut self, action: &Action) {
-        match action {
-            Action::Forward(sig) => info!("received {sig}: passing it to sshd"),
-            Action::Kill { grace } => warn!(
-                "sshd still runs {} after the signal: sending SIGKILL",
-                duration::format(*grace)
-            ),
-            Action::Ready => {
-                let on = self
-                    .opts
-                    .listen
-                    .map_or_else(|| "all addresses".to_string(), |a| a.to_string());
-                info!(port = self.opts.port, listen = %on, "ready: sshd accepts connections");
-            }
-            Action::Stopping(_) | Action::Terminate | Action::Exit(_) => {}
+        supervise::tell_common("sshd", action);
+        if let Action::Ready = action {
+            let on = self
+                .opts
+                .listen
+                .map_or_else(|| "all addresses".to_string(), |a| a.to_string());
+            info!(port = self.opts.port, listen = %on, "ready: sshd accepts connections");
         }
     }
 }

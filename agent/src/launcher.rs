@@ -34,27 +34,9 @@ use crate::mpirun::{self, Failure, Implementation};
 use crate::supervise::{self, Action, AfterStop, Event, Look, Policy, Supervisor, Watcher};
 use crate::user::{self, User};
 
-/// The launcher's settings, from flags or environment (see main.rs).
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub hosts: Vec<String>,
-    pub job: Option<String>,
-    pub namespace: Option<String>,
-    pub workers: Option<u32>,
-    pub slots: u32,
-    pub port: u16,
-    pub ssh_dir: PathBuf,
-    pub state_dir: Option<PathBuf>,
-    pub mpi_home: Option<PathBuf>,
-    pub implementation: Option<Implementation>,
-    /// `KEY=VALUE`, as given.
-    pub mca: Vec<String>,
-    pub extra_args: Vec<String>,
-    pub timeout: Duration,
-    pub grace_period: Duration,
-    pub termination_log: PathBuf,
-    pub cmd: Vec<String>,
-}
+/// The launcher's settings: the pod contract's arguments, from flags or
+/// environment (see cli.rs). `mca` holds `KEY=VALUE` entries as given.
+pub type Options = mpijob_api::contract::LauncherArgs;
 
 /// The checked settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +231,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         implementation,
         hostfile: &paths.hostfile,
         mca: &checked.mca,
-        extra_args: &opts.extra_args,
+        extra_args: &opts.extra_mpi_args,
         cmd: &opts.cmd,
         root: me.is_root(),
         ssh_config: &paths.ssh_config,
@@ -268,7 +250,7 @@ fn choose_mpi(
     let path = std::env::var("PATH").ok();
     let mpirun_path =
         find_mpirun(opts.mpi_home.as_deref(), path.as_deref()).map_err(Exit::bad_input)?;
-    let implementation = match opts.implementation {
+    let implementation = match opts.mpi_implementation {
         Some(i) => i,
         None => detect(init, &mpirun_path).map_err(Exit::bad_input)?,
     };
@@ -581,9 +563,9 @@ mod tests {
             ssh_dir: "/root/.ssh".into(),
             state_dir: None,
             mpi_home: None,
-            implementation: None,
+            mpi_implementation: None,
             mca: Vec::new(),
-            extra_args: Vec::new(),
+            extra_mpi_args: Vec::new(),
             timeout: Duration::from_secs(60),
             grace_period: Duration::from_secs(10),
             termination_log: contract::TERMINATION_LOG.into(),

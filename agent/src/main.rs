@@ -31,8 +31,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     log::init(cli.log_format);
     let result = match cli.command {
-        Role::Worker(a) => worker::run(worker_options(a.into())),
-        Role::Launcher(a) => launcher::run(launcher_options(a.into())),
+        Role::Worker(a) => worker::run(a.into()),
+        Role::Launcher(a) => launcher::run(a.into()),
         Role::Local(a) => local::run(local::Options {
             manifest: a.file,
             workers: a.workers,
@@ -59,43 +59,5 @@ fn main() -> ExitCode {
             log::termination_message(&line);
             ExitCode::from(1)
         }
-    }
-}
-
-/// The worker's options: the contract's arguments with the agent's own
-/// defaults filled in.
-fn worker_options(a: contract::WorkerArgs) -> worker::Options {
-    worker::Options {
-        ssh_dir: a.ssh_dir,
-        sshd_path: a.sshd_path,
-        port: a.port,
-        listen: a.listen,
-        state_dir: a.state_dir,
-        peers: a.peers,
-        grace_period: a.grace_period,
-        finish_file: a.finish_file,
-        sshd_options: a.sshd_options,
-        oom_watch: a.oom_watch,
-    }
-}
-
-fn launcher_options(a: contract::LauncherArgs) -> launcher::Options {
-    launcher::Options {
-        hosts: a.hosts,
-        job: a.job,
-        namespace: a.namespace,
-        workers: a.workers,
-        slots: a.slots,
-        port: a.port,
-        ssh_dir: a.ssh_dir,
-        state_dir: a.state_dir,
-        mpi_home: a.mpi_home,
-        implementation: a.mpi_implementation,
-        mca: a.mca,
-        extra_args: a.extra_mpi_args,
-        timeout: a.timeout,
-        grace_period: a.grace_period,
-        termination_log: a.termination_log,
-        cmd: a.cmd,
     }
 }

@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -32,22 +31,9 @@ use crate::supervise::{
 };
 use crate::user::{self, User};
 
-/// The worker's settings, from flags or environment (see main.rs).
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub ssh_dir: PathBuf,
-    pub sshd_path: PathBuf,
-    pub port: u16,
-    pub listen: Option<IpAddr>,
-    pub state_dir: Option<PathBuf>,
-    pub peers: Vec<String>,
-    pub grace_period: Duration,
-    pub finish_file: PathBuf,
-    pub sshd_options: Vec<String>,
-    /// Stop with exit code 137 when the OOM killer kills a process in the
-    /// agent's memory cgroup.
-    pub oom_watch: bool,
-}
+/// The worker's settings: the pod contract's arguments, from flags or
+/// environment (see cli.rs).
+pub type Options = mpijob_api::contract::WorkerArgs;
 
 /// 128 + SIGKILL: what Kubernetes shows for an OOM-killed container.
 const OOM_EXIT: i32 = 137;

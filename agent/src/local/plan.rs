@@ -51,7 +51,8 @@ pub struct Plan {
     /// The MPI container's image, only to say that it is not used.
     pub image: Option<String>,
     pub mpi_home: Option<String>,
-    pub mca: Vec<(String, String)>,
+    /// `KEY=VALUE`, as the launcher takes them.
+    pub mca: Vec<String>,
     pub extra_args: Vec<String>,
     pub sshd_path: PathBuf,
     pub port: u16,
@@ -196,11 +197,7 @@ impl Plan {
             cmd: spec.worker.cmd.clone(),
             image,
             mpi_home: spec.mpi_home.clone(),
-            mca: spec
-                .mca
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            mca: contract::LauncherArgs::mca_entries(&spec.mca),
             extra_args: spec.worker.extra_mpi_args.clone(),
             sshd_path,
             port,
@@ -392,11 +389,7 @@ impl Plan {
             timeout,
             grace_period: LAUNCHER_GRACE_PERIOD,
             mpi_home: self.mpi_home.as_ref().map(PathBuf::from),
-            mca: self
-                .mca
-                .iter()
-                .map(|(k, v)| contract::LauncherArgs::mca_entry(k, v))
-                .collect(),
+            mca: self.mca.clone(),
             extra_mpi_args: self.extra_args.clone(),
             cmd: self.cmd.clone(),
             ..contract::LauncherArgs::default()

@@ -209,6 +209,16 @@ impl LauncherArgs {
         format!("{key}={value}")
     }
 
+    /// [`LauncherArgs::mca`] from key and value pairs.
+    pub fn mca_entries<'a>(
+        pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Vec<String> {
+        pairs
+            .into_iter()
+            .map(|(k, v)| Self::mca_entry(k, v))
+            .collect()
+    }
+
     /// The argv after the agent's path: `launcher --port … -- CMD…`.
     pub fn to_argv(&self) -> Vec<String> {
         let mut a = Argv::new(subcommand::LAUNCHER);

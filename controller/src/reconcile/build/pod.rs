@@ -131,11 +131,7 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
             slots: contract::DEFAULT_SLOTS,
             ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
             mpi_home: spec.mpi_home.clone().map(Into::into),
-            mca: spec
-                .mca
-                .iter()
-                .map(|(k, v)| contract::LauncherArgs::mca_entry(k, v))
-                .collect(),
+            mca: contract::LauncherArgs::mca_entries(&spec.mca),
             extra_mpi_args: spec.worker.extra_mpi_args.clone(),
             cmd: spec.worker.cmd.clone(),
             ..contract::LauncherArgs::default()

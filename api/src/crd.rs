@@ -1,7 +1,7 @@
 //! The CustomResourceDefinition, as committed under `crds/`.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 
 use crate::v1beta1::MPIJob;
 

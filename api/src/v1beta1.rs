@@ -516,7 +516,7 @@ mod tests {
     use super::*;
 
     fn spec_from(yaml: &str) -> MPIJobSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        crate::yaml::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod sshclient;
 pub mod sshkey;
 pub mod v1beta1;
 pub mod validate;
+pub mod yaml;
 
 pub use error::{FieldError, FieldErrors};
 pub use v1beta1::{MPIJob, MPIJobSpec, MPIJobStatus};

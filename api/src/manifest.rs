@@ -18,12 +18,8 @@ pub fn parse(text: &str) -> Result<MPIJob, FieldErrors> {
 
 /// Parse a manifest into the typed job without validating it.
 pub fn parse_unvalidated(text: &str) -> Result<MPIJob, FieldError> {
-    let value: serde_json::Value = {
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            FieldError::new("manifest", format!("is not valid YAML: {}", e.into_inner()))
-        })?
-    };
+    let value: serde_json::Value = crate::yaml::from_str(text)
+        .map_err(|e| FieldError::new("manifest", format!("is not valid YAML: {e}")))?;
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     let api_version = value
         .get("apiVersion")

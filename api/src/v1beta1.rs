@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,8 @@ use crate::schema;
     shortname = "mj",
     category = "all",
     namespaced,
+    // kube-core, not the kube facade: this crate has no client.
+    crates(kube_core = "::kube_core"),
     status = "MPIJobStatus",
     derive = "PartialEq",
     doc = "An MPI job: workers running sshd, and a launcher running mpirun across them.",
@@ -608,7 +610,7 @@ mod tests {
     use super::*;
 
     fn spec_from(yaml: &str) -> MPIJobSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        crate::yaml::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -46,7 +46,7 @@ spec:
 "#;
 
 fn base() -> Value {
-    serde_yaml::from_str(BASE).unwrap()
+    mpijob_api::yaml::from_str(BASE).unwrap()
 }
 
 /// Set the value at a JSON pointer, creating objects on the way.
@@ -88,7 +88,7 @@ fn remove(mut doc: Value, pointer: &str) -> Value {
 }
 
 fn errors_of(doc: &Value) -> Vec<String> {
-    let text = serde_yaml::to_string(doc).unwrap();
+    let text = mpijob_api::yaml::to_string(doc).unwrap();
     match manifest::parse(&text) {
         Ok(_) => vec![],
         Err(e) => e.0.iter().map(|e| e.to_string()).collect(),

@@ -19,8 +19,8 @@ pub fn committed() -> Vec<CustomResourceDefinition> {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let crd: CustomResourceDefinition =
-                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let crd: CustomResourceDefinition = mpijob_api::yaml::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             crds.push(crd);
         }
     }

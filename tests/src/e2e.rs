@@ -191,7 +191,7 @@ pub fn log_time(line: &str) -> Option<f64> {
 pub fn pi_example(ns: &str, image: &str) -> Value {
     let path = repo_root().join("examples/pi/pi.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let mut job: Value = serde_yaml::from_str(&text).unwrap();
+    let mut job: Value = mpijob_api::yaml::from_str(&text).unwrap();
     job["metadata"]["namespace"] = json!(ns);
     let container = &mut job["spec"]["worker"]["template"]["spec"]["containers"][0];
     container["image"] = json!(image);
@@ -220,8 +220,7 @@ async fn install_operator(h: &Harness, client: &Client) {
     let health_port = free_node_port();
     let text = std::fs::read_to_string(repo_root().join("deploy/mpijob-operator.yaml")).unwrap();
     let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
+    for mut v in mpijob_api::yaml::from_str_multiple::<Value>(&text).unwrap() {
         if v["kind"] == "Deployment" && v["metadata"]["name"] == "mpijob-controller" {
             let spec = &mut v["spec"]["template"]["spec"];
             spec["hostNetwork"] = json!(true);

@@ -443,13 +443,13 @@ async fn keeps_serving_and_retrying_when_the_api_server_is_unreachable() {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&h.kubeconfig).unwrap()).unwrap();
-    for cluster in kc["clusters"].as_sequence_mut().expect("clusters") {
+    let mut kc: serde_json::Value =
+        mpijob_api::yaml::from_str(&std::fs::read_to_string(&h.kubeconfig).unwrap()).unwrap();
+    for cluster in kc["clusters"].as_array_mut().expect("clusters") {
         cluster["cluster"]["server"] = format!("https://127.0.0.1:{port}").into();
     }
     let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(&kubeconfig, mpijob_api::yaml::to_string(&kc).unwrap()).unwrap();
 
     let mut dns = StandIn::start(&kubeconfig);
     let start = Instant::now();

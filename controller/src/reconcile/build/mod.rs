@@ -130,7 +130,7 @@ pub(crate) mod fixtures {
 
     /// A valid job as the API server would hand it out.
     pub fn job(yaml_spec: &str) -> MPIJob {
-        let mut job: MPIJob = serde_yaml::from_str(&format!(
+        let mut job: MPIJob = mpijob_api::yaml::from_str(&format!(
             "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata: {{name: pi, namespace: team, uid: 1234-abcd}}\nspec:\n{yaml_spec}"
         ))
         .unwrap();

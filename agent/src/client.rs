@@ -36,9 +36,9 @@ pub fn write_files(
     files: &ClientFiles,
     peers: &[String],
     port: u16,
-    public: &crate::keys::PublicKey,
+    key: &mpijob_api::sshkey::JobKey,
 ) -> anyhow::Result<()> {
-    let pins = known_hosts(peers, port, &public.to_string());
+    let pins = known_hosts(peers, port, &key.public_key_only());
     crate::files::write_private(files.known_hosts, pins.as_bytes())?;
     let conf = ssh_config(peers, port, files.identity, files.known_hosts);
     crate::files::write_private(files.config, conf.as_bytes())

@@ -16,6 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use mpijob_api::sshkey::JobKey;
 use mpijob_api::{contract, validate};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -210,12 +211,12 @@ pub fn run(opts: Options) -> Result<i32> {
 fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
     let checked = check(opts).map_err(Exit::bad_input)?;
     let (mpirun_path, implementation) = choose_mpi(init, opts, &checked)?;
-    let key = keys::load(&opts.ssh_dir).map_err(|e| Exit::bad_input(format!("{e:#}")))?;
+    let mounted = keys::load(&opts.ssh_dir).map_err(|e| Exit::bad_input(format!("{e:#}")))?;
     let me = User::current();
     let dir = state_dir(opts, &me)?;
     let paths = Paths::in_dir(&dir);
-    write_files(&paths, opts, &checked, implementation, &key).map_err(Exit::error)?;
-    drop(key);
+    write_files(&paths, opts, &checked, implementation, &mounted.key).map_err(Exit::error)?;
+    drop(mounted);
     info!(
         workers = checked.hosts.len(),
         slots = opts.slots,
@@ -314,15 +315,15 @@ fn write_files(
     opts: &Options,
     checked: &Checked,
     implementation: Implementation,
-    key: &keys::JobKey,
+    key: &JobKey,
 ) -> Result<()> {
-    files::write_private(&paths.identity, &key.private)?;
+    files::write_private(&paths.identity, key.private_pem().as_bytes())?;
     let client_files = client::ClientFiles {
         identity: &paths.identity,
         known_hosts: &paths.known_hosts,
         config: &paths.ssh_config,
     };
-    client::write_files(&client_files, &checked.peers, opts.port, &key.public)?;
+    client::write_files(&client_files, &checked.peers, opts.port, key)?;
     let text = hostfile::render(implementation, &checked.hosts, opts.slots);
     files::write_private(&paths.hostfile, text.as_bytes())?;
     let wrapper = mpirun::ssh_wrapper_script(&paths.ssh_config);

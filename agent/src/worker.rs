@@ -60,7 +60,7 @@ pub fn run(opts: Options) -> Result<i32> {
         }
     }
     let sshd_path = sshd::check_executable(&opts.sshd_path)?;
-    let key = keys::load(&opts.ssh_dir)?;
+    let mounted = keys::load(&opts.ssh_dir)?;
     sshd::check_port(opts.port, opts.listen)?;
 
     let dir = opts.state_dir.clone().unwrap_or_else(|| {
@@ -74,13 +74,13 @@ pub fn run(opts: Options) -> Result<i32> {
     info!(
         user = %user.display(),
         sshd = %sshd_path.display(),
-        key = %key.path.display(),
+        key = %mounted.path.display(),
         state_dir = %state.dir.display(),
         oom_watch = %oom_words,
         "worker starting"
     );
-    write_files(&state, &opts, &user, &key)?;
-    drop(key);
+    write_files(&state, &opts, &user, &mounted)?;
+    drop(mounted);
     let pid_file = state.path("sshd.pid");
     let _ = fs::remove_file(&pid_file);
     sshd::ensure_privsep_dir(user.is_root())?;
@@ -116,14 +116,19 @@ pub fn run(opts: Options) -> Result<i32> {
 
 /// The job key, `authorized_keys`, `sshd_config` and, with peers, the ssh
 /// client files, into the state directory.
-fn write_files(state: &State, opts: &Options, user: &User, key: &keys::JobKey) -> Result<()> {
+fn write_files(
+    state: &State,
+    opts: &Options,
+    user: &User,
+    mounted: &keys::MountedKey,
+) -> Result<()> {
     let (host_key, authorized_keys, pid_file) = (
         state.path("job_key"),
         state.path("authorized_keys"),
         state.path("sshd.pid"),
     );
-    files::write_private(&host_key, &key.private)?;
-    files::write_private(&authorized_keys, key.authorized_keys.as_bytes())?;
+    files::write_private(&host_key, mounted.key.private_pem().as_bytes())?;
+    files::write_private(&authorized_keys, mounted.authorized_keys.as_bytes())?;
     let config = sshd::render(&ServerConfig {
         port: opts.port,
         listen: opts.listen,
@@ -141,7 +146,7 @@ fn write_files(state: &State, opts: &Options, user: &User, key: &keys::JobKey) -
             known_hosts: &state.path("known_hosts"),
             config: &state.path("ssh_config"),
         };
-        client::write_files(&client_files, &opts.peers, opts.port, &key.public)?;
+        client::write_files(&client_files, &opts.peers, opts.port, &mounted.key)?;
     }
     Ok(())
 }

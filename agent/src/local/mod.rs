@@ -261,10 +261,10 @@ fn write_files(plan: &Plan, dirs: &Dirs) -> Result<(), Exit> {
         mpijob_api::sshkey::generate(&format!("mpijob-local:{}/{}", plan.namespace, plan.job));
     write(
         dirs.ssh.join("id_ed25519"),
-        key.private_openssh.as_bytes(),
+        key.private_pem().as_bytes(),
         0o600,
     )?;
-    let public = format!("{}\n", key.public_openssh);
+    let public = format!("{}\n", key.public_openssh());
     write(dirs.ssh.join("id_ed25519.pub"), public.as_bytes(), 0o644)?;
     drop(key);
     for (i, host) in plan.hosts.iter().enumerate() {

@@ -149,7 +149,7 @@ async fn by_hand_round(e2e: &E2e, tag: &str) -> Duration {
     };
     let list = json!({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hand-key", "namespace": n},
-         "stringData": {"key": key.private_openssh, "pub": key.public_openssh}},
+         "stringData": {"key": key.private_pem(), "pub": key.public_openssh()}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc, "namespace": n},
          "spec": {"clusterIP": "None", "publishNotReadyAddresses": true,
                   "selector": {"bench": "hand"}, "ports": [{"name": "ssh", "port": 2222}]}},

@@ -15,8 +15,7 @@ use super::JobMeta;
 /// job lives. Mounted at `ssh_dir`, it is also a complete `~/.ssh`: a client
 /// config for the job's peers and a `known_hosts` pinning the job key.
 pub fn secret(meta: &JobMeta, key: &JobKey, ssh_dir: &str) -> Secret {
-    let public = format!("{}\n", key.public_openssh.trim_end());
-    let key_only: Vec<&str> = key.public_openssh.split_whitespace().take(2).collect();
+    let public = format!("{}\n", key.public_openssh());
     let peers = contract::peer_patterns(&meta.name, &meta.namespace);
     let port = contract::DEFAULT_SSH_PORT;
     let dir = Path::new(ssh_dir);
@@ -30,15 +29,15 @@ pub fn secret(meta: &JobMeta, key: &JobKey, ssh_dir: &str) -> Secret {
         (secret_keys::CONFIG.to_string(), config),
         (
             secret_keys::KNOWN_HOSTS.to_string(),
-            sshclient::known_hosts(&peers, port, &key_only.join(" ")),
+            sshclient::known_hosts(&peers, port, &key.public_key_only()),
         ),
         (
             secret_keys::PRIVATE_KEY.to_string(),
-            key.private_openssh.clone(),
+            key.private_pem().to_string(),
         ),
         (
             secret_keys::ID_ED25519.to_string(),
-            key.private_openssh.clone(),
+            key.private_pem().to_string(),
         ),
         (secret_keys::ID_ED25519_PUB.to_string(), public.clone()),
         (secret_keys::AUTHORIZED_KEYS.to_string(), public),
@@ -66,11 +65,12 @@ mod tests {
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
         assert_eq!(s.immutable, Some(true));
         let d = s.string_data.unwrap();
-        assert_eq!(d["ssh-privatekey"], key.private_openssh);
-        assert_eq!(d["id_ed25519"], key.private_openssh);
-        assert_eq!(d["id_ed25519.pub"], format!("{}\n", key.public_openssh));
+        assert_eq!(d["ssh-privatekey"], key.private_pem());
+        assert_eq!(d["id_ed25519"], key.private_pem());
+        assert_eq!(d["id_ed25519.pub"], format!("{}\n", key.public_openssh()));
         assert_eq!(d["authorized_keys"], d["id_ed25519.pub"]);
-        let key_only: Vec<&str> = key.public_openssh.split_whitespace().take(2).collect();
+        let public = key.public_openssh();
+        let key_only: Vec<&str> = public.split_whitespace().take(2).collect();
         assert_eq!(
             d["known_hosts"],
             format!(

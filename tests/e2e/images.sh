@@ -26,7 +26,8 @@
 #
 # Environment:
 #   MPIJOB_CACHE            cache root (default /var/cache/mpijob); images in $MPIJOB_CACHE/images
-#   MPIJOB_DEBIAN_MIRROR    Debian mirror for debootstrap (default: from the host's apt sources)
+#   MPIJOB_DEBIAN_MIRROR    Debian mirror for debootstrap (default: the host's, from its apt
+#                           sources; without one there, images.sh stops and says so)
 #   MPIJOB_E2E_SNAPSHOTTER  containerd snapshotter to unpack into on `load` (default overlayfs)
 set -euo pipefail
 
@@ -100,26 +101,85 @@ archive_of() {
   [[ -n "${newest}" ]] && printf '%s' "${newest}"
 }
 
-# debian_mirror: the Debian archive the host's apt uses (its first deb
-# source that is not the security archive); any release is on it.
+# apt_deb_sources: "URI SUITE COMPONENT..." for every `deb` source of the
+# host's apt, in the order apt reads them: sources.list, then
+# sources.list.d/ by name, one-line (*.list) and deb822 (*.sources) files.
+apt_deb_sources() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
+    [[ -f "${f}" ]] || continue
+    case "${f}" in
+      *.list)
+        # deb [option=value ...] URI SUITE COMPONENT...
+        awk '
+          { sub(/#.*/, "") }
+          $1 != "deb" { next }
+          {
+            i = 2
+            if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+            line = ""
+            for (; i <= NF; i++) line = line (line == "" ? "" : " ") $i
+            if (line != "") print line
+          }' "${f}"
+        ;;
+      *.sources)
+        # Stanzas of "Field: values" separated by blank lines; a line that
+        # starts with a space continues the field before it.
+        awk '
+          function flush(   u, s, nu, ns, us, ss) {
+            if (types ~ /(^| )deb( |$)/ && tolower(enabled) != "no") {
+              nu = split(uris, us, " "); ns = split(suites, ss, " ")
+              for (u = 1; u <= nu; u++) for (s = 1; s <= ns; s++) print us[u], ss[s], comps
+            }
+            types = uris = suites = comps = enabled = field = ""
+          }
+          /^[[:space:]]*#/ { next }
+          /^[[:space:]]*$/ { flush(); next }
+          /^[[:space:]]/ { value = $0; sub(/^[[:space:]]+/, "", value); add(field, value); next }
+          {
+            field = tolower($0); sub(/:.*/, "", field)
+            value = $0; sub(/^[^:]*:[[:space:]]*/, "", value)
+            add(field, value)
+          }
+          function add(f, v) {
+            if (f == "types") types = types " " v
+            else if (f == "uris") uris = uris " " v
+            else if (f == "suites") suites = suites " " v
+            else if (f == "components") comps = comps " " v
+            else if (f == "enabled") enabled = v
+          }
+          END { flush() }' "${f}" | awk '{ $1 = $1; print }'
+        ;;
+    esac
+  done
+}
+
+# debian_mirror: the Debian archive the host's apt uses, from its apt
+# configuration only: the first `deb` source with the `main` component
+# for the host's own release (VERSION_CODENAME in /etc/os-release), or,
+# on a host without one, the first whose URI ends in /debian, for any
+# suite but a security one. Any release is on that archive.
 debian_mirror() {
   if [[ -n "${MPIJOB_DEBIAN_MIRROR:-}" ]]; then
     printf '%s' "${MPIJOB_DEBIAN_MIRROR}"
     return 0
   fi
-  local m=""
-  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-    m="$(awk '
-      /^[[:space:]]*$/ { if (deb && uri != "" && uri !~ /security/) { print uri; exit } deb = 0; uri = ""; next }
-      /^Types:/  { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
-      /^URIs:/   { uri = $2 }
-      END { if (deb && uri != "" && uri !~ /security/) print uri }
-    ' /etc/apt/sources.list.d/debian.sources | head -n 1)"
+  local codename m
+  codename="$(. /etc/os-release 2>/dev/null && printf '%s' "${VERSION_CODENAME:-}")" || codename=""
+  # awk reads to the end (no `exit`), so that no writer meets a closed pipe
+  # under pipefail.
+  m="$(apt_deb_sources | awk -v want="${codename}" '
+    m != "" || $1 !~ /^(https?|ftp|file):/ { next }
+    { main = 0; for (i = 3; i <= NF; i++) if ($i == "main") main = 1 }
+    !main { next }
+    want != "" && $2 == want { m = $1 }
+    want == "" && $2 !~ /-security$/ && $1 ~ /\/debian\/?$/ { m = $1 }
+    END { if (m != "") print m }
+  ')"
+  if [[ -z "${m}" ]]; then
+    die "no Debian mirror in the host's apt sources (a deb line or stanza with component main${codename:+ for ${codename}} in /etc/apt/sources.list, /etc/apt/sources.list.d/*.list or *.sources); add one, or set MPIJOB_DEBIAN_MIRROR"
   fi
-  if [[ -z "${m}" && -f /etc/apt/sources.list ]]; then
-    m="$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list)"
-  fi
-  printf '%s' "${m:-http://deb.debian.org/debian}"
+  printf '%s' "${m%/}"
 }
 
 # ------------------------------------------------------------------- base ---
@@ -413,7 +473,7 @@ cmd_load() {
 }
 
 usage() {
-  sed -n '2,29s/^# \{0,1\}//p' "$0" >&2
+  sed -n '2,30s/^# \{0,1\}//p' "$0" >&2
 }
 
 main() {

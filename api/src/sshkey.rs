@@ -127,6 +127,21 @@ AAAED1Y6hkMDDDm17rSawZZkls+3hZu+14amcLdd9/C7IVOBOtJ3449MdfuRuJhwXH1GY1
     const ED25519_PUBLIC: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBOtJ3449MdfuRuJhwXH1GY15DsTlOvHl89plHQHFSoM";
 
+    /// The test key's base64, on one line.
+    fn test_key_base64() -> String {
+        ED25519_PRIVATE
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    }
+
+    /// `base64` between the OpenSSH armour lines, unwrapped.
+    fn armoured(base64: &str) -> String {
+        format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{base64}\n-----END OPENSSH PRIVATE KEY-----\n"
+        )
+    }
+
     #[test]
     fn keys_are_fresh_and_in_openssh_format() {
         let a = generate("mpijob:ns/pi");
@@ -163,13 +178,7 @@ AAAED1Y6hkMDDDm17rSawZZkls+3hZu+14amcLdd9/C7IVOBOtJ3449MdfuRuJhwXH1GY1
 
     #[test]
     fn takes_the_base64_at_any_line_width() {
-        let body: String = ED25519_PRIVATE
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        let one_line = format!(
-            "-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n"
-        );
+        let one_line = armoured(&test_key_base64());
         let public = public_of_private(&one_line).unwrap().unwrap();
         assert_eq!(
             JobKey::new(one_line, public).public_key_only(),
@@ -209,19 +218,12 @@ AAAED1Y6hkMDDDm17rSawZZkls+3hZu+14amcLdd9/C7IVOBOtJ3449MdfuRuJhwXH1GY1
 
     #[test]
     fn a_damaged_private_section_is_named() {
-        let body: String = ED25519_PRIVATE
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        let mut bytes = BASE64.decode(body).unwrap();
+        let mut bytes = BASE64.decode(test_key_base64()).unwrap();
         // The first check word, which opens the private section (after the
         // magic, "none", "none", empty KDF options, the key count and the
         // 51-byte public key, each string with its 4-byte length).
         bytes[15 + 8 + 8 + 4 + 4 + 55 + 4] ^= 0xff;
-        let damaged = format!(
-            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
-            BASE64.encode(&bytes)
-        );
+        let damaged = armoured(&BASE64.encode(&bytes));
         assert_eq!(
             public_of_private(&damaged),
             Err("is corrupt (its private section does not check out)")

@@ -54,10 +54,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
-            tracing::error!("{line}");
-            log::termination_message(&line);
-            ExitCode::from(1)
+            let exit = errors::Exit::error(e);
+            tracing::error!("{}", exit.line);
+            log::termination_message(&exit.line);
+            ExitCode::from(u8::try_from(exit.code).unwrap_or(1))
         }
     }
 }

@@ -4,7 +4,7 @@
 //! ([`contract::STARTED_SPEC_ANNOTATION`]). Once it exists the job keeps
 //! that spec: mpirun was given those workers, and validation passed on it.
 //! It lives on the pod, not in the status, so that a status someone resets
-//! or patches cannot un-freeze a running job. Pure, apart from nothing.
+//! or patches cannot un-freeze a running job. Pure.
 
 use std::collections::BTreeMap;
 

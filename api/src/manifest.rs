@@ -18,10 +18,25 @@ pub fn parse(text: &str) -> Result<MPIJob, FieldErrors> {
 
 /// Parse a manifest into the typed job without validating it.
 pub fn parse_unvalidated(text: &str) -> Result<MPIJob, FieldError> {
+    let value = parse_value(text, API_VERSION)?;
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        FieldError::new(path, e.into_inner().to_string())
+    })
+}
+
+/// The `apiVersion` of a manifest, read without parsing the rest.
+pub fn api_version_of(text: &str) -> Option<String> {
+    let value: serde_json::Value = crate::yaml::from_str(text).ok()?;
+    value.get("apiVersion")?.as_str().map(str::to_string)
+}
+
+/// Read YAML or JSON text as an MPIJob of `api_version`, untyped.
+pub fn parse_value(text: &str, api_version: &str) -> Result<serde_json::Value, FieldError> {
     let value: serde_json::Value = crate::yaml::from_str(text)
         .map_err(|e| FieldError::new("manifest", format!("is not valid YAML: {e}")))?;
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-    let api_version = value
+    let found = value
         .get("apiVersion")
         .and_then(|k| k.as_str())
         .unwrap_or("");
@@ -31,14 +46,11 @@ pub fn parse_unvalidated(text: &str) -> Result<MPIJob, FieldError> {
             format!("must be MPIJob, got {kind:?}"),
         ));
     }
-    if api_version != API_VERSION {
+    if found != api_version {
         return Err(FieldError::new(
             "apiVersion",
-            format!("must be {API_VERSION}, got {api_version:?}"),
+            format!("must be {api_version}, got {found:?}"),
         ));
     }
-    serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        FieldError::new(path, e.into_inner().to_string())
-    })
+    Ok(value)
 }

@@ -14,9 +14,26 @@ use schemars::{json_schema, Schema, SchemaGenerator};
 
 /// The outline of `spec.worker.template`.
 pub fn pod_template() -> Schema {
+    pod_template_outline(
+        "The pod template for the workers and the launcher (a core/v1 PodTemplateSpec). The MPI container is the one named mpi-worker, or the first container.",
+        "The pod's containers. The MPI container is the one named mpi-worker, or the first.",
+    )
+}
+
+/// The outline of a Kubeflow replica's `template`.
+pub fn kubeflow_pod_template(_: &mut SchemaGenerator) -> Schema {
+    pod_template_outline(
+        "The replica's pod template (a core/v1 PodTemplateSpec). The first container runs the MPI program: mpirun on the launcher, sshd on the workers.",
+        "The pod's containers. The first one is the MPI container, which gets the ssh keys and the environment.",
+    )
+}
+
+/// A PodTemplateSpec down to its containers' names and images.
+fn pod_template_outline(description: &str, containers: &str) -> Schema {
+    let description = format!("{description} Fields below spec.containers[] are not listed here; the API server validates them when the pods are created.");
     json_schema!({
         "type": "object",
-        "description": "The pod template for the workers and the launcher (a core/v1 PodTemplateSpec). The MPI container is the one named mpi-worker, or the first container. Fields below spec.containers[] are not listed here; the API server validates them when the pods are created.",
+        "description": description,
         "properties": {
             "metadata": {
                 "type": "object",
@@ -30,7 +47,7 @@ pub fn pod_template() -> Schema {
                 "properties": {
                     "containers": {
                         "type": "array",
-                        "description": "The pod's containers. The MPI container is the one named mpi-worker, or the first.",
+                        "description": containers,
                         "items": {
                             "type": "object",
                             "x-kubernetes-preserve-unknown-fields": true,

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube_derive::CustomResource;
 use schemars::JsonSchema;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract;
 use crate::schema;
+pub use crate::template::PodTemplate;
 
 /// The MPIJob spec: one worker template, the MPI settings and run policy.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -97,60 +97,6 @@ pub struct WorkerSpec {
     /// is the one named `mpi-worker`, or the first one.
     #[serde(default, skip_serializing_if = "PodTemplate::is_empty")]
     pub template: PodTemplate,
-}
-
-/// A pod template, kept as the JSON the API server stored.
-///
-/// The CRD schema only outlines the template (see [`crate::schema`]), so the
-/// server accepts anything beneath it. Keeping it raw means a malformed
-/// template fails validation of its own job, naming the field, instead of
-/// failing deserialisation of every job in a list.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(transparent)]
-pub struct PodTemplate(pub serde_json::Value);
-
-impl PodTemplate {
-    /// True when nothing was given.
-    pub fn is_empty(&self) -> bool {
-        match &self.0 {
-            serde_json::Value::Null => true,
-            serde_json::Value::Object(map) => map.is_empty(),
-            _ => false,
-        }
-    }
-
-    /// The typed template. The error names the offending field, under
-    /// `spec.worker.template`.
-    pub fn parse(&self) -> Result<PodTemplateSpec, crate::FieldError> {
-        if self.0.is_null() {
-            return Ok(PodTemplateSpec::default());
-        }
-        serde_path_to_error::deserialize(&self.0).map_err(|e| {
-            let inner = e.path().to_string();
-            let path = if inner == "." {
-                "spec.worker.template".to_string()
-            } else {
-                format!("spec.worker.template.{inner}")
-            };
-            crate::FieldError::new(path, e.into_inner().to_string())
-        })
-    }
-}
-
-impl From<PodTemplateSpec> for PodTemplate {
-    fn from(t: PodTemplateSpec) -> Self {
-        PodTemplate(serde_json::to_value(t).expect("a PodTemplateSpec always serialises"))
-    }
-}
-
-impl JsonSchema for PodTemplate {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "PodTemplate".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schema::pod_template()
-    }
 }
 
 /// ssh settings.

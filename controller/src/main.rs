@@ -27,12 +27,20 @@ enum Command {
     ///
     /// Example: mpijob-controller run --agent-image mpijob/agent:0.1.0
     Run(RunArgs),
-    /// Print the MPIJob CustomResourceDefinition as YAML.
+    /// Print an MPIJob CustomResourceDefinition as YAML.
     ///
-    /// The output is what `crds/mpijob.yaml` holds; install it with
+    /// `crd` (or `crd t9k`) prints what `crds/mpijob.yaml` holds; `crd
+    /// kubeflow` prints `crds/kubeflow.org_mpijobs.yaml`. Install them with
     /// `kubectl apply -f crds/`.
-    Crd,
+    Crd {
+        /// Which API's CRD.
+        #[arg(value_enum, default_value = "t9k")]
+        api: Api,
+    },
     /// Check MPIJob manifests the way the controller does, without a cluster.
+    ///
+    /// Both APIs: `batch.tensorstack.dev/v1beta1` and `kubeflow.org/v2beta1`,
+    /// told apart by each manifest's apiVersion.
     ///
     /// Prints one line per problem, each naming the field, the bad value and
     /// the fix. Exits 0 when every manifest is valid, 1 otherwise.
@@ -94,6 +102,15 @@ struct RunArgs {
     lease_renew_every: std::time::Duration,
 }
 
+/// The two MPIJob APIs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Api {
+    /// `batch.tensorstack.dev/v1beta1` (TensorStack T9k).
+    T9k,
+    /// `kubeflow.org/v2beta1` (Kubeflow mpi-operator).
+    Kubeflow,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,
@@ -104,8 +121,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run_operator(args),
-        Command::Crd => {
-            print!("{}", mpijob_api::crd::mpijob_yaml());
+        Command::Crd { api } => {
+            match api {
+                Api::T9k => print!("{}", mpijob_api::crd::mpijob_yaml()),
+                Api::Kubeflow => print!("{}", mpijob_api::crd::kubeflow_yaml()),
+            }
             ExitCode::SUCCESS
         }
         Command::Validate { files } => validate(&files),
@@ -130,12 +150,27 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 continue;
             }
         };
-        match mpijob_api::manifest::parse(&text) {
-            Ok(job) => println!(
-                "{shown}: valid MPIJob {:?} with {} worker(s)",
-                job.metadata.name.unwrap_or_default(),
-                job.spec.worker.replicas
-            ),
+        let kubeflow = mpijob_api::manifest::api_version_of(&text).as_deref()
+            == Some(mpijob_api::kubeflow::API_VERSION);
+        let checked = if kubeflow {
+            mpijob_api::kubeflow::parse(&text).map(|(job, r)| {
+                format!(
+                    "valid Kubeflow MPIJob {:?} with {} worker(s)",
+                    job.metadata.name.unwrap_or_default(),
+                    r.workers()
+                )
+            })
+        } else {
+            mpijob_api::manifest::parse(&text).map(|job| {
+                format!(
+                    "valid MPIJob {:?} with {} worker(s)",
+                    job.metadata.name.unwrap_or_default(),
+                    job.spec.worker.replicas
+                )
+            })
+        };
+        match checked {
+            Ok(line) => println!("{shown}: {line}"),
             Err(errors) => {
                 ok = false;
                 for e in errors.0 {

@@ -1,6 +1,7 @@
 //! The agent's command line: clap definitions whose values become the pod
 //! contract's typed arguments ([`contract::WorkerArgs`],
-//! [`contract::LauncherArgs`], [`contract::ProbeArgs`]). Every flag also
+//! [`contract::LauncherArgs`], [`contract::WaitArgs`],
+//! [`contract::ProbeArgs`]). Every flag also
 //! reads the environment variable named in the contract, and its default
 //! is the contract's.
 
@@ -38,6 +39,21 @@ pub enum Role {
     ///
     /// Example: mpijob-agent launcher --hosts h1,h2 --slots 2 -- ./hello
     Launcher(LauncherCli),
+    /// Wait until every other host in an MPI hostfile resolves in DNS and
+    /// answers with an ssh banner, then exit 0: the init container of a
+    /// Kubeflow MPIJob's launcher.
+    ///
+    /// The launcher container then runs the user's own mpirun, with every
+    /// worker up. The hostfile may use Open MPI's `host slots=N` or
+    /// MPICH's and Intel MPI's `host:N`. The host that is this machine (its
+    /// first DNS label equals the hostname: the launcher, listed first
+    /// under runLauncherAsWorker) is skipped, since its sshd starts only
+    /// after this wait. Progress is logged as the launcher logs it. Exit
+    /// codes: 0 when all answer, 1 at the timeout (every missing host
+    /// named), 2 for a bad hostfile, 128+signal when stopped.
+    ///
+    /// Example: /mpijob-agent wait --hostfile=/etc/mpi/hostfile --port 2222 --timeout 5m
+    Wait(WaitCli),
     /// Run an MPIJob manifest on this machine, with no cluster: one host
     /// per worker (network namespaces as root, loopback addresses
     /// otherwise), the job's command from this machine's files.
@@ -261,6 +277,34 @@ fn or_env_lines(values: Vec<String>, var: &str) -> Vec<String> {
 }
 
 #[derive(Debug, Args)]
+pub struct WaitCli {
+    /// The MPI hostfile listing the hosts to wait for (Open MPI
+    /// `host slots=N` or Hydra `host:N` lines): by default the Kubeflow
+    /// MPIJob's ConfigMap.
+    #[arg(long, env = env::HOSTFILE, default_value = contract::DEFAULT_KUBEFLOW_HOSTFILE)]
+    hostfile: PathBuf,
+
+    /// The hosts' ssh port.
+    #[arg(long, env = env::PORT, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// How long to wait for the hosts: seconds, or a number with ms, s or
+    /// m [default: 10m].
+    #[arg(long, env = env::TIMEOUT, value_parser = mpijob_api::duration::parse)]
+    timeout: Option<Duration>,
+}
+
+impl From<WaitCli> for contract::WaitArgs {
+    fn from(a: WaitCli) -> Self {
+        contract::WaitArgs {
+            hostfile: a.hostfile,
+            port: a.port,
+            timeout: a.timeout.unwrap_or(contract::DEFAULT_LAUNCHER_TIMEOUT),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct LocalArgs {
     /// The MPIJob manifest (YAML or JSON).
     #[arg(short = 'f', long = "file", value_name = "MANIFEST")]
@@ -319,7 +363,15 @@ mod tests {
 
     /// The contract's argv, parsed by the agent's own clap definitions.
     fn parse(argv: Vec<String>) -> Role {
-        for var in [env::MCA, env::EXTRA_MPI_ARGS, env::PEERS, env::SSHD_OPTIONS] {
+        for var in [
+            env::MCA,
+            env::EXTRA_MPI_ARGS,
+            env::PEERS,
+            env::SSHD_OPTIONS,
+            env::HOSTFILE,
+            env::PORT,
+            env::TIMEOUT,
+        ] {
             assert!(std::env::var_os(var).is_none(), "{var} is set");
         }
         let full = std::iter::once("mpijob-agent".to_string()).chain(argv.clone());
@@ -390,6 +442,24 @@ mod tests {
                 termination_log: "/tmp/termination".into(),
                 cmd: vec!["--help".into(), "-x".into(), "a b".into()],
             });
+        }
+    }
+
+    #[test]
+    fn wait_args_round_trip_every_flag() {
+        for want in [
+            contract::WaitArgs::default(),
+            // Every field away from its default.
+            contract::WaitArgs {
+                hostfile: "/etc/mpi dir/-hostfile".into(),
+                port: 22,
+                timeout: Duration::from_millis(1500),
+            },
+        ] {
+            match parse(want.to_argv()) {
+                Role::Wait(w) => assert_eq!(contract::WaitArgs::from(w), want),
+                other => panic!("parsed as {other:?}"),
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-//! The launcher's wait: every worker must resolve in DNS and answer with an
-//! SSH banner on its port before mpirun starts.
+//! The launcher's wait, and `mpijob-agent wait`'s: every worker must
+//! resolve in DNS and answer with an SSH banner on its port before mpirun
+//! starts.
 //!
 //! One task per worker polls with exponential backoff: DNS at most every
 //! 250 ms, and, once a name resolves, the ssh port at most every 50 ms, so
@@ -14,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{LookupIpStrategy, ResolverOpts};
 use hickory_resolver::TokioResolver;
+use nix::sys::signal::Signal;
 use tokio::sync::Notify;
 
 use crate::banner;
+use crate::errors::Exit;
+use crate::init::Init;
 
 /// Backoff caps: DNS (the issue's "about 250 ms") and the ssh port.
 pub const DNS_CAP: Duration = Duration::from_millis(250);
@@ -98,6 +102,15 @@ pub fn progress_line(hosts: &[String], status: &[Status]) -> String {
     line
 }
 
+/// What answers on the hosts' ssh port: the advice at the timeout differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// `mpijob-agent worker` (the launcher's workers).
+    Agent,
+    /// The image's own sshd (a Kubeflow MPIJob's workers, for `wait`).
+    Sshd,
+}
+
 /// The error at the timeout: every missing worker, with its full host name
 /// and why.
 pub fn timeout_message(
@@ -105,6 +118,7 @@ pub fn timeout_message(
     port: u16,
     hosts: &[String],
     status: &[Status],
+    server: Server,
 ) -> String {
     let missing: Vec<String> = hosts
         .iter()
@@ -112,8 +126,12 @@ pub fn timeout_message(
         .filter(|(_, s)| **s != Status::Up)
         .map(|(h, s)| format!("{h} ({})", s.reason()))
         .collect();
+    let runs = match server {
+        Server::Agent => format!("run `mpijob-agent worker --port {port}`"),
+        Server::Sshd => format!("run sshd on port {port}"),
+    };
     format!(
-        "--timeout {}: {}/{} workers never came up: {}; check that those workers run `mpijob-agent worker --port {port}` and that their names resolve from here, or raise --timeout",
+        "--timeout {}: {}/{} workers never came up: {}; check that those workers {runs} and that their names resolve from here, or raise --timeout",
         mpijob_api::duration::format(timeout),
         missing.len(),
         hosts.len(),
@@ -127,9 +145,11 @@ pub enum Outcome {
     /// Every host answered; with this machine's address on the way to
     /// them (what they can call back to).
     AllUp(Option<IpAddr>),
-    TimedOut(String),
+    /// The timeout passed; with every host's status then, for
+    /// [`timeout_message`].
+    TimedOut(Vec<Status>),
     /// A terminating signal arrived.
-    Stopped(nix::sys::signal::Signal),
+    Stopped(Signal),
 }
 
 struct Shared {
@@ -158,7 +178,7 @@ pub async fn wait(
     hosts: &[String],
     port: u16,
     timeout: Duration,
-    mut stop: impl FnMut() -> Option<nix::sys::signal::Signal>,
+    mut stop: impl FnMut() -> Option<Signal>,
 ) -> Outcome {
     let start = Instant::now();
     let resolver = match resolver() {
@@ -192,7 +212,7 @@ pub async fn wait(
             break Outcome::Stopped(sig);
         }
         if start.elapsed() >= timeout {
-            break Outcome::TimedOut(timeout_message(timeout, port, hosts, &status));
+            break Outcome::TimedOut(status);
         }
         if !status.contains(&Status::Unknown) {
             let line = progress_line(hosts, &status);
@@ -216,6 +236,40 @@ pub async fn wait(
     };
     tasks.abort_all();
     outcome
+}
+
+/// [`wait`] on a single-threaded tokio runtime that is gone again when this
+/// returns (before any child starts), stopped by SIGTERM, SIGINT or SIGHUP
+/// as `init` reads them.
+pub fn wait_blocking(
+    init: &mut Init,
+    hosts: &[String],
+    port: u16,
+    timeout: Duration,
+) -> Result<Outcome, Exit> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit::error(e.into()))?;
+    let outcome = runtime.block_on(wait(hosts, port, timeout, || {
+        let events = init.wait(None, Duration::ZERO);
+        let _ = init.reap();
+        events
+            .signals
+            .into_iter()
+            .find(|s| matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP))
+    }));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(outcome)
+}
+
+/// How a wait stopped by `sig` ends: 128 + the signal.
+pub fn stopped(sig: Signal) -> Exit {
+    let code = 128 + sig as i32;
+    Exit::signal(
+        sig,
+        format!("received {sig} while waiting for the workers; exit code {code}"),
+    )
 }
 
 async fn poll_one(
@@ -344,11 +398,23 @@ mod tests {
             Status::NoBanner("the connection was closed".into()),
         ];
         assert_eq!(
-            timeout_message(Duration::from_secs(3), 2222, &hosts(3), &status),
+            timeout_message(
+                Duration::from_secs(3),
+                2222,
+                &hosts(3),
+                &status,
+                Server::Agent
+            ),
             "--timeout 3s: 2/3 workers never came up: pi-worker-1.pi.ns.svc (no DNS record), \
              pi-worker-2.pi.ns.svc (no SSH banner: the connection was closed); check that those \
              workers run `mpijob-agent worker --port 2222` and that their names resolve from here, \
              or raise --timeout"
+        );
+        assert_eq!(
+            timeout_message(Duration::from_secs(1), 22, &hosts(3), &status, Server::Sshd),
+            "--timeout 1s: 2/3 workers never came up: pi-worker-1.pi.ns.svc (no DNS record), \
+             pi-worker-2.pi.ns.svc (no SSH banner: the connection was closed); check that those \
+             workers run sshd on port 22 and that their names resolve from here, or raise --timeout"
         );
     }
 }

@@ -330,8 +330,8 @@ fn write_files(
     files::write_atomic(&paths.wrapper, wrapper.as_bytes(), 0o700)
 }
 
-/// Wait until every worker answers, on a tokio runtime that is gone again
-/// before mpirun starts. Returns the address the workers reach this
+/// Wait until every worker answers (the tokio runtime of the wait is gone
+/// again before mpirun starts). Returns the address the workers reach this
 /// launcher at (Hydra's proxies call back), when known.
 fn wait_for_workers(
     init: &mut Init,
@@ -339,20 +339,7 @@ fn wait_for_workers(
     hosts: &[String],
 ) -> Result<Option<String>, Exit> {
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Exit::error(e.into()))?;
-    let outcome = runtime.block_on(hosts::wait(hosts, opts.port, opts.timeout, || {
-        let events = init.wait(None, Duration::ZERO);
-        let _ = init.reap();
-        events
-            .signals
-            .into_iter()
-            .find(|s| matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP))
-    }));
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    match outcome {
+    match hosts::wait_blocking(init, hosts, opts.port, opts.timeout)? {
         Outcome::AllUp(local) => {
             info!(
                 "all {} workers answer on port {} after {:.1?}",
@@ -362,12 +349,14 @@ fn wait_for_workers(
             );
             Ok(local.map(|ip| ip.to_string()))
         }
-        Outcome::TimedOut(line) => Err(Exit::failed(line)),
-        Outcome::Stopped(sig) => {
-            let code = 128 + sig as i32;
-            let line = format!("received {sig} while waiting for the workers; exit code {code}");
-            Err(Exit::signal(sig, line))
-        }
+        Outcome::TimedOut(status) => Err(Exit::failed(hosts::timeout_message(
+            opts.timeout,
+            opts.port,
+            hosts,
+            &status,
+            hosts::Server::Agent,
+        ))),
+        Outcome::Stopped(sig) => Err(hosts::stopped(sig)),
     }
 }
 

@@ -19,6 +19,7 @@ mod probe;
 mod sshd;
 mod supervise;
 mod user;
+mod wait;
 mod worker;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Role::Worker(a) => worker::run(a.into()),
         Role::Launcher(a) => launcher::run(a.into()),
+        Role::Wait(a) => wait::run(a.into()),
         Role::Local(a) => local::run(local::Options {
             manifest: a.file,
             workers: a.workers,

@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{DEFAULT_SSHD_PATH, DEFAULT_SSH_AUTH_MOUNT_PATH, DEFAULT_SSH_PORT, TERMINATION_LOG};
+use super::{
+    DEFAULT_KUBEFLOW_HOSTFILE, DEFAULT_SSHD_PATH, DEFAULT_SSH_AUTH_MOUNT_PATH, DEFAULT_SSH_PORT,
+    TERMINATION_LOG,
+};
 use crate::duration;
 
 /// Slots (ranks) per worker in the hostfile when nothing says otherwise.
@@ -33,6 +36,7 @@ pub mod subcommand {
     pub const LAUNCHER: &str = "launcher";
     pub const PROBE: &str = "probe";
     pub const INSTALL: &str = "install";
+    pub const WAIT: &str = "wait";
 }
 
 /// The MPI implementations the launcher knows, by their flag values.
@@ -299,6 +303,44 @@ impl ProbeArgs {
     }
 }
 
+/// `mpijob-agent wait …`: the init container of a Kubeflow MPIJob's
+/// launcher. Exit 0 once every other host in the hostfile resolves in DNS
+/// and answers with an ssh banner, so that the user's own mpirun finds
+/// every worker up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitArgs {
+    /// The MPI hostfile to read the hosts from (Open MPI `host slots=N` or
+    /// Hydra `host:N`): by default Kubeflow's ConfigMap mount.
+    pub hostfile: PathBuf,
+    /// The hosts' ssh port.
+    pub port: u16,
+    /// How long to wait for the hosts.
+    pub timeout: Duration,
+}
+
+impl Default for WaitArgs {
+    fn default() -> Self {
+        WaitArgs {
+            hostfile: DEFAULT_KUBEFLOW_HOSTFILE.into(),
+            port: DEFAULT_SSH_PORT,
+            timeout: DEFAULT_LAUNCHER_TIMEOUT,
+        }
+    }
+}
+
+impl WaitArgs {
+    /// The argv after the agent's path: `wait --port … --hostfile=…`.
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::new(subcommand::WAIT);
+        a.value("--port", self.port);
+        a.path("--hostfile", &self.hostfile);
+        if self.timeout != DEFAULT_LAUNCHER_TIMEOUT {
+            a.duration("--timeout", self.timeout);
+        }
+        a.0
+    }
+}
+
 /// An argv under construction.
 struct Argv(Vec<String>);
 
@@ -344,6 +386,30 @@ mod tests {
             ]
         );
         assert_eq!(ProbeArgs::default().to_argv(), ["probe", "--port", "2222"]);
+        assert_eq!(
+            WaitArgs::default().to_argv(),
+            ["wait", "--port", "2222", "--hostfile=/etc/mpi/hostfile"]
+        );
+    }
+
+    #[test]
+    fn wait_writes_a_timeout_only_off_its_default() {
+        let a = WaitArgs {
+            hostfile: "-hosts".into(),
+            port: 22,
+            timeout: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            a.to_argv(),
+            [
+                "wait",
+                "--port",
+                "22",
+                "--hostfile=-hosts",
+                "--timeout",
+                "1500ms"
+            ]
+        );
     }
 
     #[test]

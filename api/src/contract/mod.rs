@@ -8,8 +8,9 @@
 mod args;
 
 pub use args::{
-    subcommand, LauncherArgs, MpiImplementation, ProbeArgs, WorkerArgs, DEFAULT_GRACE_PERIOD,
-    DEFAULT_LAUNCHER_TIMEOUT, DEFAULT_PROBE_HOST, DEFAULT_PROBE_TIMEOUT, DEFAULT_SLOTS,
+    subcommand, LauncherArgs, MpiImplementation, ProbeArgs, WaitArgs, WorkerArgs,
+    DEFAULT_GRACE_PERIOD, DEFAULT_LAUNCHER_TIMEOUT, DEFAULT_PROBE_HOST, DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_SLOTS,
 };
 
 /// The API group of the primary (T9k) API.
@@ -32,6 +33,12 @@ pub const AGENT_VOLUME: &str = "mpijob-agent";
 pub const AGENT_MOUNT_PATH: &str = "/opt/mpijob";
 /// The init container that copies the agent.
 pub const AGENT_INIT_CONTAINER: &str = "mpijob-agent-install";
+/// The init container of a Kubeflow MPIJob's launcher that waits for the
+/// workers ([`agent_wait_command`]).
+pub const WAIT_INIT_CONTAINER: &str = "mpijob-wait-for-workers";
+/// Where a Kubeflow (`kubeflow.org/v2beta1`) launcher finds its hostfile:
+/// the job's ConfigMap, mounted at `/etc/mpi`.
+pub const DEFAULT_KUBEFLOW_HOSTFILE: &str = "/etc/mpi/hostfile";
 /// The job Secret's volume name.
 pub const SSH_VOLUME: &str = "mpijob-ssh";
 /// The container that runs MPI, when the template names one this way.
@@ -110,6 +117,8 @@ pub mod env {
     pub const EXTRA_MPI_ARGS: &str = "MPIJOB_EXTRA_MPI_ARGS";
     /// Where the one-line summary goes instead of [`super::TERMINATION_LOG`].
     pub const TERMINATION_LOG: &str = "MPIJOB_TERMINATION_LOG";
+    // Wait (also reads PORT and TIMEOUT).
+    pub const HOSTFILE: &str = "MPIJOB_HOSTFILE";
 }
 
 /// `<job>-worker-<i>`: the worker pod's name and hostname.
@@ -156,6 +165,14 @@ pub fn agent_install_command() -> Vec<String> {
     ]
 }
 
+/// The wait init container's command: the agent image's own binary waits
+/// for the hosts of the hostfile (`/mpijob-agent wait …`).
+pub fn agent_wait_command(args: &WaitArgs) -> Vec<String> {
+    std::iter::once(AGENT_IMAGE_PATH.to_string())
+        .chain(args.to_argv())
+        .collect()
+}
+
 /// The finish file inside a worker container.
 pub const FINISH_FILE_PATH: &str = "/etc/mpijob/podinfo/finished";
 
@@ -184,6 +201,16 @@ mod tests {
         assert_eq!(service_name("pi"), "pi");
         assert_eq!(worker_host("pi", "team-a", 0), "pi-worker-0.pi.team-a.svc");
         assert_eq!(agent_path(), "/opt/mpijob/mpijob-agent");
+        assert_eq!(
+            agent_wait_command(&WaitArgs::default()),
+            [
+                "/mpijob-agent",
+                "wait",
+                "--port",
+                "2222",
+                "--hostfile=/etc/mpi/hostfile"
+            ]
+        );
         assert_eq!(
             FINISH_FILE_PATH,
             format!("{PODINFO_MOUNT_PATH}/{FINISH_FILE_NAME}")

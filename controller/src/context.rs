@@ -21,6 +21,9 @@ pub struct Config {
     pub agent_image: String,
     /// Its pull policy (`IfNotPresent` unless told otherwise).
     pub agent_image_pull_policy: String,
+    /// The cluster's DNS domain (`--cluster-domain`), appended to the
+    /// hosts of Kubeflow jobs' hostfiles; `None` leaves them at `….svc`.
+    pub cluster_domain: Option<String>,
 }
 
 /// Shared state of the reconcilers.

@@ -7,6 +7,7 @@
 pub mod context;
 pub mod error;
 pub mod health;
+pub mod kubeflow;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

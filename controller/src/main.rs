@@ -67,6 +67,18 @@ struct RunArgs {
     )]
     agent_image_pull_policy: String,
 
+    /// The APIs to serve, comma-separated: t9k, kubeflow [default: each
+    /// API whose CRD is installed; the log says which and why]. An API
+    /// named here whose CRD is missing stops the controller with an error.
+    #[arg(long, env = "MPIJOB_APIS", value_enum, value_delimiter = ',')]
+    apis: Vec<Api>,
+
+    /// The cluster's DNS domain, e.g. cluster.local. Kubeflow jobs' hostfiles
+    /// then name hosts `<pod>.<job>.<ns>.svc.<domain>` (mpi-operator's flag of
+    /// the same name) [default: hosts end in `.svc`].
+    #[arg(long, env = "MPIJOB_CLUSTER_DOMAIN")]
+    cluster_domain: Option<String>,
+
     /// Watch only this namespace [default: all namespaces].
     #[arg(long, env = "MPIJOB_WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -222,6 +234,7 @@ fn run_operator(args: RunArgs) -> ExitCode {
     let config = Config {
         agent_image: args.agent_image,
         agent_image_pull_policy: args.agent_image_pull_policy,
+        cluster_domain: args.cluster_domain.filter(|d| !d.is_empty()),
     };
     let leader =
         args.leader_election_namespace
@@ -237,6 +250,15 @@ fn run_operator(args: RunArgs) -> ExitCode {
         health_addr,
         instance,
         leader,
+        apis: (!args.apis.is_empty()).then(|| {
+            args.apis
+                .iter()
+                .map(|a| match a {
+                    Api::T9k => run::Served::T9k,
+                    Api::Kubeflow => run::Served::Kubeflow,
+                })
+                .collect()
+        }),
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async move {

@@ -1,12 +1,14 @@
 //! The controller's metrics, served at `/metrics` in the Prometheus text
-//! format. Every series keeps the name and meaning it had before the
-//! `prometheus-client` registry; the reconcile histogram and failures are new.
+//! format. Our own series are named `mpijob_*`; Kubeflow jobs are also
+//! counted under mpi-operator's names (`mpi_operator_*`), so that its
+//! dashboards and alerts keep working after the swap.
 
 use std::time::Duration;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -45,6 +47,33 @@ struct ErrorLabel {
     error: &'static str,
 }
 
+/// mpi-operator's `mpi_operator_job_info` labels: the launcher Job's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobInfoLabel {
+    launcher: String,
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    api: &'static str,
+}
+
+/// Upper bounds, in seconds, of the launcher wait buckets: from a job's
+/// start until all of its pods run.
+const WAIT_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+#[derive(Clone)]
+struct WaitHistogram;
+
+impl MetricConstructor<Histogram> for WaitHistogram {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(WAIT_BUCKETS)
+    }
+}
+
 /// Upper bounds, in seconds, of the reconcile duration buckets: a reconcile
 /// is a few API round trips, but the first ones wait for the caches.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -59,38 +88,45 @@ pub struct Metrics {
     reconcile_failures: Family<ErrorLabel, Counter>,
     reconcile_duration: Histogram,
     api_writes: Family<KindLabel, Counter>,
+    launcher_wait: Family<ApiLabel, Histogram, WaitHistogram>,
+    kubeflow_created: Counter,
+    kubeflow_succeeded: Counter,
+    kubeflow_failed: Counter,
+    kubeflow_job_info: Family<JobInfoLabel, Gauge>,
+    is_leader: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("mpijob");
+        let mut registry = Registry::default();
+        let ours = registry.sub_registry_with_prefix("mpijob");
         let reconciles = Counter::default();
-        registry.register(
+        ours.register(
             "reconciles",
             "Reconciles run, whatever their outcome",
             reconciles.clone(),
         );
         let reconcile_errors = Counter::default();
-        registry.register(
+        ours.register(
             "reconcile_errors",
             "Reconciles that ended in an error of the reconciler or of the controller's queue",
             reconcile_errors.clone(),
         );
         let reconcile_failures = Family::default();
-        registry.register(
+        ours.register(
             "reconcile_failures",
             "Reconciler errors, by kind of error",
             reconcile_failures.clone(),
         );
         let reconcile_duration = Histogram::new(DURATION_BUCKETS);
-        registry.register_with_unit(
+        ours.register_with_unit(
             "reconcile_duration",
             "Time one reconcile of one MPIJob took",
             Unit::Seconds,
             reconcile_duration.clone(),
         );
         let api_writes: Family<KindLabel, Counter> = Family::default();
-        registry.register(
+        ours.register(
             "api_writes",
             "API write requests made, by what they were for",
             api_writes.clone(),
@@ -100,6 +136,43 @@ impl Default for Metrics {
         for kind in Write::ALL {
             let _ = api_writes.get_or_create(&KindLabel { kind: kind.label() });
         }
+        let launcher_wait = Family::new_with_constructor(WaitHistogram);
+        ours.register_with_unit(
+            "launcher_wait",
+            "From a job's start until all of its pods run (the launcher's MPI program starts then), by API",
+            Unit::Seconds,
+            launcher_wait.clone(),
+        );
+        let kubeflow_created = Counter::default();
+        registry.register(
+            "mpi_operator_jobs_created",
+            "Counts number of MPI jobs created",
+            kubeflow_created.clone(),
+        );
+        let kubeflow_succeeded = Counter::default();
+        registry.register(
+            "mpi_operator_jobs_successful",
+            "Counts number of MPI jobs successful",
+            kubeflow_succeeded.clone(),
+        );
+        let kubeflow_failed = Counter::default();
+        registry.register(
+            "mpi_operator_jobs_failed",
+            "Counts number of MPI jobs failed",
+            kubeflow_failed.clone(),
+        );
+        let kubeflow_job_info = Family::default();
+        registry.register(
+            "mpi_operator_job_info",
+            "Information about MPIJob",
+            kubeflow_job_info.clone(),
+        );
+        let is_leader = Gauge::default();
+        registry.register(
+            "mpi_operator_is_leader",
+            "Is this client the leader of this mpi-operator client set?",
+            is_leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -107,6 +180,12 @@ impl Default for Metrics {
             reconcile_failures,
             reconcile_duration,
             api_writes,
+            launcher_wait,
+            kubeflow_created,
+            kubeflow_succeeded,
+            kubeflow_failed,
+            kubeflow_job_info,
+            is_leader,
         }
     }
 }
@@ -139,6 +218,45 @@ impl Metrics {
         if !ok {
             self.reconcile_errors.inc();
         }
+    }
+
+    /// A job's pods all run, `seconds` after it started.
+    pub fn launcher_waited(&self, api: &'static str, seconds: f64) {
+        self.launcher_wait
+            .get_or_create(&ApiLabel { api })
+            .observe(seconds);
+    }
+
+    /// A Kubeflow job was seen for the first time.
+    pub fn kubeflow_created(&self) {
+        self.kubeflow_created.inc();
+    }
+
+    /// A Kubeflow job succeeded.
+    pub fn kubeflow_succeeded(&self) {
+        self.kubeflow_succeeded.inc();
+    }
+
+    /// A Kubeflow job failed (its launcher failed; an eviction is not
+    /// counted, as in mpi-operator).
+    pub fn kubeflow_failed(&self) {
+        self.kubeflow_failed.inc();
+    }
+
+    /// A Kubeflow job's launcher Job exists (never unset, as in
+    /// mpi-operator).
+    pub fn kubeflow_job_info(&self, launcher: &str, namespace: &str) {
+        self.kubeflow_job_info
+            .get_or_create(&JobInfoLabel {
+                launcher: launcher.to_string(),
+                namespace: namespace.to_string(),
+            })
+            .set(1);
+    }
+
+    /// Whether this replica leads (1) or stands by (0).
+    pub fn set_leader(&self, leading: bool) {
+        self.is_leader.set(i64::from(leading));
     }
 
     /// The Prometheus text (format 0.0.4) of every series.

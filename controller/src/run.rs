@@ -7,17 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{controller, reflector, watcher, Controller, WatchStreamExt};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use mpijob_api::contract::labels;
 use mpijob_api::MPIJob;
 
 use crate::context::{Config, Context};
 use crate::health::Health;
+use crate::kubeflow::{self, KubeflowContext};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 
@@ -32,6 +35,8 @@ pub struct Options {
     pub instance: String,
     /// Leader election; `None` runs without it (a single replica).
     pub leader: Option<crate::leader::LeaseConfig>,
+    /// The APIs to serve; `None` serves each whose CRD is installed.
+    pub apis: Option<Vec<Served>>,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -42,6 +47,118 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The MPIJob APIs this controller can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// `batch.tensorstack.dev/v1beta1` (TensorStack T9k).
+    T9k,
+    /// `kubeflow.org/v2beta1` (Kubeflow mpi-operator).
+    Kubeflow,
+}
+
+impl Served {
+    pub const ALL: [Served; 2] = [Served::T9k, Served::Kubeflow];
+
+    /// The API's `group/version`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Served::T9k => mpijob_api::manifest::API_VERSION,
+            Served::Kubeflow => mpijob_api::kubeflow::API_VERSION,
+        }
+    }
+
+    /// The CRD that must be installed, and the file in `crds/` that holds it.
+    pub fn crd(self) -> (&'static str, &'static str) {
+        match self {
+            Served::T9k => ("mpijobs.batch.tensorstack.dev", "crds/mpijob.yaml"),
+            Served::Kubeflow => ("mpijobs.kubeflow.org", "crds/kubeflow.org_mpijobs.yaml"),
+        }
+    }
+}
+
+/// Whether the API server serves `mpijobs` in `api_version` (its CRD is
+/// installed and established). Discovery needs no RBAC beyond what every
+/// client has.
+async fn installed(client: &Client, api: Served) -> anyhow::Result<bool> {
+    match client.list_api_group_resources(api.api_version()).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == "mpijobs")),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("discovering {}: {e}", api.api_version())),
+    }
+}
+
+/// The APIs to serve: those asked for (each must be installed), or, when
+/// none are, each one whose CRD is installed. The log says which and why.
+pub async fn choose_apis(client: &Client, asked: Option<&[Served]>) -> anyhow::Result<Vec<Served>> {
+    let mut serve = Vec::new();
+    for api in Served::ALL {
+        let wanted = asked.is_none_or(|a| a.contains(&api));
+        let (crd, file) = api.crd();
+        let present = installed(client, api).await?;
+        match (wanted, present, asked.is_some()) {
+            (true, true, explicit) => {
+                let why = if explicit { "asked for with --apis" } else { "its CRD is installed" };
+                tracing::info!(api = api.api_version(), "serving {} MPIJobs: {why}", api.api_version());
+                serve.push(api);
+            }
+            (true, false, true) => anyhow::bail!(
+                "--apis asks for {} but CRD {crd} is not installed: kubectl apply -f {file}, or leave that API out of --apis",
+                api.api_version()
+            ),
+            (true, false, false) => tracing::info!(
+                api = api.api_version(),
+                "not serving {} MPIJobs: CRD {crd} is not installed (kubectl apply -f {file}, then restart the controller)",
+                api.api_version()
+            ),
+            (false, _, _) => tracing::info!(
+                api = api.api_version(),
+                "not serving {} MPIJobs: left out of --apis",
+                api.api_version()
+            ),
+        }
+    }
+    if serve.is_empty() {
+        anyhow::bail!(
+            "no MPIJob CRD is installed: kubectl apply -f crds/ (or one of crds/mpijob.yaml and crds/kubeflow.org_mpijobs.yaml)"
+        );
+    }
+    Ok(serve)
+}
+
+/// A cache of `K` filtered by `label`, and the stream of its changes for a
+/// controller's triggers. managedFields are dropped: nothing reads them,
+/// and they are a large share of each object.
+fn cache<K>(
+    client: &Client,
+    ns: &Option<String>,
+    label: &str,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = reflector(
+        writer,
+        watcher(
+            api::<K>(client, ns),
+            watcher::Config::default().labels(label),
+        )
+        .modify(|o| o.meta_mut().managed_fields = None),
+    )
+    .default_backoff()
+    .touched_objects();
+    (store, stream)
 }
 
 /// Run the operator until SIGTERM or Ctrl-C.
@@ -57,45 +174,13 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
             }
         });
     }
+    let apis = choose_apis(&client, opts.apis.as_deref()).await?;
     if let Some(lease) = &opts.leader {
         health.standby.store(true, Ordering::Relaxed);
         crate::leader::acquire(&client, lease).await;
         health.standby.store(false, Ordering::Relaxed);
     }
-
-    // Only the job's own children are cached: they carry the job-name label.
-    let children = watcher::Config::default().labels(labels::JOB_NAME);
-
-    // managedFields are dropped from the caches: nothing reads them, and
-    // they are a large share of each object. Secrets are watched as
-    // metadata only: their key material never reaches the controller.
-    let (pods, pods_writer) = reflector::store::<Pod>();
-    let pod_events = reflector(
-        pods_writer,
-        watcher(api::<Pod>(&client, &opts.namespace), children.clone())
-            .modify(|p| p.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (secrets, secrets_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let secret_events = reflector(
-        secrets_writer,
-        watcher(
-            api::<PartialObjectMeta<Secret>>(&client, &opts.namespace),
-            children.clone(),
-        )
-        .modify(|s| s.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (services, services_writer) = reflector::store::<Service>();
-    let service_events = reflector(
-        services_writer,
-        watcher(api::<Service>(&client, &opts.namespace), children)
-            .modify(|s| s.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+    metrics.set_leader(true);
 
     let recorder = Recorder::new(
         client.clone(),
@@ -104,58 +189,114 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
             instance: Some(opts.instance.clone()),
         },
     );
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        config,
-        recorder,
-        pods: pods.clone(),
-        secrets: secrets.clone(),
-        services: services.clone(),
-        metrics: metrics.clone(),
-        expectations: Default::default(),
-    });
+    let context = |label: &str| {
+        // Only the jobs' own children are cached: they carry the API's
+        // job-name label. Secrets are watched as metadata only: their key
+        // material never reaches the controller.
+        let (pods, pod_events) = cache::<Pod>(&client, &opts.namespace, label);
+        let (secrets, secret_events) =
+            cache::<PartialObjectMeta<Secret>>(&client, &opts.namespace, label);
+        let (services, service_events) = cache::<Service>(&client, &opts.namespace, label);
+        let ctx = Context {
+            client: client.clone(),
+            config: config.clone(),
+            recorder: recorder.clone(),
+            pods,
+            secrets,
+            services,
+            metrics: metrics.clone(),
+            expectations: Default::default(),
+        };
+        (ctx, pod_events, secret_events, service_events)
+    };
+    tracing::info!(
+        namespace = opts.namespace.as_deref().unwrap_or("<all>"),
+        "mpijob-controller starting"
+    );
+    // A job's pods change in bursts (created together, started together):
+    // one reconcile per burst, not one per pod.
+    let tuning = controller::Config::default().debounce(Duration::from_millis(0));
 
-    {
-        let health = health.clone();
-        let (pods, secrets, services) = (pods.clone(), secrets.clone(), services.clone());
-        tokio::spawn(async move {
+    let mut running: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();
+    let mut synced: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();
+    if apis.contains(&Served::T9k) {
+        let (ctx, pod_events, secret_events, service_events) = context(labels::JOB_NAME);
+        let (pods, secrets, services) =
+            (ctx.pods.clone(), ctx.secrets.clone(), ctx.services.clone());
+        synced.push(Box::pin(async move {
             let _ = tokio::join!(
                 pods.wait_until_ready(),
                 secrets.wait_until_ready(),
                 services.wait_until_ready()
             );
+        }));
+        let jobs = api::<MPIJob>(&client, &opts.namespace);
+        running.push(Box::pin(
+            Controller::new(jobs, watcher::Config::default())
+                .with_config(tuning.clone())
+                .owns_stream(pod_events)
+                .owns_stream(secret_events)
+                .owns_stream(service_events)
+                .shutdown_on_signal()
+                .run(measured, error_policy, Arc::new(ctx))
+                .for_each(counted(&metrics)),
+        ));
+    }
+    if apis.contains(&Served::Kubeflow) {
+        let label = mpijob_api::kubeflow::contract::labels::JOB_NAME;
+        let (core, pod_events, secret_events, service_events) = context(label);
+        let (config_maps, config_map_events) = cache::<ConfigMap>(&client, &opts.namespace, label);
+        let (jobs, job_events) = cache::<Job>(&client, &opts.namespace, label);
+        let kctx = Arc::new(KubeflowContext {
+            core,
+            config_maps,
+            jobs,
+        });
+        let k = kctx.clone();
+        synced.push(Box::pin(async move {
+            let c = &k.core;
+            let _ = tokio::join!(
+                c.pods.wait_until_ready(),
+                c.secrets.wait_until_ready(),
+                c.services.wait_until_ready(),
+                k.config_maps.wait_until_ready(),
+                k.jobs.wait_until_ready()
+            );
+        }));
+        let mpijobs = api::<mpijob_api::kubeflow::MPIJob>(&client, &opts.namespace);
+        running.push(Box::pin(
+            Controller::new(mpijobs, watcher::Config::default())
+                .with_config(tuning.clone())
+                // The launcher's pods belong to its Job, not to the MPIJob:
+                // map them to the job by label.
+                .watches_stream(pod_events, kubeflow_owner)
+                .owns_stream(secret_events)
+                .owns_stream(service_events)
+                .owns_stream(config_map_events)
+                .owns_stream(job_events)
+                .shutdown_on_signal()
+                .run(measured_kubeflow, kubeflow::error_policy, kctx)
+                .for_each(counted(&metrics)),
+        ));
+    }
+    {
+        let health = health.clone();
+        tokio::spawn(async move {
+            futures::future::join_all(synced).await;
             health.ready.store(true, Ordering::Relaxed);
             tracing::info!("caches synced; serving");
         });
     }
-
-    let jobs = api::<MPIJob>(&client, &opts.namespace);
-    tracing::info!(
-        namespace = opts.namespace.as_deref().unwrap_or("<all>"),
-        "mpijob-controller starting"
-    );
-    let controller = Controller::new(jobs, watcher::Config::default())
-        // A job's pods change in bursts (created together, started
-        // together): one reconcile per burst, not one per pod.
-        .with_config(controller::Config::default().debounce(Duration::from_millis(0)))
-        .owns_stream(pod_events)
-        .owns_stream(secret_events)
-        .owns_stream(service_events)
-        .shutdown_on_signal()
-        .run(measured, error_policy, ctx)
-        .for_each(|result| {
-            metrics.controller_result(result.is_ok());
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile error");
-            }
-            std::future::ready(())
-        });
+    let controllers = futures::future::join_all(running);
     match &opts.leader {
-        None => controller.await,
+        None => {
+            controllers.await;
+        }
         Some(lease) => {
             tokio::select! {
-                _ = controller => crate::leader::release(&client, lease).await,
+                _ = controllers => crate::leader::release(&client, lease).await,
                 _ = crate::leader::hold(&client, lease) => {
+                    metrics.set_leader(false);
                     anyhow::bail!("lost the leader lease {}/{}: stopping so that another replica leads", lease.namespace, lease.name)
                 }
             }
@@ -163,6 +304,40 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     }
     tracing::info!("mpijob-controller stopped");
     Ok(())
+}
+
+/// Count each result of a controller's stream.
+fn counted<T, E: std::fmt::Display>(
+    metrics: &Metrics,
+) -> impl FnMut(Result<T, E>) -> std::future::Ready<()> + '_ {
+    move |result| {
+        metrics.controller_result(result.is_ok());
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "reconcile error");
+        }
+        std::future::ready(())
+    }
+}
+
+/// The Kubeflow MPIJob a pod belongs to, by its job-name label.
+fn kubeflow_owner(pod: Pod) -> Option<ObjectRef<mpijob_api::kubeflow::MPIJob>> {
+    let name = pod
+        .labels()
+        .get(mpijob_api::kubeflow::contract::labels::JOB_NAME)?;
+    Some(ObjectRef::new(name).within(pod.metadata.namespace.as_deref()?))
+}
+
+/// The Kubeflow `reconcile`, timed, its errors counted by kind.
+async fn measured_kubeflow(
+    job: Arc<mpijob_api::kubeflow::MPIJob>,
+    ctx: Arc<KubeflowContext>,
+) -> crate::error::Result<Action> {
+    let start = Instant::now();
+    let result = kubeflow::reconcile(job, ctx.clone()).await;
+    ctx.core
+        .metrics
+        .reconciled(start.elapsed(), result.as_ref().err());
+    result
 }
 
 /// `reconcile`, timed, its errors counted by kind.

@@ -40,10 +40,12 @@ impl RunningController {
             health_addr: None,
             instance: format!("test-{namespace}"),
             leader: lease,
+            apis: None,
         };
         let config = Config {
             agent_image: AGENT_IMAGE.to_string(),
             agent_image_pull_policy: "IfNotPresent".to_string(),
+            cluster_domain: None,
         };
         let handle = tokio::spawn(async move {
             if let Err(e) = run::run(client, config, opts).await {

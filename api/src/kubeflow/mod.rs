@@ -8,6 +8,7 @@
 //! What both APIs share (names, the agent's arguments, hostfile formats)
 //! lives in [`crate::contract`].
 
+pub mod contract;
 pub mod resolve;
 pub mod v2beta1;
 

@@ -24,8 +24,8 @@ use crate::context::{Context, Write};
 use crate::error::Result;
 
 /// Whether an object with a child's name is ours.
-#[derive(Debug, PartialEq, Eq)]
-enum Ensured {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ensured {
     Present,
     Created,
     /// Created by an earlier reconcile, not in the caches yet.
@@ -150,7 +150,7 @@ fn note(
 
 /// Create `name` unless the cache (`store`, which may hold only metadata)
 /// or a recent create says it exists; report whose it is.
-async fn ensure<K, S>(
+pub(crate) async fn ensure<K, S>(
     ctx: &Context,
     store: &Store<S>,
     api: &Api<K>,
@@ -289,7 +289,7 @@ pub async fn finish_workers(ctx: &Context, meta: &JobMeta, policy: &CleanUpWorke
     Ok(())
 }
 
-async fn delete_pod(api: &Api<Pod>, name: &str) -> Result<()> {
+pub(crate) async fn delete_pod(api: &Api<Pod>, name: &str) -> Result<()> {
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),

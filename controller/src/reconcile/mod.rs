@@ -38,7 +38,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         ctx.services.wait_until_ready()
     )
     .map_err(|_| Error::CachesClosed)?;
-    let meta = JobMeta::of(&job)?;
+    let meta = JobMeta::of(&*job)?;
     let prev = job.status.as_ref();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
@@ -133,7 +133,7 @@ pub fn error_policy(job: Arc<MPIJob>, error: &Error, ctx: Arc<Context>) -> Actio
     );
     let message = error.to_string();
     tokio::spawn(async move {
-        event(&ctx, &job, EventType::Warning, "ReconcileError", &message).await;
+        event(&ctx, &*job, EventType::Warning, "ReconcileError", &message).await;
     });
     Action::requeue(Duration::from_secs(5))
 }
@@ -204,7 +204,13 @@ fn phase_event(phase: Phase, s: &MPIJobStatus) -> (EventType, String, String) {
 
 /// Emit an event about the job. Events are best effort: a failure to
 /// record one is logged, never fatal.
-async fn event(ctx: &Context, job: &MPIJob, type_: EventType, reason: &str, note: &str) {
+pub(crate) async fn event<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    job: &K,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let ev = Event {
         type_,
         reason: reason.to_string(),
@@ -218,7 +224,7 @@ async fn event(ctx: &Context, job: &MPIJob, type_: EventType, reason: &str, note
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

@@ -378,7 +378,7 @@ fn who(role: Role, job: &str) -> String {
 
 /// `worker pi-worker-2 container mpi-worker exited 137 (OOMKilled)`, with
 /// the container's termination message after a colon when it left one.
-fn describe(who: &str, container: &str, t: &ContainerStateTerminated) -> String {
+pub(crate) fn describe(who: &str, container: &str, t: &ContainerStateTerminated) -> String {
     let mut m = format!("{who} container {container} exited {}", t.exit_code);
     if let Some(r) = t.reason.as_deref().filter(|r| !r.is_empty()) {
         m.push_str(&format!(" ({r})"));
@@ -396,7 +396,7 @@ fn describe(who: &str, container: &str, t: &ContainerStateTerminated) -> String 
 
 /// A pod that failed without its MPI container saying why (evicted,
 /// rejected by the node, an init container failing).
-fn pod_failure(who: &str, pod: &Pod) -> Option<String> {
+pub(crate) fn pod_failure(who: &str, pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     if status.phase.as_deref() != Some("Failed") {
         return None;

@@ -7,13 +7,11 @@ pub mod service;
 
 use std::collections::BTreeMap;
 
+use crate::error::{Error, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use mpijob_api::contract::labels;
 use mpijob_api::v1beta1::ReplicaType;
-use mpijob_api::MPIJob;
-
-use crate::error::{Error, Result};
 
 /// What every builder needs to know about the job, read once.
 #[derive(Clone, Debug)]
@@ -27,22 +25,14 @@ pub struct JobMeta {
 impl JobMeta {
     /// Dereference the job's identity. Fails only for an object the API
     /// server would never hand out (no name, namespace or uid).
-    pub fn of(job: &MPIJob) -> Result<JobMeta> {
-        let name = job
-            .metadata
-            .name
-            .clone()
-            .ok_or(Error::MissingField("metadata.name"))?;
-        let namespace = job
-            .metadata
+    pub fn of<K: Resource<DynamicType = ()>>(job: &K) -> Result<JobMeta> {
+        let m = job.meta();
+        let name = m.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+        let namespace = m
             .namespace
             .clone()
             .ok_or(Error::MissingField("metadata.namespace"))?;
-        let uid = job
-            .metadata
-            .uid
-            .clone()
-            .ok_or(Error::MissingField("metadata.uid"))?;
+        let uid = m.uid.clone().ok_or(Error::MissingField("metadata.uid"))?;
         let owner = job
             .controller_owner_ref(&())
             .ok_or(Error::MissingField("metadata.uid"))?;

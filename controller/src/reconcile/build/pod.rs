@@ -211,7 +211,7 @@ fn job_mounts(ssh_dir: &str) -> Vec<VolumeMount> {
 /// group that can read them: when the template sets no `fsGroup`, use the
 /// pod's group (or its user id), which the kubelet adds to every
 /// container's groups and gives the Secret's files.
-fn readable_keys_for_non_root(spec: &mut PodSpec) {
+pub(crate) fn readable_keys_for_non_root(spec: &mut PodSpec) {
     let first_container_user = spec
         .containers
         .iter()
@@ -282,6 +282,7 @@ mod tests {
         Config {
             agent_image: "mpijob/agent:test".into(),
             agent_image_pull_policy: "Never".into(),
+            cluster_domain: None,
         }
     }
 

@@ -1,0 +1,626 @@
+//! Build: a Kubeflow MPIJob's children, as pure functions of the resolved
+//! job. Names, labels, mounts and environment are mpi-operator's; the
+//! additions are the launcher's wait init container, Open MPI 5's
+//! `PRTE_MCA_*` variables, and keys that are never world-readable.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, KeyToPath, Pod, PodDNSConfig, PodSpec,
+    PodTemplateSpec, SecretVolumeSource, Service, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use mpijob_api::contract::{self, secret_keys, MpiImplementation, WaitArgs};
+use mpijob_api::kubeflow::contract::{self as kf, labels};
+use mpijob_api::kubeflow::Resolved;
+use mpijob_api::sshkey::JobKey;
+
+use crate::context::Config;
+use crate::reconcile::build::JobMeta;
+
+/// What every builder reads: the job's identity, its resolved spec and the
+/// cluster's DNS domain.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub meta: &'a JobMeta,
+    pub job: &'a Resolved,
+    /// `--cluster-domain`, e.g. `cluster.local`; `None` leaves hosts at
+    /// `….svc`.
+    pub cluster_domain: Option<&'a str>,
+}
+
+impl Input<'_> {
+    fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// Metadata of the Service, ConfigMap, Secret and launcher Job.
+    fn child(&self, name: String) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.meta.namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (labels::APP.to_string(), self.name().to_string()),
+                (labels::JOB_NAME.to_string(), self.name().to_string()),
+            ])),
+            owner_references: Some(vec![self.meta.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// The labels every pod of the job carries (the Service selects them).
+    fn pod_labels(&self, role: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                labels::OPERATOR_NAME.to_string(),
+                labels::OPERATOR.to_string(),
+            ),
+            (labels::JOB_NAME.to_string(), self.name().to_string()),
+            (labels::JOB_ROLE.to_string(), role.to_string()),
+        ])
+    }
+
+    fn host(&self, pod: &str) -> String {
+        kf::host(pod, self.name(), &self.meta.namespace, self.cluster_domain)
+    }
+
+    fn launcher_name(&self) -> String {
+        contract::launcher_name(self.name())
+    }
+}
+
+/// `<name>`: headless, selecting the job's pods. Not-ready addresses are
+/// published only when the launcher runs ranks (it is then in the
+/// hostfile before it is Ready), as mpi-operator does.
+pub fn service(i: Input) -> Service {
+    Service {
+        metadata: i.child(contract::service_name(i.name())),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            selector: Some(BTreeMap::from([
+                (
+                    labels::OPERATOR_NAME.to_string(),
+                    labels::OPERATOR.to_string(),
+                ),
+                (labels::JOB_NAME.to_string(), i.name().to_string()),
+            ])),
+            publish_not_ready_addresses: Some(i.job.run_launcher_as_worker),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The hostfile: the launcher first when it runs ranks, then every worker,
+/// in the MPI implementation's format.
+pub fn hostfile(i: Input) -> String {
+    let slots = i.job.slots_per_worker;
+    let line = |host: String| match i.job.mpi_implementation {
+        MpiImplementation::OpenMpi => format!("{host} slots={slots}\n"),
+        MpiImplementation::Mpich | MpiImplementation::Intel => format!("{host}:{slots}\n"),
+    };
+    let mut text = String::new();
+    if i.job.run_launcher_as_worker {
+        text.push_str(&line(i.host(&i.launcher_name())));
+    }
+    for w in 0..i.job.workers() {
+        text.push_str(&line(i.host(&contract::worker_name(i.name(), w))));
+    }
+    text
+}
+
+/// `discover_hosts.sh`: echoes the launcher (when it runs ranks) and every
+/// running worker, by pod name, for Horovod's elastic mode.
+pub fn discover_hosts(i: Input, running_workers: &[String]) -> String {
+    let mut names: Vec<&String> = running_workers.iter().collect();
+    names.sort();
+    let mut text = String::from("#!/bin/sh\n");
+    if i.job.run_launcher_as_worker {
+        text.push_str(&format!("echo {}\n", i.host(&i.launcher_name())));
+    }
+    for n in names {
+        text.push_str(&format!("echo {}\n", i.host(n)));
+    }
+    text
+}
+
+/// `<name>-config`, mounted at `/etc/mpi` on the launcher.
+pub fn config_map(i: Input, running_workers: &[String]) -> ConfigMap {
+    ConfigMap {
+        metadata: i.child(kf::config_map_name(i.name())),
+        data: Some(config_data(i, running_workers)),
+        ..ConfigMap::default()
+    }
+}
+
+/// The ConfigMap's data; a change means a write.
+pub fn config_data(i: Input, running_workers: &[String]) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (kf::HOSTFILE_KEY.to_string(), hostfile(i)),
+        (
+            kf::DISCOVER_HOSTS_KEY.to_string(),
+            discover_hosts(i, running_workers),
+        ),
+    ])
+}
+
+/// `<name>-ssh`: the job key pair, `kubernetes.io/ssh-auth`. Made once,
+/// immutable.
+pub fn secret(i: Input, key: &JobKey) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: i.child(contract::secret_name(i.name())),
+        type_: Some("kubernetes.io/ssh-auth".to_string()),
+        immutable: Some(true),
+        string_data: Some(BTreeMap::from([
+            (
+                secret_keys::PRIVATE_KEY.to_string(),
+                key.private_pem().to_string(),
+            ),
+            (
+                kf::SECRET_PUBLIC_KEY.to_string(),
+                format!("{}\n", key.public_openssh()),
+            ),
+        ])),
+        ..k8s_openapi::api::core::v1::Secret::default()
+    }
+}
+
+/// Worker `index`: the user's template, named and labelled, with the keys
+/// mounted in its first container and `sshd -De` when it has no command.
+pub fn worker(i: Input, index: u32) -> Pod {
+    let worker = i
+        .job
+        .worker
+        .as_ref()
+        .expect("workers are built only for jobs that have them");
+    let name = contract::worker_name(i.name(), index);
+    let template = worker.template.clone();
+    let tmeta = template.metadata.unwrap_or_default();
+    let mut l = tmeta.labels.unwrap_or_default();
+    l.extend(i.pod_labels(labels::ROLE_WORKER));
+    let shown_index = index + u32::from(i.job.run_launcher_as_worker);
+    l.insert(labels::REPLICA_INDEX.to_string(), shown_index.to_string());
+
+    let mut spec = template.spec.unwrap_or_default();
+    spec.hostname = Some(name.clone());
+    spec.subdomain = Some(contract::service_name(i.name()));
+    if spec.host_network == Some(true) {
+        spec.dns_policy = Some("ClusterFirstWithHostNet".to_string());
+    }
+    let search = format!(
+        "{}.{}.svc.{}",
+        contract::service_name(i.name()),
+        i.meta.namespace,
+        i.cluster_domain
+            .filter(|d| !d.is_empty())
+            .unwrap_or("cluster.local")
+    );
+    spec.dns_config
+        .get_or_insert_with(PodDNSConfig::default)
+        .searches
+        .get_or_insert_with(Vec::new)
+        .push(search);
+    spec.restart_policy = Some(worker.restart_policy.as_str().to_string());
+    if let Some(c) = spec.containers.first_mut() {
+        if c.command.as_ref().is_none_or(Vec::is_empty) && c.args.as_ref().is_none_or(Vec::is_empty)
+        {
+            c.command = Some(kf::DEFAULT_WORKER_COMMAND.map(String::from).to_vec());
+        }
+        c.env
+            .get_or_insert_with(Vec::new)
+            .push(env(kf::ROLE_ENV, labels::ROLE_WORKER));
+    }
+    mount_keys(i, &mut spec);
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(i.meta.namespace.clone()),
+            labels: Some(l),
+            annotations: tmeta.annotations,
+            owner_references: Some(vec![i.meta.owner.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        ..Pod::default()
+    }
+}
+
+/// `<name>-launcher`: a `batch/v1` Job running the user's launcher
+/// template, after an init container that waits for every worker to
+/// resolve and answer on the ssh port.
+pub fn launcher(i: Input, config: &Config) -> Job {
+    let launcher = &i.job.launcher;
+    let template = launcher.template.clone();
+    let tmeta = template.metadata.unwrap_or_default();
+    let mut l = tmeta.labels.unwrap_or_default();
+    l.extend(i.pod_labels(labels::ROLE_LAUNCHER));
+    if i.job.run_launcher_as_worker {
+        l.insert(labels::REPLICA_INDEX.to_string(), "0".to_string());
+    }
+
+    let mut spec = template.spec.unwrap_or_default();
+    spec.hostname = Some(i.launcher_name());
+    spec.subdomain = Some(contract::service_name(i.name()));
+    spec.restart_policy = Some(launcher.restart_policy.as_str().to_string());
+    if let Some(c) = spec.containers.first_mut() {
+        let vars = c.env.get_or_insert_with(Vec::new);
+        vars.push(env(kf::ROLE_ENV, labels::ROLE_LAUNCHER));
+        vars.extend(launcher_env(i.job));
+        c.volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(config_mount());
+    }
+    mount_keys(i, &mut spec);
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: kf::CONFIG_VOLUME.to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: kf::config_map_name(i.name()),
+            items: Some(vec![
+                key_to_path(kf::HOSTFILE_KEY, kf::HOSTFILE_KEY, 0o444),
+                key_to_path(kf::DISCOVER_HOSTS_KEY, kf::DISCOVER_HOSTS_KEY, 0o555),
+            ]),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    spec.init_containers
+        .get_or_insert_with(Vec::new)
+        .insert(0, wait_for_workers(config));
+
+    Job {
+        metadata: i.child(i.launcher_name()),
+        spec: Some(JobSpec {
+            backoff_limit: i.job.backoff_limit,
+            active_deadline_seconds: i.job.active_deadline_seconds,
+            ttl_seconds_after_finished: i.job.ttl_seconds_after_finished,
+            // A replacement pod starts only once the old one has failed, so
+            // two launchers never run at once.
+            pod_replacement_policy: Some("Failed".to_string()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(l),
+                    annotations: tmeta.annotations,
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(spec),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// The launcher's environment for its MPI implementation. For Open MPI,
+/// both families: Open MPI 4 reads `OMPI_MCA_orte_*`, Open MPI 5 (PRRTE)
+/// `PRTE_MCA_*`; with only the first, Open MPI 5 ignores the hostfile and
+/// runs every rank on the launcher (mpi-operator #842).
+pub fn launcher_env(job: &Resolved) -> Vec<EnvVar> {
+    let hostfile = format!("{}/{}", kf::CONFIG_MOUNT_PATH, kf::HOSTFILE_KEY);
+    let slots = job.slots_per_worker.to_string();
+    let mut vars: Vec<(&str, &str)> = match job.mpi_implementation {
+        MpiImplementation::OpenMpi => vec![
+            ("OMPI_MCA_orte_keep_fqdn_hostnames", "true"),
+            ("OMPI_MCA_orte_default_hostfile", &hostfile),
+            ("OMPI_MCA_plm_rsh_args", kf::SSH_ARGS),
+            ("OMPI_MCA_orte_set_default_slots", &slots),
+            ("PRTE_MCA_prte_keep_fqdn_hostnames", "true"),
+            ("PRTE_MCA_prte_default_hostfile", &hostfile),
+            ("PRTE_MCA_plm_ssh_args", kf::SSH_ARGS),
+        ],
+        MpiImplementation::Intel => vec![
+            ("I_MPI_HYDRA_HOST_FILE", &hostfile),
+            ("I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS", kf::SSH_ARGS),
+            ("I_MPI_PERHOST", &slots),
+        ],
+        MpiImplementation::Mpich => vec![
+            ("HYDRA_HOST_FILE", &hostfile),
+            ("HYDRA_LAUNCH_EXTRA_ARGS", kf::SSH_ARGS),
+        ],
+    };
+    if !job.run_launcher_as_worker {
+        // The launcher runs no ranks: keep it off the node's GPUs.
+        vars.push(("NVIDIA_VISIBLE_DEVICES", ""));
+        vars.push(("NVIDIA_DRIVER_CAPABILITIES", ""));
+    }
+    vars.into_iter().map(|(k, v)| env(k, v)).collect()
+}
+
+/// The agent, straight from its image, waiting for every host in the
+/// hostfile (but the launcher itself) to resolve and answer with an ssh
+/// banner. The user's image and command stay as they are.
+fn wait_for_workers(config: &Config) -> Container {
+    Container {
+        name: contract::WAIT_INIT_CONTAINER.to_string(),
+        image: Some(config.agent_image.clone()),
+        image_pull_policy: Some(config.agent_image_pull_policy.clone()),
+        command: Some(contract::agent_wait_command(&WaitArgs::default())),
+        volume_mounts: Some(vec![config_mount()]),
+        ..Container::default()
+    }
+}
+
+fn config_mount() -> VolumeMount {
+    VolumeMount {
+        name: kf::CONFIG_VOLUME.to_string(),
+        mount_path: kf::CONFIG_MOUNT_PATH.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// The job Secret as `id_rsa`, `id_rsa.pub` and `authorized_keys` at
+/// `sshAuthMountPath` in the first container. At `/root/.ssh` the files are
+/// root's alone (0600). Elsewhere they are 0440 and the pod gets an
+/// `fsGroup` (the user's group) where it has none, so that a non-root MPI
+/// user can read them while no other user can; mpi-operator leaves them
+/// world-readable.
+fn mount_keys(i: Input, spec: &mut PodSpec) {
+    let root = i.job.ssh_auth_mount_path == contract::DEFAULT_SSH_AUTH_MOUNT_PATH;
+    if !root {
+        crate::reconcile::build::pod::readable_keys_for_non_root(spec);
+    }
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: kf::SSH_VOLUME.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(contract::secret_name(i.name())),
+            default_mode: Some(if root { 0o600 } else { 0o440 }),
+            items: Some(vec![
+                key_to_path(secret_keys::PRIVATE_KEY, kf::ssh_files::PRIVATE, None),
+                key_to_path(kf::SECRET_PUBLIC_KEY, kf::ssh_files::PUBLIC, None),
+                key_to_path(kf::SECRET_PUBLIC_KEY, kf::ssh_files::AUTHORIZED_KEYS, None),
+            ]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    if let Some(c) = spec.containers.first_mut() {
+        c.volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: kf::SSH_VOLUME.to_string(),
+                mount_path: i.job.ssh_auth_mount_path.clone(),
+                ..VolumeMount::default()
+            });
+    }
+}
+
+fn key_to_path(key: &str, path: &str, mode: impl Into<Option<i32>>) -> KeyToPath {
+    KeyToPath {
+        key: key.to_string(),
+        path: path.to_string(),
+        mode: mode.into(),
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        ..EnvVar::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mpijob_api::kubeflow::{resolve, MPIJob};
+
+    pub(crate) fn job(spec: &str) -> (MPIJob, Resolved, JobMeta) {
+        let job: MPIJob = mpijob_api::yaml::from_str(&format!(
+            "apiVersion: kubeflow.org/v2beta1\nkind: MPIJob\nmetadata: {{name: pi, namespace: team, uid: u-1}}\nspec:\n{spec}"
+        ))
+        .unwrap();
+        let r = resolve(&job).unwrap();
+        let meta = JobMeta::of(&job).unwrap();
+        (job, r, meta)
+    }
+
+    const PI: &str = "  sshAuthMountPath: /home/mpiuser/.ssh
+  mpiReplicaSpecs:
+    Launcher:
+      replicas: 1
+      template:
+        metadata: {labels: {team: a}}
+        spec:
+          containers:
+          - {name: mpi-launcher, image: mpi, command: [mpirun], args: [-n, '2', /home/mpiuser/pi], securityContext: {runAsUser: 1000}}
+    Worker:
+      replicas: 2
+      template:
+        spec:
+          containers:
+          - {name: mpi-worker, image: mpi, securityContext: {runAsUser: 1000}}
+";
+
+    fn config() -> Config {
+        Config {
+            agent_image: "mpijob/agent:test".into(),
+            agent_image_pull_policy: "IfNotPresent".into(),
+            cluster_domain: None,
+        }
+    }
+
+    #[test]
+    fn hostfile_lists_every_worker_in_the_implementations_format() {
+        let (_, mut r, meta) = job(PI);
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: None,
+        };
+        assert_eq!(
+            hostfile(i),
+            "pi-worker-0.pi.team.svc slots=1\npi-worker-1.pi.team.svc slots=1\n"
+        );
+        r.mpi_implementation = MpiImplementation::Mpich;
+        r.run_launcher_as_worker = true;
+        r.slots_per_worker = 4;
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: Some("cluster.local"),
+        };
+        assert_eq!(
+            hostfile(i),
+            "pi-launcher.pi.team.svc.cluster.local:4\npi-worker-0.pi.team.svc.cluster.local:4\npi-worker-1.pi.team.svc.cluster.local:4\n"
+        );
+        assert_eq!(
+            discover_hosts(i, &["pi-worker-1".into(), "pi-worker-0".into()]),
+            "#!/bin/sh\necho pi-launcher.pi.team.svc.cluster.local\necho pi-worker-0.pi.team.svc.cluster.local\necho pi-worker-1.pi.team.svc.cluster.local\n"
+        );
+    }
+
+    #[test]
+    fn a_worker_runs_sshd_with_the_keys_and_kubeflows_labels() {
+        let (_, r, meta) = job(PI);
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: None,
+        };
+        let pod = worker(i, 1);
+        let l = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(l[labels::OPERATOR_NAME], "mpi-operator");
+        assert_eq!(l[labels::JOB_NAME], "pi");
+        assert_eq!(l[labels::JOB_ROLE], "worker");
+        assert_eq!(l[labels::REPLICA_INDEX], "1");
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("pi-worker-1"));
+        assert_eq!(spec.subdomain.as_deref(), Some("pi"));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            spec.dns_config.unwrap().searches.unwrap(),
+            vec!["pi.team.svc.cluster.local"]
+        );
+        let c = &spec.containers[0];
+        assert_eq!(c.command.as_ref().unwrap(), &["/usr/sbin/sshd", "-De"]);
+        assert_eq!(c.env.as_ref().unwrap()[0].name, "K_MPI_JOB_ROLE");
+        let m = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (m.name.as_str(), m.mount_path.as_str()),
+            ("ssh-auth", "/home/mpiuser/.ssh")
+        );
+        let v = spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "ssh-auth")
+            .unwrap();
+        let s = v.secret.unwrap();
+        assert_eq!(s.secret_name.as_deref(), Some("pi-ssh"));
+        assert_eq!(s.default_mode, Some(0o440), "never world-readable");
+        let paths: Vec<_> = s
+            .items
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.key, k.path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("ssh-privatekey".to_string(), "id_rsa".to_string()),
+                ("ssh-publickey".into(), "id_rsa.pub".into()),
+                ("ssh-publickey".into(), "authorized_keys".into()),
+            ]
+        );
+        // The non-root user reads the keys through its group.
+        assert_eq!(spec.security_context.unwrap().fs_group, Some(1000));
+    }
+
+    #[test]
+    fn the_launcher_job_waits_for_the_workers_and_sets_both_open_mpi_families() {
+        let (_, r, meta) = job(PI);
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: None,
+        };
+        let job = launcher(i, &config());
+        assert_eq!(job.metadata.name.as_deref(), Some("pi-launcher"));
+        assert_eq!(job.metadata.labels.as_ref().unwrap()["app"], "pi");
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.pod_replacement_policy.as_deref(), Some("Failed"));
+        let t = spec.template;
+        let l = t.metadata.unwrap().labels.unwrap();
+        assert_eq!(
+            (l["team"].as_str(), l[labels::JOB_ROLE].as_str()),
+            ("a", "launcher")
+        );
+        let ps = t.spec.unwrap();
+        assert_eq!(ps.hostname.as_deref(), Some("pi-launcher"));
+        assert_eq!(ps.restart_policy.as_deref(), Some("OnFailure"));
+        let init = &ps.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("mpijob/agent:test"));
+        assert_eq!(
+            init.command.as_ref().unwrap(),
+            &[
+                "/mpijob-agent",
+                "wait",
+                "--port",
+                "2222",
+                "--hostfile=/etc/mpi/hostfile"
+            ]
+        );
+        let c = &ps.containers[0];
+        assert_eq!(
+            c.command.as_ref().unwrap(),
+            &["mpirun"],
+            "the user's command stays"
+        );
+        let env: Vec<(String, String)> = c
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(env[0].0, "K_MPI_JOB_ROLE");
+        assert_eq!(
+            get("OMPI_MCA_orte_default_hostfile"),
+            Some("/etc/mpi/hostfile")
+        );
+        assert_eq!(
+            get("PRTE_MCA_prte_default_hostfile"),
+            Some("/etc/mpi/hostfile")
+        );
+        assert_eq!(
+            get("PRTE_MCA_plm_ssh_args"),
+            Some("-o ConnectionAttempts=10")
+        );
+        assert_eq!(get("OMPI_MCA_orte_set_default_slots"), Some("1"));
+        assert_eq!(get("NVIDIA_VISIBLE_DEVICES"), Some(""));
+        let cfg = ps
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "mpi-job-config")
+            .unwrap();
+        let items = cfg.config_map.unwrap().items.unwrap();
+        assert_eq!(items[0].mode, Some(0o444));
+        assert_eq!(items[1].mode, Some(0o555));
+    }
+
+    #[test]
+    fn keys_at_root_ssh_are_roots_alone() {
+        let (_, r, meta) = job(&PI
+            .replace("/home/mpiuser/.ssh", "/root/.ssh")
+            .replace(", securityContext: {runAsUser: 1000}", ""));
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: None,
+        };
+        let spec = worker(i, 0).spec.unwrap();
+        let v = spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "ssh-auth")
+            .unwrap();
+        assert_eq!(v.secret.unwrap().default_mode, Some(0o600));
+        assert_eq!(spec.security_context, None);
+    }
+}

@@ -1,0 +1,579 @@
+//! Kubeflow's `kubeflow.org/v2beta1` MPIJob, reconciled as mpi-operator
+//! does (see `../shared/ref/kubeflow-v2beta1.md`), from the same building
+//! blocks as the T9k API: the caches, `apply::ensure`, the expectations.
+//!
+//! One reconcile: skip checks (managedBy, deletion, validation) → Created →
+//! clean-up of a finished job → Service, ConfigMap, Secret → workers →
+//! launcher Job → suspension → status. `build` and `status` are pure.
+
+pub mod build;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use mpijob_api::contract;
+use mpijob_api::kubeflow::contract::{self as kf, labels};
+use mpijob_api::kubeflow::resolve::{self, CleanPodPolicy, LauncherCreationPolicy, Manager};
+use mpijob_api::kubeflow::{JobStatus, MPIJob, Resolved};
+use serde_json::{json, Value};
+
+use crate::context::{Context, Write};
+use crate::error::{Error, Result};
+use crate::reconcile::apply::{delete_pod, ensure, Ensured};
+use crate::reconcile::build::JobMeta;
+use crate::reconcile::event;
+use build::Input;
+use status::{reason, Count, Note, Seen};
+
+/// What the Kubeflow reconciler reads: the shared context (its caches
+/// hold the children labelled with Kubeflow's job-name label) and the two
+/// kinds only this API creates.
+pub struct KubeflowContext {
+    pub core: Context,
+    pub config_maps: Store<ConfigMap>,
+    pub jobs: Store<Job>,
+}
+
+/// Bring the cluster in line with one Kubeflow MPIJob, and its status in
+/// line with the cluster.
+pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<Action> {
+    let ctx = &kctx.core;
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    tokio::try_join!(
+        ctx.pods.wait_until_ready(),
+        ctx.secrets.wait_until_ready(),
+        ctx.services.wait_until_ready(),
+        kctx.config_maps.wait_until_ready(),
+        kctx.jobs.wait_until_ready()
+    )
+    .map_err(|_| Error::CachesClosed)?;
+    let meta = JobMeta::of(&*job)?;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+
+    // managedBy first, as mpi-operator does: a job another controller runs
+    // (Kueue's MultiKueue) is left entirely alone.
+    match resolve::manager(&job.spec) {
+        Ok(Manager::Other(who)) => {
+            tracing::debug!(job = %meta.name, namespace = %meta.namespace, managed_by = %who, "left to its controller");
+            return Ok(Action::await_change());
+        }
+        Ok(Manager::Us) => {}
+        Err(_) => {} // reported with the other validation errors
+    }
+    let r = match resolve::resolve(&job) {
+        Ok(r) => r,
+        Err(errors) => {
+            // As mpi-operator: a Warning event, no status, no retry until
+            // the job changes.
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let note = format!("Found validation errors: {}", list.join("; "));
+            event(
+                ctx,
+                &*job,
+                EventType::Warning,
+                reason::VALIDATION_ERROR,
+                &note,
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let prev = job.status.clone().unwrap_or_default();
+    let mut s = prev.clone();
+    let mut notes = Vec::new();
+    notes.extend(status::created(&mut s, &meta.name, &meta.namespace, &now));
+
+    let input = Input {
+        meta: &meta,
+        job: &r,
+        cluster_domain: ctx.config.cluster_domain.as_deref(),
+    };
+    let launcher_name = contract::launcher_name(&meta.name);
+    let launcher = kctx
+        .jobs
+        .get(&ObjectRef::new(&launcher_name).within(&meta.namespace))
+        .filter(|j| owned_by(&**j, &meta));
+
+    if s.is_finished() && s.completion_time.is_some() {
+        // Finished: apply the clean-up policy, and nothing else.
+        if r.clean_pod_policy != CleanPodPolicy::None {
+            delete_workers(ctx, &meta, r.clean_pod_policy == CleanPodPolicy::Running).await?;
+            if let Some(w) = s
+                .replica_statuses
+                .get_mut(mpijob_api::kubeflow::v2beta1::replica_type::WORKER)
+            {
+                w.active = 0;
+            }
+        }
+        finish(ctx, &job, &meta, &prev, &s, notes).await?;
+        return Ok(Action::await_change());
+    }
+    if s.start_time.is_none() && !r.suspend {
+        s.start_time = Some(now.clone());
+    }
+
+    let finished_launcher = launcher.as_deref().is_some_and(job_finished);
+    let mut requeue = None;
+    if !finished_launcher {
+        let (problems, created) = children(&kctx, &r, input).await?;
+        if !problems.is_empty() {
+            for (reason, message) in &problems {
+                event(ctx, &*job, EventType::Warning, reason, message).await;
+            }
+            // Someone else's object, or a template the server refuses: look
+            // again later; no watch tells us when it changes.
+            requeue = Some(Duration::from_secs(30));
+        } else if created {
+            restart_policy_warning(ctx, &job, &r).await;
+        }
+    }
+    if r.suspend {
+        if let Some(l) = launcher.as_deref().filter(|l| !job_finished(l)) {
+            // A suspended job has no launcher running. Deleting the Job
+            // (rather than suspending it) works on every Kubernetes version,
+            // and on resume the launcher is created afresh by its policy,
+            // so WaitForWorkersReady waits again (mpi-operator #615).
+            delete_launcher(ctx, &meta, l).await?;
+        }
+        delete_workers(ctx, &meta, r.clean_pod_policy == CleanPodPolicy::Running).await?;
+    }
+    notes.extend(status::suspension(&mut s, r.suspend, &now));
+
+    let all_pods = job_pods(&ctx.pods, &meta.namespace, &meta.name);
+    let launcher_pods: Vec<&Pod> = all_pods
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| role(p) == Some(labels::ROLE_LAUNCHER))
+        .collect();
+    let worker_pods: Vec<&Pod> = if finished_launcher || r.suspend {
+        Vec::new()
+    } else {
+        all_pods
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| role(p) == Some(labels::ROLE_WORKER) && owned_by(*p, &meta))
+            .collect()
+    };
+    let was_running = s.is_true(mpijob_api::kubeflow::v2beta1::condition::RUNNING);
+    let seen = Seen {
+        name: &meta.name,
+        namespace: &meta.namespace,
+        suspended: r.suspend,
+        launcher: if r.suspend { None } else { launcher.as_deref() },
+        launcher_pods: &launcher_pods,
+        worker_pods: &worker_pods,
+    };
+    notes.extend(status::update(&mut s, &seen, &now));
+    if !was_running && s.is_true(mpijob_api::kubeflow::v2beta1::condition::RUNNING) {
+        if let Some(start) = &s.start_time {
+            let waited = (now.0 - start.0).get_milliseconds() as f64 / 1000.0;
+            ctx.metrics.launcher_waited("kubeflow", waited.max(0.0));
+        }
+    }
+    if let Some(l) = &launcher {
+        ctx.metrics
+            .kubeflow_job_info(&l.name_any(), &meta.namespace);
+    }
+    finish(ctx, &job, &meta, &prev, &s, notes).await?;
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Write the status if it changed, then emit the events and count.
+async fn finish(
+    ctx: &Context,
+    job: &MPIJob,
+    meta: &JobMeta,
+    prev: &JobStatus,
+    next: &JobStatus,
+    notes: Vec<Note>,
+) -> Result<()> {
+    if prev != next {
+        let api: Api<MPIJob> = Api::namespaced(ctx.client.clone(), &meta.namespace);
+        let before = serde_json::to_value(prev).unwrap_or(Value::Null);
+        let after = serde_json::to_value(next).unwrap_or(Value::Null);
+        ctx.wrote(Write::Status);
+        api.patch_status(
+            &meta.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": merge_patch(&before, &after) })),
+        )
+        .await?;
+    }
+    for n in notes {
+        match n.counts {
+            Some(Count::Created) => ctx.metrics.kubeflow_created(),
+            Some(Count::Succeeded) => ctx.metrics.kubeflow_succeeded(),
+            Some(Count::Failed) => ctx.metrics.kubeflow_failed(),
+            None => {}
+        }
+        tracing::info!(job = %meta.name, namespace = %meta.namespace, reason = %n.reason, "{}", n.message);
+        event(ctx, job, n.type_, &n.reason, &n.message).await;
+    }
+    Ok(())
+}
+
+/// The JSON merge patch that turns `prev` into `next`: changed keys, and
+/// `null` for keys that went away (a plain merge of `next` would leave
+/// them, e.g. a worker count that dropped to zero and is omitted).
+pub fn merge_patch(prev: &Value, next: &Value) -> Value {
+    match (prev, next) {
+        (Value::Object(p), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, nv) in n {
+                match p.get(k) {
+                    Some(pv) if pv == nv => {}
+                    Some(pv) => {
+                        out.insert(k.clone(), merge_patch(pv, nv));
+                    }
+                    None => {
+                        out.insert(k.clone(), nv.clone());
+                    }
+                }
+            }
+            for k in p.keys().filter(|k| !n.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        _ => next.clone(),
+    }
+}
+
+/// Ensure the Service, ConfigMap and Secret, then (unless suspended) the
+/// workers, then the launcher Job when its policy allows. Returns the
+/// problems to report (event reason and message) and whether anything was
+/// created.
+async fn children(
+    kctx: &KubeflowContext,
+    r: &Resolved,
+    i: Input<'_>,
+) -> Result<(Vec<(String, String)>, bool)> {
+    let ctx = &kctx.core;
+    let meta = i.meta;
+    let ns = &meta.namespace;
+    let mut found = Found::default();
+
+    let running: Vec<String> = job_pods(&ctx.pods, ns, &meta.name)
+        .iter()
+        .filter(|p| role(p) == Some(labels::ROLE_WORKER) && owned_by(&***p, meta))
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .map(|p| p.name_any())
+        .collect();
+    let service_name = contract::service_name(&meta.name);
+    let cm_name = kf::config_map_name(&meta.name);
+    let secret_name = contract::secret_name(&meta.name);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let comment = format!("mpijob:{ns}/{}", meta.name);
+    let (svc, cm, secret) = tokio::try_join!(
+        ensure(
+            ctx,
+            &ctx.services,
+            &services,
+            "Service",
+            &service_name,
+            meta,
+            || Ok(build::service(i))
+        ),
+        ensure(
+            ctx,
+            &kctx.config_maps,
+            &config_maps,
+            "ConfigMap",
+            &cm_name,
+            meta,
+            || { Ok(build::config_map(i, &running)) }
+        ),
+        ensure(
+            ctx,
+            &ctx.secrets,
+            &secrets,
+            "Secret",
+            &secret_name,
+            meta,
+            || {
+                let key = mpijob_api::sshkey::generate(&comment);
+                Ok(build::secret(i, &key))
+            }
+        ),
+    )?;
+    found.note("Service", &service_name, svc);
+    found.note("ConfigMap", &cm_name, cm.clone());
+    found.note("Secret", &secret_name, secret);
+    if cm == Ensured::Present {
+        // The hostfile follows the spec, discover_hosts.sh the running workers.
+        let want = build::config_data(i, &running);
+        let have = kctx
+            .config_maps
+            .get(&ObjectRef::new(&cm_name).within(ns))
+            .and_then(|c| c.data.clone())
+            .unwrap_or_default();
+        if have != want {
+            ctx.wrote(Write::Create);
+            config_maps
+                .patch(
+                    &cm_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"data": want})),
+                )
+                .await?;
+        }
+    }
+    if !found.problems.is_empty() {
+        // Pods would share someone else's Service or mount their Secret.
+        return Ok((found.problems, found.created));
+    }
+
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    if !r.suspend {
+        let workers = futures::future::try_join_all((0..r.workers()).map(|index| {
+            let name = contract::worker_name(&meta.name, index);
+            let pods = &pods;
+            async move {
+                let e = ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
+                    Ok(build::worker(i, index))
+                })
+                .await?;
+                Ok::<_, Error>((name, e))
+            }
+        }))
+        .await?;
+        for (name, e) in workers {
+            found.note("Pod", &name, e);
+        }
+        prune_workers(ctx, meta, r.workers()).await?;
+    }
+
+    let launcher_name = contract::launcher_name(&meta.name);
+    let exists = kctx
+        .jobs
+        .get(&ObjectRef::new(&launcher_name).within(ns))
+        .is_some()
+        || ctx.expectations.pending("Job", ns, &launcher_name);
+    if !r.suspend && found.problems.is_empty() && (exists || launcher_may_start(ctx, meta, r)) {
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+        let e = ensure(ctx, &kctx.jobs, &jobs, "Job", &launcher_name, meta, || {
+            Ok(build::launcher(i, &ctx.config))
+        })
+        .await?;
+        found.note("Job", &launcher_name, e);
+    }
+    Ok((found.problems, found.created))
+}
+
+/// What ensuring the children found.
+#[derive(Default)]
+struct Found {
+    /// Event reason and message of each problem.
+    problems: Vec<(String, String)>,
+    created: bool,
+}
+
+impl Found {
+    fn note(&mut self, kind: &str, name: &str, e: Ensured) {
+        match e {
+            Ensured::Conflict(_) => self.problems.push((
+                reason::RESOURCE_EXISTS.to_string(),
+                format!("Resource {name:?} of Kind {kind:?} already exists and is not managed by MPIJob: delete or rename it, or rename the job"),
+            )),
+            Ensured::Rejected(msg) => self.problems.push((
+                reason::FAILED.to_string(),
+                format!("launcher/worker pod created failed: {msg}"),
+            )),
+            Ensured::Created | Ensured::Expected => self.created = true,
+            Ensured::Present => {}
+        }
+    }
+}
+
+/// `AtStartup`: at once. `WaitForWorkersReady`: once every worker pod
+/// exists and is Ready.
+fn launcher_may_start(ctx: &Context, meta: &JobMeta, r: &Resolved) -> bool {
+    match r.launcher_creation_policy {
+        LauncherCreationPolicy::AtStartup => true,
+        LauncherCreationPolicy::WaitForWorkersReady => (0..r.workers()).all(|i| {
+            ctx.pods
+                .get(&ObjectRef::new(&contract::worker_name(&meta.name, i)).within(&meta.namespace))
+                .is_some_and(|p| owned_by(&*p, meta) && is_ready(&p))
+        }),
+    }
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A template's own `restartPolicy` is overridden by the replica's, with a
+/// Warning, as mpi-operator does.
+async fn restart_policy_warning(ctx: &Context, job: &MPIJob, r: &Resolved) {
+    let overridden = std::iter::once(&r.launcher)
+        .chain(r.worker.as_ref())
+        .any(|rep| {
+            rep.template_restart_policy()
+                .is_some_and(|p| p != rep.restart_policy.as_str())
+        });
+    if overridden {
+        event(
+            ctx,
+            job,
+            EventType::Warning,
+            reason::SET_POD_TEMPLATE_RESTART_POLICY,
+            "Restart policy in pod template overridden by restart policy in replica spec",
+        )
+        .await;
+    }
+}
+
+/// Delete the workers; with `keep_finished`, only those still pending or
+/// running.
+async fn delete_workers(ctx: &Context, meta: &JobMeta, keep_finished: bool) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
+    for pod in job_pods(&ctx.pods, &meta.namespace, &meta.name) {
+        if role(&pod) != Some(labels::ROLE_WORKER)
+            || !owned_by(&*pod, meta)
+            || pod.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        if keep_finished && !matches!(phase, "Pending" | "Running") {
+            continue;
+        }
+        ctx.wrote(Write::Cleanup);
+        delete_pod(&api, &pod.name_any()).await?;
+    }
+    Ok(())
+}
+
+/// Workers beyond `replicas` (the job shrank).
+async fn prune_workers(ctx: &Context, meta: &JobMeta, replicas: u32) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
+    let prefix = format!("{}-worker-", meta.name);
+    for pod in job_pods(&ctx.pods, &meta.namespace, &meta.name) {
+        let index = pod
+            .name_any()
+            .strip_prefix(&prefix)
+            .and_then(|i| i.parse::<u32>().ok());
+        if role(&pod) == Some(labels::ROLE_WORKER)
+            && owned_by(&*pod, meta)
+            && index.is_some_and(|i| i >= replicas)
+            && pod.metadata.deletion_timestamp.is_none()
+        {
+            ctx.wrote(Write::Cleanup);
+            delete_pod(&api, &pod.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Delete the launcher Job and, in the background, its pods.
+async fn delete_launcher(ctx: &Context, meta: &JobMeta, job: &Job) -> Result<()> {
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &meta.namespace);
+    ctx.wrote(Write::Cleanup);
+    match api
+        .delete(&job.name_any(), &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The Job has a Complete or Failed condition.
+fn job_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+/// The job's pods in the cache, by Kubeflow's job-name label.
+fn job_pods(store: &Store<Pod>, namespace: &str, name: &str) -> Vec<Arc<Pod>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace)
+                && p.labels().get(labels::JOB_NAME).map(String::as_str) == Some(name)
+        })
+        .collect()
+}
+
+fn role(p: &Pod) -> Option<&str> {
+    p.labels().get(labels::JOB_ROLE).map(String::as_str)
+}
+
+/// Controlled by this MPIJob (the launcher's pods are controlled by its
+/// Job instead).
+fn owned_by<K: Resource>(obj: &K, meta: &JobMeta) -> bool {
+    obj.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == meta.uid)
+}
+
+/// On error: log, emit an event, and try again shortly.
+pub fn error_policy(job: Arc<MPIJob>, error: &Error, kctx: Arc<KubeflowContext>) -> Action {
+    tracing::warn!(
+        job = %job.metadata.name.as_deref().unwrap_or_default(),
+        namespace = %job.metadata.namespace.as_deref().unwrap_or_default(),
+        error = %error,
+        kind = error.metric_label(),
+        "reconcile failed; retrying in 5 s"
+    );
+    let message = error.to_string();
+    tokio::spawn(async move {
+        event(
+            &kctx.core,
+            &*job,
+            EventType::Warning,
+            "ReconcileError",
+            &message,
+        )
+        .await;
+    });
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn a_merge_patch_clears_what_went_away() {
+        let prev = json!({"replicaStatuses": {"Worker": {"active": 2}, "Launcher": {"active": 1}}, "startTime": "t"});
+        let next =
+            json!({"replicaStatuses": {"Worker": {}, "Launcher": {"active": 1}}, "startTime": "t"});
+        assert_eq!(
+            merge_patch(&prev, &next),
+            json!({"replicaStatuses": {"Worker": {"active": null}}})
+        );
+    }
+}

@@ -41,6 +41,32 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Objects created but not yet seen in the caches.
     pub expectations: Expectations,
+    /// Whether every cache above (and the API's own) has synced.
+    pub synced: Synced,
+}
+
+/// Whether a set of caches has synced. Any number of reconciles may wait on
+/// it at once: kube's `Store::wait_until_ready` wakes only the last of
+/// several concurrent waiters (its oneshot receiver keeps one waker), so
+/// reconciles of jobs that exist at start-up could wait forever on it.
+#[derive(Clone, Debug)]
+pub struct Synced(tokio::sync::watch::Receiver<bool>);
+
+impl Synced {
+    /// A flag and the sender that raises it, once.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Synced) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Synced(rx))
+    }
+
+    /// Return once the caches have synced.
+    pub async fn wait(&self) -> crate::error::Result<()> {
+        let mut rx = self.0.clone();
+        rx.wait_for(|ready| *ready)
+            .await
+            .map(|_| ())
+            .map_err(|_| crate::error::Error::CachesClosed)
+    }
 }
 
 /// Objects this controller created whose watch events have not arrived yet.

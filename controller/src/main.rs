@@ -26,7 +26,7 @@ enum Command {
     /// in that order. Stops cleanly on SIGTERM or Ctrl-C.
     ///
     /// Example: mpijob-controller run --agent-image mpijob/agent:0.1.0
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print an MPIJob CustomResourceDefinition as YAML.
     ///
     /// `crd` (or `crd t9k`) prints what `crds/mpijob.yaml` holds; `crd
@@ -132,7 +132,7 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run_operator(args),
+        Command::Run(args) => run_operator(*args),
         Command::Crd { api } => {
             match api {
                 Api::T9k => print!("{}", mpijob_api::crd::mpijob_yaml()),

@@ -18,7 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use mpijob_api::contract::labels;
 use mpijob_api::MPIJob;
 
-use crate::context::{Config, Context};
+use crate::context::{Config, Context, Synced};
 use crate::health::Health;
 use crate::kubeflow::{self, KubeflowContext};
 use crate::metrics::Metrics;
@@ -189,7 +189,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
             instance: Some(opts.instance.clone()),
         },
     );
-    let context = |label: &str| {
+    let context = |label: &str, synced: Synced| {
         // Only the jobs' own children are cached: they carry the API's
         // job-name label. Secrets are watched as metadata only: their key
         // material never reaches the controller.
@@ -206,6 +206,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
             services,
             metrics: metrics.clone(),
             expectations: Default::default(),
+            synced,
         };
         (ctx, pod_events, secret_events, service_events)
     };
@@ -220,15 +221,18 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     let mut running: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();
     let mut synced: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();
     if apis.contains(&Served::T9k) {
-        let (ctx, pod_events, secret_events, service_events) = context(labels::JOB_NAME);
+        let (ready, flag) = Synced::new();
+        let (ctx, pod_events, secret_events, service_events) = context(labels::JOB_NAME, flag);
         let (pods, secrets, services) =
             (ctx.pods.clone(), ctx.secrets.clone(), ctx.services.clone());
+        // One waiter per store (see `Synced`).
         synced.push(Box::pin(async move {
             let _ = tokio::join!(
                 pods.wait_until_ready(),
                 secrets.wait_until_ready(),
                 services.wait_until_ready()
             );
+            let _ = ready.send(true);
         }));
         let jobs = api::<MPIJob>(&client, &opts.namespace);
         running.push(Box::pin(
@@ -244,7 +248,8 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     }
     if apis.contains(&Served::Kubeflow) {
         let label = mpijob_api::kubeflow::contract::labels::JOB_NAME;
-        let (core, pod_events, secret_events, service_events) = context(label);
+        let (ready, flag) = Synced::new();
+        let (core, pod_events, secret_events, service_events) = context(label, flag);
         let (config_maps, config_map_events) = cache::<ConfigMap>(&client, &opts.namespace, label);
         let (jobs, job_events) = cache::<Job>(&client, &opts.namespace, label);
         let kctx = Arc::new(KubeflowContext {
@@ -262,6 +267,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
                 k.config_maps.wait_until_ready(),
                 k.jobs.wait_until_ready()
             );
+            let _ = ready.send(true);
         }));
         let mpijobs = api::<mpijob_api::kubeflow::MPIJob>(&client, &opts.namespace);
         running.push(Box::pin(

@@ -54,7 +54,9 @@ readonly TIMEOUT="${MPIJOB_CLUSTER_TIMEOUT:-120}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 # Other process names that `stop` looks for by our state dir.
 LEFTOVER_NAMES=()
-KCM_CONTROLLERS="garbagecollector,namespace,serviceaccount,serviceaccount-token"
+# `job`: the real Job controller runs Kubeflow launchers (batch/v1 Jobs),
+# creating their pods for the kubelet stand-in and keeping their status.
+KCM_CONTROLLERS="garbagecollector,job,namespace,serviceaccount,serviceaccount-token"
 # Service ClusterIPs: in the benchmark range 198.18.0.0/15, like the e2e
 # node's pod addresses, so that nothing looks like another network.
 readonly SERVICE_CIDR="198.19.240.0/24"

@@ -32,7 +32,10 @@ impl RunningController {
         // The controller's logs show with a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
-            .with_env_filter("info,mpijob_controller=debug")
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,mpijob_controller=debug".into()),
+            )
             .try_init();
         let client = client.clone();
         let opts = run::Options {

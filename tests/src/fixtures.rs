@@ -17,3 +17,30 @@ pub fn pi_job(name: &str) -> Value {
         }
     })
 }
+
+/// A valid Kubeflow MPIJob named `name`: a launcher running mpirun and two
+/// workers running the image's sshd, as Kubeflow's pi example.
+pub fn kubeflow_pi_job(name: &str) -> Value {
+    json!({
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": name},
+        "spec": {
+            "slotsPerWorker": 1,
+            "runPolicy": {"cleanPodPolicy": "Running"},
+            "mpiReplicaSpecs": {
+                "Launcher": {
+                    "replicas": 1,
+                    "template": {"spec": {"containers": [{
+                        "name": "mpi-launcher", "image": "mpijob/openmpi:test",
+                        "command": ["mpirun"], "args": ["-n", "2", "/opt/mpi-examples/pi"]
+                    }]}}
+                },
+                "Worker": {
+                    "replicas": 2,
+                    "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:test"}]}}
+                }
+            }
+        }
+    })
+}

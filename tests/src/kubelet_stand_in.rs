@@ -69,7 +69,7 @@ impl KubeletStandIn {
             .unwrap_or_else(|e| panic!("kubelet stand-in: patching {pod}: {e}"));
     }
 
-    /// Every container running: phase Running.
+    /// Every container running and ready: phase Running, condition Ready.
     pub async fn run(&self, pod: &str) {
         let statuses: Vec<Value> = self
             .container_names(pod)
@@ -89,6 +89,10 @@ impl KubeletStandIn {
                 "phase": "Running",
                 "startTime": now(),
                 "containerStatuses": statuses,
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now()},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now()},
+                ],
             }),
         )
         .await;

@@ -189,7 +189,7 @@ pub fn resolve(job: &MPIJob) -> Result<Resolved, Vec<FieldError>> {
 
     let ssh_auth_mount_path = match spec.ssh_auth_mount_path.as_deref() {
         None => DEFAULT_SSH_AUTH_MOUNT_PATH.to_string(),
-        Some(p) if p.is_empty() => {
+        Some("") => {
             e.push(FieldError::new(
                 "spec.sshAuthMountPath",
                 "must not be empty: give the .ssh directory of the user MPI runs as, e.g. /root/.ssh or /home/mpiuser/.ssh",

@@ -50,14 +50,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    tokio::try_join!(
-        ctx.pods.wait_until_ready(),
-        ctx.secrets.wait_until_ready(),
-        ctx.services.wait_until_ready(),
-        kctx.config_maps.wait_until_ready(),
-        kctx.jobs.wait_until_ready()
-    )
-    .map_err(|_| Error::CachesClosed)?;
+    ctx.synced.wait().await?;
     let meta = JobMeta::of(&*job)?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 

@@ -32,12 +32,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     }
     // Existence checks read the caches: wait until they hold the truth, so
     // that a restarted controller adopts what exists instead of re-creating.
-    tokio::try_join!(
-        ctx.pods.wait_until_ready(),
-        ctx.secrets.wait_until_ready(),
-        ctx.services.wait_until_ready()
-    )
-    .map_err(|_| Error::CachesClosed)?;
+    ctx.synced.wait().await?;
     let meta = JobMeta::of(&*job)?;
     let prev = job.status.as_ref();
     let now = Time(k8s_openapi::jiff::Timestamp::now());

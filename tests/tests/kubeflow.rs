@@ -1,0 +1,778 @@
+//! Kubeflow `kubeflow.org/v2beta1` MPIJobs against the real API server, with
+//! the real Job controller running the launcher Jobs and the kubelet
+//! stand-in moving the pods: the objects created, the status and events at
+//! each step, and mpi-operator's integration cases (success,
+//! WaitForWorkersReady, suspend/resume, launcher failure, eviction,
+//! managedBy, invalid spec, name clash, restart, deletion), plus both APIs
+//! in one controller.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use mpijob_api::kubeflow::{JobStatus, MPIJob};
+use mpijob_tests::controller::{wait_for, RunningController};
+use mpijob_tests::fixtures::{kubeflow_pi_job, pi_job};
+use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
+use mpijob_tests::{crds, Harness, TestNamespace};
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+struct Env {
+    client: Client,
+    ns: TestNamespace,
+    jobs: Api<MPIJob>,
+    pods: Api<Pod>,
+    batch: Api<Job>,
+    kubelet: KubeletStandIn,
+}
+
+async fn env(prefix: &str) -> Env {
+    let h = Harness::get();
+    let client = h.client().await;
+    crds::install(&client).await;
+    let ns = TestNamespace::new(&client, &h, prefix).await;
+    Env {
+        jobs: Api::namespaced(client.clone(), &ns.name),
+        pods: Api::namespaced(client.clone(), &ns.name),
+        batch: Api::namespaced(client.clone(), &ns.name),
+        kubelet: KubeletStandIn::new(&client, &ns.name),
+        client,
+        ns,
+    }
+}
+
+/// `kubeflow_pi_job(name)` with `patch` merged into it.
+fn job(name: &str, patch: Value) -> Value {
+    let mut j = kubeflow_pi_job(name);
+    merge(&mut j, patch);
+    j
+}
+
+fn merge(into: &mut Value, patch: Value) {
+    match (into, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+impl Env {
+    async fn create(&self, job: Value) {
+        let job: MPIJob = serde_json::from_value(job).unwrap();
+        self.jobs
+            .create(&PostParams::default(), &job)
+            .await
+            .unwrap();
+    }
+
+    async fn status(&self, name: &str) -> JobStatus {
+        self.jobs
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default()
+    }
+
+    async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> JobStatus {
+        wait_for(&format!("{name} {type_}={status}"), T, || async {
+            let s = self.status(name).await;
+            match s.condition(type_) {
+                Some(c) if c.status == status => Ok(s),
+                _ => Err(format!("{s:?}")),
+            }
+        })
+        .await
+    }
+
+    async fn pod_names(&self) -> BTreeSet<String> {
+        let pods = self.pods.list(&ListParams::default()).await.unwrap();
+        pods.items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+            .collect()
+    }
+
+    async fn wait_workers(&self, names: &[&str]) {
+        let want: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+        wait_for(&format!("worker pods {want:?}"), T, || async {
+            let got: BTreeSet<String> = self
+                .pod_names()
+                .await
+                .into_iter()
+                .filter(|n| n.contains("-worker-"))
+                .collect();
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        })
+        .await
+    }
+
+    /// The launcher pod the Job controller made.
+    async fn launcher_pod(&self, job: &str) -> String {
+        wait_for(&format!("{job}'s launcher pod"), T, || async {
+            let lp = ListParams::default().labels(&format!(
+                "training.kubeflow.org/job-name={job},training.kubeflow.org/job-role=launcher"
+            ));
+            let pods = self.pods.list(&lp).await.unwrap();
+            pods.items
+                .iter()
+                .find(|p| p.metadata.deletion_timestamp.is_none())
+                .map(|p| p.name_any())
+                .ok_or_else(|| "none yet".to_string())
+        })
+        .await
+    }
+
+    /// Events about `job`, as `reason: note` lines, oldest first.
+    async fn events(&self, job: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let mut list: Vec<Event> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(job))
+            .collect();
+        list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        list.into_iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    async fn wait_event(&self, job: &str, line: &str) {
+        wait_for(&format!("event {line:?}"), T, || async {
+            let events = self.events(job).await;
+            if events.iter().any(|e| e == line) {
+                Ok(events)
+            } else {
+                Err(format!("{events:?}"))
+            }
+        })
+        .await;
+    }
+
+    async fn job_names(&self) -> Vec<String> {
+        self.batch
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|j| j.name_any())
+            .collect()
+    }
+}
+
+fn reasons(s: &JobStatus) -> Vec<(String, String, String)> {
+    s.conditions
+        .iter()
+        .map(|c| {
+            (
+                c.type_.clone(),
+                c.status.clone(),
+                c.reason.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn c(t: &str, s: &str, r: &str) -> (String, String, String) {
+    (t.into(), s.into(), r.into())
+}
+
+/// mpi-operator's own example (`../shared/peers/kubeflow/pi.yaml`, read
+/// where it lies) applied with kubectl: mpi-operator's objects, the wait
+/// init container, and the status moving with the pods to Succeeded.
+#[tokio::test]
+async fn the_kubeflow_pi_example_gets_mpi_operators_objects_and_succeeds() {
+    let e = env("kf-pi").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let example = mpijob_tests::cluster::repo_root().join("../shared/peers/kubeflow/pi.yaml");
+    assert!(
+        example.is_file(),
+        "{} is missing: this test needs ../shared beside the repo",
+        example.display()
+    );
+    Harness::get().kubectl_ok(&["apply", "-n", &e.ns.name, "-f", example.to_str().unwrap()]);
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    let ns = &e.ns.name;
+    let uid = e.jobs.get("pi").await.unwrap().uid().unwrap();
+    let owned = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        refs.iter().any(|o| {
+            o.uid == uid
+                && o.controller == Some(true)
+                && o.kind == "MPIJob"
+                && o.api_version == "kubeflow.org/v2beta1"
+        })
+    };
+
+    let svc = Api::<Service>::namespaced(e.client.clone(), ns)
+        .get("pi")
+        .await
+        .unwrap();
+    assert!(owned(svc.owner_references()));
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_ne!(
+        spec.publish_not_ready_addresses,
+        Some(true),
+        "only with runLauncherAsWorker"
+    );
+    let sel = spec.selector.unwrap();
+    assert_eq!(sel["training.kubeflow.org/operator-name"], "mpi-operator");
+    assert_eq!(sel["training.kubeflow.org/job-name"], "pi");
+
+    let cm = Api::<ConfigMap>::namespaced(e.client.clone(), ns)
+        .get("pi-config")
+        .await
+        .unwrap();
+    assert!(owned(cm.owner_references()));
+    assert_eq!(cm.labels()["app"], "pi");
+    let data = cm.data.unwrap();
+    assert_eq!(
+        data["hostfile"],
+        format!("pi-worker-0.pi.{ns}.svc slots=1\npi-worker-1.pi.{ns}.svc slots=1\n")
+    );
+    assert_eq!(data["discover_hosts.sh"], "#!/bin/sh\n");
+
+    let secret = Api::<Secret>::namespaced(e.client.clone(), ns)
+        .get("pi-ssh")
+        .await
+        .unwrap();
+    assert!(owned(secret.owner_references()));
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
+    let keys: BTreeSet<&str> = secret
+        .data
+        .as_ref()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, BTreeSet::from(["ssh-privatekey", "ssh-publickey"]));
+
+    let w = e.pods.get("pi-worker-1").await.unwrap();
+    assert!(owned(w.owner_references()));
+    let l = w.labels();
+    assert_eq!(l["training.kubeflow.org/job-role"], "worker");
+    assert_eq!(l["training.kubeflow.org/replica-index"], "1");
+    let ws = w.spec.unwrap();
+    assert_eq!(
+        (ws.hostname.as_deref(), ws.subdomain.as_deref()),
+        (Some("pi-worker-1"), Some("pi"))
+    );
+    let wc = &ws.containers[0];
+    assert_eq!(
+        wc.command.as_ref().unwrap(),
+        &["/usr/sbin/sshd"],
+        "the user's command stays"
+    );
+    assert_eq!(
+        wc.args.as_ref().unwrap(),
+        &["-De", "-f", "/home/mpiuser/.sshd_config"]
+    );
+    assert!(wc
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|m| m.name == "ssh-auth" && m.mount_path == "/home/mpiuser/.ssh"));
+
+    // AtStartup: the launcher Job exists at once, with the wait init container.
+    let launcher = e.batch.get("pi-launcher").await.unwrap();
+    assert!(owned(launcher.owner_references()));
+    let ls = launcher.spec.unwrap();
+    let lt = ls.template.spec.unwrap();
+    assert_eq!(
+        lt.init_containers.as_ref().unwrap()[0].name,
+        "mpijob-wait-for-workers"
+    );
+    assert_eq!(lt.containers[0].command.as_ref().unwrap(), &["mpirun"]);
+    let s = e.wait_condition("pi", "Created", "True").await;
+    assert!(s.start_time.is_some());
+    assert_eq!(
+        s.condition("Created").unwrap().message.as_deref(),
+        Some(&*format!("MPIJob {ns}/pi is created."))
+    );
+
+    // The workers run: discover_hosts.sh lists them.
+    e.kubelet.run("pi-worker-0").await;
+    e.kubelet.run("pi-worker-1").await;
+    wait_for("discover_hosts.sh to list both workers", T, || async {
+        let cm = Api::<ConfigMap>::namespaced(e.client.clone(), ns)
+            .get("pi-config")
+            .await
+            .unwrap();
+        let script = cm.data.unwrap()["discover_hosts.sh"].clone();
+        if script
+            == format!("#!/bin/sh\necho pi-worker-0.pi.{ns}.svc\necho pi-worker-1.pi.{ns}.svc\n")
+        {
+            Ok(())
+        } else {
+            Err(script)
+        }
+    })
+    .await;
+
+    // The launcher runs: Running.
+    let lp = e.launcher_pod("pi").await;
+    e.kubelet.run(&lp).await;
+    let s = e.wait_condition("pi", "Running", "True").await;
+    assert_eq!(s.replica_statuses["Launcher"].active, 1);
+    assert_eq!(s.replica_statuses["Worker"].active, 2);
+
+    // mpirun exits 0: the Job completes, the job Succeeded, and the running
+    // workers go (cleanPodPolicy Running).
+    e.kubelet
+        .terminate(&lp, "mpi-launcher", &Termination::new(0, "Completed"))
+        .await;
+    let s = e.wait_condition("pi", "Succeeded", "True").await;
+    assert!(s.completion_time.is_some());
+    assert_eq!(
+        reasons(&s),
+        [
+            c("Created", "True", "MPIJobCreated"),
+            c("Running", "False", "MPIJobRunning"),
+            c("Succeeded", "True", "MPIJobSucceeded")
+        ]
+    );
+    e.wait_workers(&[]).await;
+    wait_for("the worker count to drop to 0", T, || async {
+        let s = e.status("pi").await;
+        if s.replica_statuses["Worker"].active == 0 {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    assert_eq!(s.replica_statuses["Launcher"].succeeded, 1);
+    e.wait_event(
+        "pi",
+        &format!("MPIJobSucceeded: MPIJob {ns}/pi successfully completed."),
+    )
+    .await;
+    let events = e.events("pi").await;
+    assert_eq!(
+        events,
+        [
+            format!("MPIJobCreated: MPIJob {ns}/pi is created."),
+            format!("MPIJobRunning: MPIJob {ns}/pi is running."),
+            format!("MPIJobSucceeded: MPIJob {ns}/pi successfully completed."),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn wait_for_workers_ready_creates_the_launcher_only_when_every_worker_is_ready() {
+    let e = env("kf-wait").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job(
+        "pi",
+        json!({"spec": {"launcherCreationPolicy": "WaitForWorkersReady"}}),
+    ))
+    .await;
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    e.kubelet.run("pi-worker-0").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        e.job_names().await,
+        Vec::<String>::new(),
+        "one worker is not Ready yet"
+    );
+    e.kubelet.run("pi-worker-1").await;
+    wait_for("the launcher Job", T, || async {
+        let names = e.job_names().await;
+        if names == ["pi-launcher"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn suspended_at_creation_then_resumed() {
+    let e = env("kf-suspend").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job("pi", json!({"spec": {"runPolicy": {"suspend": true}}})))
+        .await;
+    let s = e.wait_condition("pi", "Suspended", "True").await;
+    assert_eq!(
+        reasons(&s),
+        [
+            c("Created", "True", "MPIJobCreated"),
+            c("Suspended", "True", "MPIJobSuspended"),
+            c("Running", "False", "MPIJobSuspended")
+        ]
+    );
+    assert_eq!(s.start_time, None, "a suspended job has not started");
+    let ns = &e.ns.name;
+    // The Service, ConfigMap and Secret exist; no pods, no launcher Job.
+    Api::<Service>::namespaced(e.client.clone(), ns)
+        .get("pi")
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(e.client.clone(), ns)
+        .get("pi-config")
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(e.client.clone(), ns)
+        .get("pi-ssh")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(e.pod_names().await.is_empty());
+    assert!(e.job_names().await.is_empty());
+
+    e.jobs
+        .patch(
+            "pi",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"runPolicy": {"suspend": false}}})),
+        )
+        .await
+        .unwrap();
+    let s = e.wait_condition("pi", "Suspended", "False").await;
+    assert_eq!(
+        s.condition("Suspended").unwrap().reason.as_deref(),
+        Some("MPIJobResumed")
+    );
+    assert!(s.start_time.is_some(), "resuming starts the clock");
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    e.launcher_pod("pi").await;
+    e.wait_event("pi", "MPIJobResumed: MPIJob resumed").await;
+
+    // Suspending a running job deletes its workers and its launcher Job.
+    e.jobs
+        .patch(
+            "pi",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"runPolicy": {"suspend": true}}})),
+        )
+        .await
+        .unwrap();
+    e.wait_condition("pi", "Suspended", "True").await;
+    e.wait_workers(&[]).await;
+    wait_for("the launcher Job to go", T, || async {
+        let names = e.job_names().await;
+        if names.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_launcher_fails_the_job_naming_its_pod_container_and_exit_code() {
+    let e = env("kf-fail").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job(
+        "pi",
+        json!({"spec": {"runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "All"}, "mpiReplicaSpecs": {"Launcher": {"restartPolicy": "Never"}}}}),
+    ))
+    .await;
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    let lp = e.launcher_pod("pi").await;
+    e.kubelet.run(&lp).await;
+    e.kubelet
+        .terminate(&lp, "mpi-launcher", &Termination::new(1, "Error"))
+        .await;
+    let s = e.wait_condition("pi", "Failed", "True").await;
+    let failed = s.condition("Failed").unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded/"));
+    assert_eq!(
+        failed.message.as_deref(),
+        Some(&*format!("Job has reached the specified backoff limit: ; launcher pod {lp} container mpi-launcher exited 1 (Error)"))
+    );
+    assert!(s.completion_time.is_some());
+    assert_eq!(s.replica_statuses["Launcher"].failed, 1);
+    // cleanPodPolicy All: every worker goes.
+    e.wait_workers(&[]).await;
+}
+
+#[tokio::test]
+async fn an_evicted_worker_fails_the_job_and_the_clean_up_runs() {
+    let e = env("kf-evict").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job(
+        "pi",
+        json!({"spec": {"runPolicy": {"cleanPodPolicy": "All"}}}),
+    ))
+    .await;
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    e.kubelet.run("pi-worker-0").await;
+    e.pods
+        .patch_status(
+            "pi-worker-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}})),
+        )
+        .await
+        .unwrap();
+    let s = e.wait_condition("pi", "Failed", "True").await;
+    let failed = s.condition("Failed").unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("MPIJobEvicted"));
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("1/2 workers are evicted: worker pi-worker-1 failed: Evicted: The node was low on resource: memory.")
+    );
+    assert!(
+        s.completion_time.is_some(),
+        "mpi-operator #647: an evicted job ends"
+    );
+    e.wait_workers(&[]).await;
+}
+
+#[tokio::test]
+async fn a_job_managed_by_another_controller_is_left_alone() {
+    let e = env("kf-managed").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job(
+        "pi",
+        json!({"spec": {"runPolicy": {"managedBy": "kueue.x-k8s.io/multikueue"}}}),
+    ))
+    .await;
+    // A job we run, created after it, is served: so the first was seen.
+    e.create(job("other", json!({}))).await;
+    e.wait_condition("other", "Created", "True").await;
+    assert_eq!(e.status("pi").await, JobStatus::default());
+    let ns = &e.ns.name;
+    assert!(Api::<Secret>::namespaced(e.client.clone(), ns)
+        .get_opt("pi-ssh")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(Api::<Service>::namespaced(e.client.clone(), ns)
+        .get_opt("pi")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!e.job_names().await.contains(&"pi-launcher".to_string()));
+    assert!(!e.pod_names().await.iter().any(|p| p.starts_with("pi-")));
+    assert!(e.events("pi").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_job_gets_a_validation_event_and_nothing_else() {
+    let e = env("kf-invalid").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let mut bad = kubeflow_pi_job("pi");
+    bad["spec"]["mpiReplicaSpecs"]["Worker"]
+        .as_object_mut()
+        .unwrap()
+        .remove("replicas");
+    bad["spec"]["sshAuthMountPath"] = json!("home/.ssh");
+    e.create(bad).await;
+    e.wait_event(
+        "pi",
+        "ValidationError: Found validation errors: spec.sshAuthMountPath: \"home/.ssh\" is not an absolute path: give the .ssh directory of the user MPI runs as, e.g. /home/mpiuser/.ssh; spec.mpiReplicaSpecs.Worker.replicas: must be at least 1, got unset: set the number of workers, or remove the Worker entry for a launcher-only job",
+    )
+    .await;
+    e.create(job("other", json!({}))).await;
+    e.wait_condition("other", "Created", "True").await;
+    assert_eq!(
+        e.status("pi").await,
+        JobStatus::default(),
+        "no status, as mpi-operator"
+    );
+    assert!(Api::<Secret>::namespaced(e.client.clone(), &e.ns.name)
+        .get_opt("pi-ssh")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_name_clash_is_reported_and_nothing_is_taken_over() {
+    let e = env("kf-clash").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let theirs: Service = serde_json::from_value(json!({
+        "metadata": {"name": "pi"},
+        "spec": {"ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    e.create(job("pi", json!({}))).await;
+    e.wait_event(
+        "pi",
+        "ErrResourceExists: Resource \"pi\" of Kind \"Service\" already exists and is not managed by MPIJob: delete or rename it, or rename the job",
+    )
+    .await;
+    assert!(
+        e.pod_names().await.is_empty(),
+        "no pod joins someone else's Service"
+    );
+    assert!(e.job_names().await.is_empty());
+    assert!(
+        services
+            .get("pi")
+            .await
+            .unwrap()
+            .owner_references()
+            .is_empty(),
+        "theirs stays theirs"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_controller_creates_nothing_twice() {
+    let e = env("kf-restart").await;
+    let c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job("pi", json!({}))).await;
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    let lp = e.launcher_pod("pi").await;
+    e.wait_condition("pi", "Created", "True").await;
+    let uids = |pods: Vec<Pod>| {
+        pods.iter()
+            .map(|p| p.uid().unwrap())
+            .collect::<BTreeSet<_>>()
+    };
+    let before = uids(e.pods.list(&ListParams::default()).await.unwrap().items);
+    let job_before = e.batch.get("pi-launcher").await.unwrap().uid();
+    c.kill().await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.kubelet.run("pi-worker-0").await;
+    e.kubelet.run("pi-worker-1").await;
+    e.kubelet.run(&lp).await;
+    e.wait_condition("pi", "Running", "True").await;
+    let after = uids(e.pods.list(&ListParams::default()).await.unwrap().items);
+    assert_eq!(before, after, "the same pods, none added");
+    assert_eq!(e.batch.get("pi-launcher").await.unwrap().uid(), job_before);
+    assert_eq!(e.job_names().await, ["pi-launcher"]);
+}
+
+#[tokio::test]
+async fn deleting_the_job_leaves_nothing_behind() {
+    let e = env("kf-delete").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job("pi", json!({}))).await;
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    e.launcher_pod("pi").await;
+    e.jobs
+        .delete("pi", &DeleteParams::background())
+        .await
+        .unwrap();
+    let ns = &e.ns.name;
+    wait_for("every child to go", T, || async {
+        let pods = e.pod_names().await;
+        let jobs = e.job_names().await;
+        let cms: Vec<String> = Api::<ConfigMap>::namespaced(e.client.clone(), ns)
+            .list(&ListParams::default().labels("app=pi"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        let svc = Api::<Service>::namespaced(e.client.clone(), ns)
+            .get_opt("pi")
+            .await
+            .unwrap();
+        let secret = Api::<Secret>::namespaced(e.client.clone(), ns)
+            .get_opt("pi-ssh")
+            .await
+            .unwrap();
+        if pods.is_empty() && jobs.is_empty() && cms.is_empty() && svc.is_none() && secret.is_none()
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "pods {pods:?}, jobs {jobs:?}, configmaps {cms:?}, service {}, secret {}",
+                svc.is_some(),
+                secret.is_some()
+            ))
+        }
+    })
+    .await;
+}
+
+/// One controller, both APIs at once: each job gets only the children its
+/// API calls for.
+#[tokio::test]
+async fn both_apis_in_one_controller_each_with_its_own_children() {
+    let e = env("kf-both").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let t9k: Api<mpijob_api::MPIJob> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let a: mpijob_api::MPIJob = serde_json::from_value(pi_job("a")).unwrap();
+    t9k.create(&PostParams::default(), &a).await.unwrap();
+    e.create(job("b", json!({}))).await;
+    e.launcher_pod("b").await;
+    wait_for("both jobs' pods", T, || async {
+        let pods = e.pod_names().await;
+        let want: BTreeSet<String> = [
+            "a-launcher",
+            "a-worker-0",
+            "a-worker-1",
+            "b-worker-0",
+            "b-worker-1",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let got: BTreeSet<String> = pods
+            .iter()
+            .filter(|p| !p.starts_with("b-launcher-"))
+            .cloned()
+            .collect();
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{pods:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        e.job_names().await,
+        ["b-launcher"],
+        "only the Kubeflow job has a launcher Job"
+    );
+    let cms = Api::<ConfigMap>::namespaced(e.client.clone(), &e.ns.name);
+    assert!(cms.get_opt("a-config").await.unwrap().is_none());
+    assert!(cms.get_opt("b-config").await.unwrap().is_some());
+    // Each Secret in its API's shape.
+    let secrets = Api::<Secret>::namespaced(e.client.clone(), &e.ns.name);
+    let keys = |s: Secret| {
+        s.data
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<String>>()
+    };
+    assert!(keys(secrets.get("a-ssh").await.unwrap()).contains("known_hosts"));
+    assert_eq!(
+        keys(secrets.get("b-ssh").await.unwrap()),
+        BTreeSet::from(["ssh-privatekey".to_string(), "ssh-publickey".to_string()])
+    );
+    let a_pod = e.pods.get("a-worker-0").await.unwrap();
+    assert!(!a_pod
+        .labels()
+        .contains_key("training.kubeflow.org/job-name"));
+}

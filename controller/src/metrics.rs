@@ -220,6 +220,18 @@ impl Metrics {
         }
     }
 
+    /// A job of `api` that started at `start` has all of its pods running
+    /// at `now`.
+    pub fn all_running(
+        &self,
+        api: &'static str,
+        start: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+        now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    ) {
+        let waited = now.0.duration_since(start.0).as_secs_f64();
+        self.launcher_waited(api, waited.max(0.0));
+    }
+
     /// A job's pods all run, `seconds` after it started.
     pub fn launcher_waited(&self, api: &'static str, seconds: f64) {
         self.launcher_wait
@@ -285,6 +297,31 @@ mod tests {
             "mpijob_api_writes_total{kind=\"status\"} 0",
             "mpijob_api_writes_total{kind=\"event\"} 0",
             "mpijob_api_writes_total{kind=\"cleanup\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn kubeflow_jobs_are_counted_under_mpi_operators_names() {
+        let m = Metrics::default();
+        m.kubeflow_created();
+        m.kubeflow_created();
+        m.kubeflow_succeeded();
+        m.kubeflow_failed();
+        m.kubeflow_job_info("pi-launcher", "team");
+        m.set_leader(true);
+        m.launcher_waited("kubeflow", 3.0);
+        let text = m.encode();
+        for line in [
+            "# TYPE mpi_operator_jobs_created_total counter",
+            "mpi_operator_jobs_created_total 2",
+            "mpi_operator_jobs_successful_total 1",
+            "mpi_operator_jobs_failed_total 1",
+            "mpi_operator_job_info{launcher=\"pi-launcher\",namespace=\"team\"} 1",
+            "mpi_operator_is_leader 1",
+            "mpijob_launcher_wait_seconds_bucket{api=\"kubeflow\",le=\"5\"} 1",
+            "mpijob_launcher_wait_seconds_count{api=\"kubeflow\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

@@ -47,3 +47,56 @@ fn an_invalid_manifest_names_every_field() {
         ]
     );
 }
+
+#[test]
+fn kubeflow_manifests_are_checked_under_their_own_api() {
+    let ours = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kubeflow/pi.yaml");
+    let (code, out) = run(&["validate", "-f", ours]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.ends_with("pi.yaml: valid Kubeflow MPIJob \"pi\" with 2 worker(s)\n"),
+        "{out}"
+    );
+
+    // Real users' Kubeflow manifests, read where they lie beside the repo.
+    let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/peers/kubeflow");
+    let files: Vec<String> = std::fs::read_dir(peers)
+        .unwrap_or_else(|e| panic!("{peers}: {e}: these tests need ../shared beside the repo"))
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    let mut args = vec!["validate"];
+    for f in &files {
+        args.extend(["-f", f.as_str()]);
+    }
+    let (code, out) = run(&args);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("valid Kubeflow MPIJob"))
+            .count(),
+        files.len(),
+        "{out}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("mpijob-validate-kf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: kubeflow.org/v2beta1\nkind: MPIJob\nmetadata: {name: pi}\nspec:\n  mpiImplementation: openmpi\n  mpiReplicaSpecs:\n    Launcher: {template: {spec: {containers: [{name: l, image: i}]}}}\n    Worker: {replicas: 0, template: {spec: {containers: [{name: w, image: i}]}}}\n",
+    )
+    .unwrap();
+    let (code, out) = run(&["validate", "-f", bad.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().map(|l| l.split_once(": ").unwrap().1).collect();
+    assert_eq!(
+        lines,
+        [
+            "spec.mpiImplementation: unknown MPI implementation \"openmpi\": use OpenMPI, Intel or MPICH (the names are case-sensitive)",
+            "spec.mpiReplicaSpecs.Worker.replicas: must be at least 1, got 0: set the number of workers, or remove the Worker entry for a launcher-only job",
+        ]
+    );
+}

@@ -171,8 +171,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
     notes.extend(status::update(&mut s, &seen, &now));
     if !was_running && s.is_true(mpijob_api::kubeflow::v2beta1::condition::RUNNING) {
         if let Some(start) = &s.start_time {
-            let waited = (now.0 - start.0).get_milliseconds() as f64 / 1000.0;
-            ctx.metrics.launcher_waited("kubeflow", waited.max(0.0));
+            ctx.metrics.all_running("kubeflow", start, &now);
         }
     }
     if let Some(l) = &launcher {

@@ -92,6 +92,11 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await;
     }
+    if status::newly_true(prev, &next, ConditionType::Running) {
+        if let Some(start) = &next.start_time {
+            ctx.metrics.all_running("t9k", start, &now);
+        }
+    }
     if status::changed(prev, &next, ConditionType::Created) {
         for conflict in &observed.conflicts {
             event(

@@ -12,7 +12,7 @@ use mpijob_api::v1beta1::Phase;
 use mpijob_api::MPIJob;
 use mpijob_tests::cluster::repo_root;
 use mpijob_tests::controller::{wait_for, RunningController};
-use mpijob_tests::fixtures::pi_job;
+use mpijob_tests::fixtures::{kubeflow_pi_job, pi_job};
 use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
 use mpijob_tests::{crds, Harness, TestNamespace};
 use serde_json::json;
@@ -166,6 +166,51 @@ async fn the_controller_runs_a_job_as_its_service_account() {
     .await;
     let events = h.kubectl_ok(&["get", "events.events.k8s.io", "-n", &ns.name, "-o", "name"]);
     assert!(events.lines().count() >= 3, "{events}");
+
+    // A Kubeflow job through the same controller: its ConfigMap, launcher
+    // Job and clean-up need the rest of the RBAC.
+    let kf: Api<mpijob_api::kubeflow::MPIJob> = Api::namespaced(admin.clone(), &ns.name);
+    let job: mpijob_api::kubeflow::MPIJob = serde_json::from_value(kubeflow_pi_job("kf")).unwrap();
+    kf.create(&PostParams::default(), &job).await.unwrap();
+    let launcher = wait_for("the Kubeflow launcher pod", t, || async {
+        let lp = ListParams::default()
+            .labels("training.kubeflow.org/job-name=kf,training.kubeflow.org/job-role=launcher");
+        pods.list(&lp)
+            .await
+            .unwrap()
+            .items
+            .first()
+            .and_then(|p| p.metadata.name.clone())
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await;
+    for n in ["kf-worker-0", "kf-worker-1", launcher.as_str()] {
+        kubelet.run(n).await;
+    }
+    kubelet
+        .terminate(&launcher, "mpi-launcher", &Termination::new(0, "Completed"))
+        .await;
+    wait_for(
+        "the Kubeflow job to succeed and its workers to go",
+        t,
+        || async {
+            let s = kf.get("kf").await.unwrap().status.unwrap_or_default();
+            let workers = pods
+                .list(&ListParams::default().labels(
+                    "training.kubeflow.org/job-name=kf,training.kubeflow.org/job-role=worker",
+                ))
+                .await
+                .unwrap()
+                .items
+                .len();
+            if s.is_true("Succeeded") && workers == 0 {
+                Ok(())
+            } else {
+                Err(format!("{workers} workers, {s:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -190,6 +235,12 @@ async fn the_controllers_rbac_is_minimal() {
         ("create", "secrets"),
         ("create", "services"),
         ("create", "events.events.k8s.io"),
+        ("watch", "mpijobs.kubeflow.org"),
+        ("patch", "mpijobs.kubeflow.org/status"),
+        ("create", "configmaps"),
+        ("patch", "configmaps"),
+        ("create", "jobs.batch"),
+        ("delete", "jobs.batch"),
     ] {
         assert!(can(verb, what), "the controller needs to {verb} {what}");
     }
@@ -199,6 +250,9 @@ async fn the_controllers_rbac_is_minimal() {
         ("delete", "secrets"),
         ("update", "secrets"),
         ("delete", "services"),
+        ("update", "mpijobs.kubeflow.org"),
+        ("delete", "configmaps"),
+        ("update", "jobs.batch"),
         ("create", "pods/exec"),
         ("list", "nodes"),
         ("create", "deployments.apps"),

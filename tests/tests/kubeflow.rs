@@ -412,6 +412,56 @@ async fn wait_for_workers_ready_creates_the_launcher_only_when_every_worker_is_r
     .await;
 }
 
+/// mpi-operator #615: after a resume, WaitForWorkersReady must wait for
+/// the new workers again, not start the launcher at once.
+#[tokio::test]
+async fn resuming_under_wait_for_workers_ready_waits_for_the_workers_again() {
+    let e = env("kf-615").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(job(
+        "pi",
+        json!({"spec": {"launcherCreationPolicy": "WaitForWorkersReady"}}),
+    ))
+    .await;
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    e.kubelet.run("pi-worker-0").await;
+    e.kubelet.run("pi-worker-1").await;
+    e.launcher_pod("pi").await;
+    let suspend = |on: bool| json!({"spec": {"runPolicy": {"suspend": on}}});
+    e.jobs
+        .patch("pi", &PatchParams::default(), &Patch::Merge(&suspend(true)))
+        .await
+        .unwrap();
+    e.wait_condition("pi", "Suspended", "True").await;
+    e.wait_workers(&[]).await;
+    wait_for("the launcher Job to go", T, || async {
+        let names = e.job_names().await;
+        if names.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+    e.jobs
+        .patch(
+            "pi",
+            &PatchParams::default(),
+            &Patch::Merge(&suspend(false)),
+        )
+        .await
+        .unwrap();
+    e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        e.job_names().await.is_empty(),
+        "the new workers are not Ready yet"
+    );
+    e.kubelet.run("pi-worker-0").await;
+    e.kubelet.run("pi-worker-1").await;
+    e.launcher_pod("pi").await;
+}
+
 #[tokio::test]
 async fn suspended_at_creation_then_resumed() {
     let e = env("kf-suspend").await;

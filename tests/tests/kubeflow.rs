@@ -826,3 +826,19 @@ async fn both_apis_in_one_controller_each_with_its_own_children() {
         .labels()
         .contains_key("training.kubeflow.org/job-name"));
 }
+
+/// `--apis` serves what it names; by default, each API whose CRD is
+/// installed (here both).
+#[tokio::test]
+async fn the_apis_served_are_those_asked_for_or_installed() {
+    use mpijob_controller::run::{choose_apis, Served};
+    let client = Harness::get().client().await;
+    crds::install(&client).await;
+    assert_eq!(choose_apis(&client, None).await.unwrap(), Served::ALL);
+    assert_eq!(
+        choose_apis(&client, Some(&[Served::Kubeflow]))
+            .await
+            .unwrap(),
+        [Served::Kubeflow]
+    );
+}

@@ -604,6 +604,99 @@ mod tests {
     }
 
     #[test]
+    fn a_launcher_that_runs_ranks_is_listed_first_and_keeps_its_gpus() {
+        let (_, mut r, meta) = job(PI);
+        r.run_launcher_as_worker = true;
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: None,
+        };
+        assert_eq!(
+            service(i).spec.unwrap().publish_not_ready_addresses,
+            Some(true)
+        );
+        assert!(hostfile(i).starts_with("pi-launcher.pi.team.svc slots=1\n"));
+        let l = worker(i, 0).metadata.labels.unwrap();
+        assert_eq!(l[labels::REPLICA_INDEX], "1", "index 0 is the launcher's");
+        let job = launcher(i, &config());
+        let t = job.spec.unwrap().template;
+        assert_eq!(
+            t.metadata.unwrap().labels.unwrap()[labels::REPLICA_INDEX],
+            "0"
+        );
+        let env = t.spec.unwrap().containers[0].env.clone().unwrap();
+        assert!(!env.iter().any(|e| e.name.starts_with("NVIDIA_")));
+    }
+
+    #[test]
+    fn each_mpi_implementation_gets_its_own_variables() {
+        let (_, mut r, _) = job(PI);
+        let names = |r: &Resolved| -> Vec<(String, String)> {
+            launcher_env(r)
+                .into_iter()
+                .map(|e| (e.name, e.value.unwrap_or_default()))
+                .collect()
+        };
+        r.slots_per_worker = 4;
+        r.mpi_implementation = MpiImplementation::Intel;
+        assert_eq!(
+            names(&r),
+            [
+                ("I_MPI_HYDRA_HOST_FILE".into(), "/etc/mpi/hostfile".into()),
+                (
+                    "I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS".into(),
+                    "-o ConnectionAttempts=10".into()
+                ),
+                ("I_MPI_PERHOST".into(), "4".into()),
+                ("NVIDIA_VISIBLE_DEVICES".into(), String::new()),
+                ("NVIDIA_DRIVER_CAPABILITIES".into(), String::new()),
+            ]
+        );
+        r.mpi_implementation = MpiImplementation::Mpich;
+        r.run_launcher_as_worker = true;
+        assert_eq!(
+            names(&r),
+            [
+                (
+                    "HYDRA_HOST_FILE".to_string(),
+                    "/etc/mpi/hostfile".to_string()
+                ),
+                (
+                    "HYDRA_LAUNCH_EXTRA_ARGS".into(),
+                    "-o ConnectionAttempts=10".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_launcher_job_carries_the_run_policy() {
+        let (_, mut r, meta) = job(PI);
+        r.backoff_limit = Some(3);
+        r.active_deadline_seconds = Some(3600);
+        r.ttl_seconds_after_finished = Some(60);
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: None,
+        };
+        let spec = launcher(i, &config()).spec.unwrap();
+        assert_eq!(
+            (
+                spec.backoff_limit,
+                spec.active_deadline_seconds,
+                spec.ttl_seconds_after_finished
+            ),
+            (Some(3), Some(3600), Some(60))
+        );
+        assert_eq!(
+            spec.suspend, None,
+            "a suspended job has no launcher Job at all"
+        );
+    }
+
+    #[test]
     fn keys_at_root_ssh_are_roots_alone() {
         let (_, r, meta) = job(&PI
             .replace("/home/mpiuser/.ssh", "/root/.ssh")

@@ -19,7 +19,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-pub use mpijob_api::sshclient::{check_peer, known_hosts, ssh_config};
+pub use mpijob_api::sshclient::{check_peer, known_hosts, pinned_addresses, ssh_config};
 
 /// Where the client files live in a state directory.
 pub struct ClientFiles<'a> {

@@ -143,8 +143,9 @@ pub fn timeout_message(
 #[derive(Debug)]
 pub enum Outcome {
     /// Every host answered; with this machine's address on the way to
-    /// them (what they can call back to).
-    AllUp(Option<IpAddr>),
+    /// them (what they can call back to), and the address each host
+    /// answered on, in the order of the hosts.
+    AllUp(Option<IpAddr>, Vec<Option<IpAddr>>),
     /// The timeout passed; with every host's status then, for
     /// [`timeout_message`].
     TimedOut(Vec<Status>),
@@ -156,6 +157,8 @@ struct Shared {
     status: Mutex<Vec<Status>>,
     /// Our end of the last connection that got a banner.
     local: Mutex<Option<IpAddr>>,
+    /// The address each host answered on.
+    answered: Mutex<Vec<Option<IpAddr>>>,
     notify: Notify,
 }
 
@@ -193,6 +196,7 @@ pub async fn wait(
     let shared = Arc::new(Shared {
         status: Mutex::new(vec![Status::Unknown; hosts.len()]),
         local: Mutex::new(None),
+        answered: Mutex::new(vec![None; hosts.len()]),
         notify: Notify::new(),
     });
     let mut tasks = tokio::task::JoinSet::new();
@@ -206,7 +210,10 @@ pub async fn wait(
     let outcome = loop {
         let status = shared.status.lock().unwrap().clone();
         if status.iter().all(|s| *s == Status::Up) {
-            break Outcome::AllUp(*shared.local.lock().unwrap());
+            break Outcome::AllUp(
+                *shared.local.lock().unwrap(),
+                shared.answered.lock().unwrap().clone(),
+            );
         }
         if let Some(sig) = stop() {
             break Outcome::Stopped(sig);
@@ -323,6 +330,7 @@ async fn poll_one(
                 (last, local) = knock(SocketAddr::new(*ip, port)).await;
                 if last == Status::Up {
                     *shared.local.lock().unwrap() = local;
+                    shared.answered.lock().unwrap()[i] = Some(*ip);
                     set(Status::Up);
                     return;
                 }

@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -226,7 +227,16 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         state_dir = %dir.display(),
         "launcher starting: waiting for the workers"
     );
-    let callback = wait_for_workers(init, opts, &checked.hosts)?;
+    let (callback, answered) = wait_for_workers(init, opts, &checked.hosts)?;
+    // mpirun's ssh goes to the addresses that just answered, by name: a DNS
+    // server that stumbles now can no longer fail the launch.
+    let pins = client::pinned_addresses(&checked.hosts, &answered, opts.port);
+    if !pins.is_empty() {
+        let config = fs::read_to_string(&paths.ssh_config)
+            .map_err(|e| Exit::error(anyhow::anyhow!("{}: {e}", paths.ssh_config.display())))?;
+        files::write_private(&paths.ssh_config, format!("{config}{pins}").as_bytes())
+            .map_err(Exit::error)?;
+    }
     let plan = mpirun::Plan {
         mpirun: &mpirun_path,
         implementation,
@@ -332,22 +342,23 @@ fn write_files(
 
 /// Wait until every worker answers (the tokio runtime of the wait is gone
 /// again before mpirun starts). Returns the address the workers reach this
-/// launcher at (Hydra's proxies call back), when known.
+/// launcher at (Hydra's proxies call back), when known, and the address
+/// each worker answered on.
 fn wait_for_workers(
     init: &mut Init,
     opts: &Options,
     hosts: &[String],
-) -> Result<Option<String>, Exit> {
+) -> Result<(Option<String>, Vec<Option<IpAddr>>), Exit> {
     let started = Instant::now();
     match hosts::wait_blocking(init, hosts, opts.port, opts.timeout)? {
-        Outcome::AllUp(local) => {
+        Outcome::AllUp(local, answered) => {
             info!(
                 "all {} workers answer on port {} after {:.1?}",
                 hosts.len(),
                 opts.port,
                 started.elapsed()
             );
-            Ok(local.map(|ip| ip.to_string()))
+            Ok((local.map(|ip| ip.to_string()), answered))
         }
         Outcome::TimedOut(status) => Err(Exit::failed(hosts::timeout_message(
             opts.timeout,

@@ -76,7 +76,7 @@ fn wait(init: &mut Init, opts: &Options) -> Result<(), Exit> {
     );
     let started = Instant::now();
     match hosts::wait_blocking(init, &plan.hosts, opts.port, opts.timeout)? {
-        Outcome::AllUp(_) => {
+        Outcome::AllUp(..) => {
             info!(
                 "all {} workers in {file} answer on port {} after {:.1?}",
                 plan.hosts.len(),

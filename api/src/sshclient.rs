@@ -48,6 +48,37 @@ pub fn ssh_config(peers: &[String], port: u16, identity: &Path, known_hosts: &Pa
     )
 }
 
+/// `Host <name>` / `HostName <address>` blocks that send ssh for each named
+/// host to the address it answered on (hosts given as addresses, or with
+/// none, are left out). Appended after [`ssh_config`], where no block sets
+/// `HostName`; `HostKeyAlias` keeps the host-key check on the name, which
+/// `known_hosts` pins, not on the address.
+pub fn pinned_addresses(
+    hosts: &[String],
+    addresses: &[Option<std::net::IpAddr>],
+    port: u16,
+) -> String {
+    let mut text = String::new();
+    for (host, addr) in hosts.iter().zip(addresses) {
+        if let (Some(addr), Err(_)) = (addr, host.parse::<std::net::IpAddr>()) {
+            if text.is_empty() {
+                text.push_str("# Written by mpijob-agent: where each worker answered.\n");
+            }
+            // An alias is looked up as written, without the port that
+            // known_hosts entries carry: write it the way they do.
+            let alias = if port == 22 {
+                host.clone()
+            } else {
+                format!("[{host}]:{port}")
+            };
+            text.push_str(&format!(
+                "Host {host}\n    HostName {addr}\n    HostKeyAlias {alias}\n"
+            ));
+        }
+    }
+    text
+}
+
 /// A peer pattern must be one word that ssh and known_hosts both accept,
 /// and that no program can take for an option: host name characters and
 /// the `*` and `?` wildcards only, not starting with `-`.
@@ -68,6 +99,26 @@ pub fn check_peer(peer: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn named_workers_are_pinned_to_the_address_that_answered() {
+        let hosts = vec![
+            "pi-worker-0.pi.ns.svc".to_string(),
+            "10.0.0.9".into(),
+            "pi-worker-1.pi.ns.svc".into(),
+        ];
+        let addrs = vec![
+            Some("198.19.0.5".parse().unwrap()),
+            Some("10.0.0.9".parse().unwrap()),
+            None,
+        ];
+        assert_eq!(
+            pinned_addresses(&hosts, &addrs, 2222),
+            "# Written by mpijob-agent: where each worker answered.\nHost pi-worker-0.pi.ns.svc\n    HostName 198.19.0.5\n    HostKeyAlias [pi-worker-0.pi.ns.svc]:2222\n"
+        );
+        assert_eq!(pinned_addresses(&hosts[1..2], &addrs[1..2], 2222), "");
+    }
+
     use super::*;
 
     const KEY: &str =

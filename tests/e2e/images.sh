@@ -13,6 +13,9 @@
 #   docker.io/mpijob/controller:0.1.0   Dockerfile.controller  (scripts/build-static.sh controller)
 #   docker.io/mpijob/openmpi:latest     images/openmpi/Dockerfile
 #   docker.io/mpijob/mpich:latest       images/mpich/Dockerfile
+#   docker.io/mpijob/kubeflow-openmpi4:latest  images/kubeflow/Dockerfile (bookworm, Open MPI 4)
+#   docker.io/mpijob/kubeflow-openmpi5:latest  images/kubeflow/Dockerfile (trixie, Open MPI 5)
+#   docker.io/mpijob/kubeflow-mpich:latest     images/kubeflow/Dockerfile (trixie, MPICH 4.2)
 # The MPI images are built FROM a Debian minbase made by debootstrap, of
 # the release their Dockerfile names in `ARG BASE=debian:<suite>-slim`
 # (localhost/mpijob-e2e/debian:<suite>-minbase), passed as --build-arg
@@ -63,6 +66,9 @@ readonly IMAGES=(
   "controller docker.io/mpijob/controller:${VERSION}"
   "openmpi docker.io/mpijob/openmpi:latest"
   "mpich docker.io/mpijob/mpich:latest"
+  "kubeflow-openmpi4 docker.io/mpijob/kubeflow-openmpi4:latest"
+  "kubeflow-openmpi5 docker.io/mpijob/kubeflow-openmpi5:latest"
+  "kubeflow-mpich docker.io/mpijob/kubeflow-mpich:latest"
 )
 
 readonly BUILD_PACKAGES=(buildah debootstrap gcc libc6-dev file)
@@ -338,6 +344,7 @@ file_sums() {
 # Dockerfile COPYs: they make the hash.
 image_plan() {
   SUITE=""
+  PLAN_ARGS=()
   case "$1" in
     pause)
       DOCKERFILE="${REPO}/tests/e2e/pause/Dockerfile"
@@ -357,6 +364,18 @@ image_plan() {
       SUITE="$(sed -n 's/^ARG BASE=debian:\([a-z]*\)-slim$/\1/p' "${DOCKERFILE}")"
       [[ -n "${SUITE}" ]] || die "${DOCKERFILE}: no 'ARG BASE=debian:<suite>-slim' line"
       ;;
+    kubeflow-*)
+      # One Dockerfile; the suite and the MPI differ.
+      DOCKERFILE="${REPO}/images/kubeflow/Dockerfile"
+      CONTEXT="${REPO}"
+      INPUTS=("${DOCKERFILE}" "${REPO}/images/kubeflow/sshd_config" "${REPO}/examples/pi/pi.c")
+      case "$1" in
+        kubeflow-openmpi4) SUITE=bookworm PLAN_ARGS=(--build-arg MPI=openmpi) ;;
+        kubeflow-openmpi5) SUITE=trixie PLAN_ARGS=(--build-arg MPI=openmpi) ;;
+        kubeflow-mpich) SUITE=trixie PLAN_ARGS=(--build-arg MPI=mpich) ;;
+        *) die "unknown image $1" ;;
+      esac
+      ;;
     *) die "unknown image $1" ;;
   esac
 }
@@ -371,6 +390,7 @@ build_one() {
     agent | controller) stage_binary "${name}" ;;
   esac
   image_plan "${name}"
+  args+=("${PLAN_ARGS[@]}")
   case "${name}" in
     agent | controller) args+=(--build-arg "VERSION=${VERSION}") ;;
   esac

@@ -23,6 +23,10 @@ pub const NODE_IP: &str = "198.19.254.1";
 /// The images `tests/e2e/images.sh` loads into the node's containerd.
 pub const OPENMPI_IMAGE: &str = "mpijob/openmpi:latest";
 pub const MPICH_IMAGE: &str = "mpijob/mpich:latest";
+/// Kubeflow-style images (images/kubeflow): sshd configured by the image.
+pub const KUBEFLOW_OPENMPI4_IMAGE: &str = "mpijob/kubeflow-openmpi4:latest";
+pub const KUBEFLOW_OPENMPI5_IMAGE: &str = "mpijob/kubeflow-openmpi5:latest";
+pub const KUBEFLOW_MPICH_IMAGE: &str = "mpijob/kubeflow-mpich:latest";
 /// Where deploy/ runs the controller.
 pub const OPERATOR_NAMESPACE: &str = "mpijob-system";
 

@@ -1,0 +1,381 @@
+//! Kubeflow MPIJobs end to end on the real node, with Kubeflow-style images
+//! (images/kubeflow: the image configures sshd itself): mpi-operator's e2e
+//! cases, each in a fresh namespace, each success asserting that every rank
+//! ran on a worker pod's hostname and none on the launcher (the check that
+//! catches Open MPI 5 ignoring the hostfile, mpi-operator #842).
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use mpijob_api::kubeflow::{JobStatus, MPIJob};
+use mpijob_tests::e2e::{
+    pi_example, E2e, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_IMAGE, KUBEFLOW_OPENMPI5_IMAGE,
+    OPENMPI_IMAGE,
+};
+use serde_json::{json, Value};
+
+const RUN: Duration = Duration::from_secs(180);
+
+/// A Kubeflow pi job with 2 workers on `image`, as root or as mpiuser.
+fn pi(ns: &str, image: &str, root: bool, launcher_cmd: &[&str]) -> Value {
+    let small = json!({"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}});
+    let user = if root {
+        json!({})
+    } else {
+        json!({"runAsUser": 1000})
+    };
+    let mut worker = json!({"name": "mpi-worker", "image": image, "imagePullPolicy": "Never", "resources": small, "securityContext": user});
+    if !root {
+        worker["command"] = json!(["/usr/sbin/sshd"]);
+        worker["args"] = json!(["-De", "-f", "/home/mpiuser/.sshd_config"]);
+    }
+    let mut job = json!({
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": "pi", "namespace": ns},
+        "spec": {
+            "slotsPerWorker": 1,
+            "runPolicy": {"cleanPodPolicy": "Running"},
+            "mpiReplicaSpecs": {
+                "Launcher": {"replicas": 1, "template": {"spec": {"containers": [{
+                    "name": "mpi-launcher", "image": image, "imagePullPolicy": "Never",
+                    "command": launcher_cmd, "resources": small, "securityContext": user
+                }]}}},
+                "Worker": {"replicas": 2, "template": {"spec": {"containers": [worker]}}}
+            }
+        }
+    });
+    if !root {
+        job["spec"]["sshAuthMountPath"] = json!("/home/mpiuser/.ssh");
+    }
+    if image == KUBEFLOW_MPICH_IMAGE {
+        // Without it the launcher gets Open MPI's variables, MPICH's mpirun
+        // finds no hostfile, and every rank runs on the launcher: the
+        // rank check below catches exactly that.
+        job["spec"]["mpiImplementation"] = json!("MPICH");
+    }
+    job
+}
+
+const OMPI_ROOT: &[&str] = &[
+    "mpirun",
+    "--allow-run-as-root",
+    "-n",
+    "2",
+    "/home/mpiuser/pi",
+];
+const PLAIN: &[&str] = &["mpirun", "-n", "2", "/home/mpiuser/pi"];
+
+fn jobs(e2e: &E2e, ns: &str) -> Api<MPIJob> {
+    Api::namespaced(e2e.client.clone(), ns)
+}
+
+async fn create(e2e: &E2e, ns: &str, job: Value) {
+    let job: MPIJob = serde_json::from_value(job).expect("a well-formed Kubeflow MPIJob");
+    jobs(e2e, ns)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap_or_else(|e| panic!("creating the MPIJob in {ns}: {e}"));
+}
+
+/// Wait until condition `type_` is True; panic with everything worth
+/// seeing if the job finishes otherwise or time runs out.
+async fn wait_condition(
+    e2e: &E2e,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    timeout: Duration,
+) -> JobStatus {
+    let api = jobs(e2e, ns);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let s = api.get(name).await.unwrap().status.unwrap_or_default();
+        if s.is_true(type_) {
+            return s;
+        }
+        let finished_otherwise = s.is_finished() && !matches!(type_, "Succeeded" | "Failed");
+        let other_end = (type_ == "Succeeded" && s.is_true("Failed"))
+            || (type_ == "Failed" && s.is_true("Succeeded"));
+        if finished_otherwise || other_end || tokio::time::Instant::now() >= deadline {
+            panic!(
+                "Kubeflow MPIJob {ns}/{name}: wanted {type_}, got {}\n{}",
+                serde_json::to_string(&s).unwrap(),
+                describe(e2e, ns).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The job's pods, states and launcher logs, and the events.
+async fn describe(e2e: &E2e, ns: &str) -> String {
+    let mut s = e2e.describe(ns).await;
+    for p in launcher_pods(e2e, ns, "pi").await {
+        s += &format!("--- log of {p}:\n{}\n", launcher_log(e2e, ns, &p).await);
+    }
+    s
+}
+
+async fn launcher_pods(e2e: &E2e, ns: &str, job: &str) -> Vec<String> {
+    let lp = ListParams::default().labels(&format!(
+        "training.kubeflow.org/job-name={job},training.kubeflow.org/job-role=launcher"
+    ));
+    e2e.pods(ns)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect()
+}
+
+async fn launcher_log(e2e: &E2e, ns: &str, pod: &str) -> String {
+    let mut out = String::new();
+    for container in ["mpijob-wait-for-workers", "mpi-launcher"] {
+        let lp = LogParams {
+            container: Some(container.into()),
+            ..LogParams::default()
+        };
+        let log = e2e
+            .pods(ns)
+            .logs(pod, &lp)
+            .await
+            .unwrap_or_else(|e| format!("(no log: {e})"));
+        out += &format!("[{container}]\n{log}");
+    }
+    out
+}
+
+/// Every rank ran on a worker pod's hostname, one on each, none on the
+/// launcher, and pi came out right.
+async fn assert_ranks_on_workers(e2e: &E2e, ns: &str) {
+    let pods = launcher_pods(e2e, ns, "pi").await;
+    assert_eq!(pods.len(), 1, "one launcher pod, never restarted: {pods:?}");
+    let log = launcher_log(e2e, ns, &pods[0]).await;
+    for host in ["pi-worker-0", "pi-worker-1"] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}"))),
+            "no rank on {host} in the launcher's log:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("on host pi-launcher"),
+        "a rank ran on the launcher:\n{log}"
+    );
+    assert!(log.contains("pi is approximately 3.14159"), "{log}");
+}
+
+async fn pi_succeeds(image: &str, root: bool, cmd: &[&str], prefix: &str) {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace(prefix).await;
+    create(&e2e, &ns.name, pi(&ns.name, image, root, cmd)).await;
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    assert_ranks_on_workers(&e2e, &ns.name).await;
+}
+
+#[tokio::test]
+async fn open_mpi_4_as_root_succeeds_with_a_rank_on_each_worker() {
+    pi_succeeds(KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT, "kf-ompi4").await;
+}
+
+#[tokio::test]
+async fn open_mpi_5_as_root_succeeds_with_a_rank_on_each_worker() {
+    pi_succeeds(KUBEFLOW_OPENMPI5_IMAGE, true, OMPI_ROOT, "kf-ompi5").await;
+}
+
+#[tokio::test]
+async fn open_mpi_as_mpiuser_succeeds() {
+    pi_succeeds(KUBEFLOW_OPENMPI4_IMAGE, false, PLAIN, "kf-ompi-user").await;
+}
+
+#[tokio::test]
+async fn mpich_as_root_succeeds() {
+    pi_succeeds(KUBEFLOW_MPICH_IMAGE, true, PLAIN, "kf-mpich").await;
+}
+
+#[tokio::test]
+async fn mpich_as_mpiuser_succeeds() {
+    pi_succeeds(KUBEFLOW_MPICH_IMAGE, false, PLAIN, "kf-mpich-user").await;
+}
+
+/// Open MPI refuses to run as root without `--allow-run-as-root`: with
+/// `backoffLimit: 1` the job fails, and the message has the exit code.
+#[tokio::test]
+async fn open_mpi_as_root_without_allow_run_as_root_fails_with_the_exit_code() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-ompi-noroot").await;
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, PLAIN);
+    job["spec"]["runPolicy"]["backoffLimit"] = json!(1);
+    job["spec"]["mpiReplicaSpecs"]["Launcher"]["restartPolicy"] = json!("Never");
+    create(&e2e, &ns.name, job).await;
+    let s = wait_condition(&e2e, &ns.name, "pi", "Failed", RUN).await;
+    let c = s.condition("Failed").unwrap();
+    assert!(
+        c.reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("BackoffLimitExceeded"),
+        "{c:?}"
+    );
+    let m = c.message.as_deref().unwrap_or_default();
+    assert!(m.contains("container mpi-launcher exited 1"), "{m}");
+}
+
+/// Created suspended: no pods; resumed: it runs to Succeeded.
+#[tokio::test]
+async fn a_job_created_suspended_runs_when_resumed() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-suspend").await;
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT);
+    job["spec"]["runPolicy"]["suspend"] = json!(true);
+    create(&e2e, &ns.name, job).await;
+    wait_condition(&e2e, &ns.name, "pi", "Suspended", RUN).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(e2e
+        .pods(&ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    jobs(&e2e, &ns.name)
+        .patch(
+            "pi",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"runPolicy": {"suspend": false}}})),
+        )
+        .await
+        .unwrap();
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    assert_ranks_on_workers(&e2e, &ns.name).await;
+}
+
+/// `managedBy` naming another controller: no pods, no Secret, no status.
+#[tokio::test]
+async fn a_job_managed_elsewhere_gets_nothing() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-managed").await;
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT);
+    job["spec"]["runPolicy"]["managedBy"] = json!("kueue.x-k8s.io/multikueue");
+    create(&e2e, &ns.name, job).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(e2e
+        .pods(&ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &ns.name);
+    assert!(secrets.get_opt("pi-ssh").await.unwrap().is_none());
+    let batch: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    assert!(batch
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(jobs(&e2e, &ns.name).get("pi").await.unwrap().status, None);
+}
+
+/// `WaitForWorkersReady`: the launcher Job appears only once every worker
+/// is Ready, and the job succeeds.
+#[tokio::test]
+async fn wait_for_workers_ready_creates_the_launcher_after_the_workers() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-wfwr").await;
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT);
+    job["spec"]["launcherCreationPolicy"] = json!("WaitForWorkersReady");
+    job["spec"]["runPolicy"]["cleanPodPolicy"] = json!("None");
+    create(&e2e, &ns.name, job).await;
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    let batch: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let created = batch
+        .get("pi-launcher")
+        .await
+        .unwrap()
+        .creation_timestamp()
+        .unwrap()
+        .0;
+    for w in ["pi-worker-0", "pi-worker-1"] {
+        let pod = e2e.pods(&ns.name).get(w).await.unwrap();
+        let ready = pod
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .and_then(|c| c.last_transition_time)
+            .unwrap_or_else(|| panic!("{w} has no Ready time"))
+            .0;
+        assert!(
+            created >= ready,
+            "the launcher Job ({created}) came before {w} was Ready ({ready})"
+        );
+    }
+    assert_ranks_on_workers(&e2e, &ns.name).await;
+}
+
+/// The Kubeflow example of real users, with only the image (and, on this
+/// 2-CPU node, the CPU limits) changed.
+async fn peers_example_succeeds(file: &str, image: &str, prefix: &str) {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace(prefix).await;
+    let path = mpijob_tests::cluster::repo_root()
+        .join("../shared/peers/kubeflow")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: this test needs ../shared beside the repo",
+            path.display()
+        )
+    });
+    let mut job: Value = mpijob_api::yaml::from_str(&text).unwrap();
+    job["metadata"]["namespace"] = json!(ns.name);
+    for role in ["Launcher", "Worker"] {
+        let c = &mut job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0];
+        c["image"] = json!(image);
+        c["imagePullPolicy"] = json!("Never");
+        c["resources"] =
+            json!({"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}});
+    }
+    create(&e2e, &ns.name, job).await;
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    assert_ranks_on_workers(&e2e, &ns.name).await;
+}
+
+#[tokio::test]
+async fn kubeflows_own_pi_example_succeeds() {
+    peers_example_succeeds("pi.yaml", KUBEFLOW_OPENMPI4_IMAGE, "kf-peer-pi").await;
+}
+
+#[tokio::test]
+async fn kubeflows_own_mpich_example_succeeds() {
+    peers_example_succeeds("pi-mpich.yaml", KUBEFLOW_MPICH_IMAGE, "kf-peer-mpich").await;
+}
+
+/// A T9k job and a Kubeflow job side by side in one namespace.
+#[tokio::test]
+async fn a_t9k_job_and_a_kubeflow_job_run_side_by_side() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-side").await;
+    let mut t9k = pi_example(&ns.name, OPENMPI_IMAGE);
+    t9k["metadata"]["name"] = json!("t9k");
+    e2e.create(&ns.name, t9k).await;
+    create(
+        &e2e,
+        &ns.name,
+        pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT),
+    )
+    .await;
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    e2e.wait_phase(&ns.name, "t9k", mpijob_api::v1beta1::Phase::Succeeded, RUN)
+        .await;
+    assert_ranks_on_workers(&e2e, &ns.name).await;
+}

@@ -237,6 +237,10 @@ async fn install_operator(h: &Harness, client: &Client) {
                 json!("Never"),
                 json!("--health-addr"),
                 json!(format!("{NODE_IP}:{health_port}")),
+                // Kubeflow jobs' hostfiles name hosts in full, as
+                // mpi-operator's --cluster-domain does.
+                json!("--cluster-domain"),
+                json!("cluster.local"),
             ]);
             let env = c["env"].as_array_mut().unwrap();
             env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"}));
@@ -250,6 +254,7 @@ async fn install_operator(h: &Harness, client: &Client) {
     std::fs::write(&file, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
     h.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
     crds::wait_established(client, "mpijobs.batch.tensorstack.dev").await;
+    crds::wait_established(client, "mpijobs.kubeflow.org").await;
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);

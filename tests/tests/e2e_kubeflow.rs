@@ -379,3 +379,40 @@ async fn a_t9k_job_and_a_kubeflow_job_run_side_by_side() {
         .await;
     assert_ranks_on_workers(&e2e, &ns.name).await;
 }
+
+/// `runLauncherAsWorker` (the operator runs with `--cluster-domain
+/// cluster.local`): the launcher is first in the hostfile, runs a rank
+/// itself, and the job succeeds.
+#[tokio::test]
+async fn run_launcher_as_worker_puts_a_rank_on_the_launcher_too() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-rlaw").await;
+    let three = &[
+        "mpirun",
+        "--allow-run-as-root",
+        "-n",
+        "3",
+        "/home/mpiuser/pi",
+    ];
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, three);
+    job["spec"]["runLauncherAsWorker"] = json!(true);
+    create(&e2e, &ns.name, job).await;
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(e2e.client.clone(), &ns.name);
+    let hostfile = cms.get("pi-config").await.unwrap().data.unwrap()["hostfile"].clone();
+    let domain = format!("pi.{}.svc.cluster.local slots=1", ns.name);
+    assert_eq!(
+        hostfile,
+        format!("pi-launcher.{domain}\npi-worker-0.{domain}\npi-worker-1.{domain}\n")
+    );
+    let pods = launcher_pods(&e2e, &ns.name, "pi").await;
+    let log = launcher_log(&e2e, &ns.name, &pods[0]).await;
+    for host in ["pi-launcher", "pi-worker-0", "pi-worker-1"] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}"))),
+            "no rank on {host}:\n{log}"
+        );
+    }
+}

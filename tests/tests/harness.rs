@@ -73,10 +73,20 @@ async fn every_example_is_accepted_by_the_api_server() {
     assert!(created >= 4, "{out}");
     let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &ns.name);
     let listed = jobs.list(&ListParams::default()).await.unwrap();
-    assert_eq!(listed.items.len(), created);
+    let kubeflow: Api<mpijob_api::kubeflow::MPIJob> = Api::namespaced(client.clone(), &ns.name);
+    let kubeflow_listed = kubeflow.list(&ListParams::default()).await.unwrap();
+    assert!(
+        !kubeflow_listed.items.is_empty(),
+        "no Kubeflow example in:\n{out}"
+    );
+    assert_eq!(listed.items.len() + kubeflow_listed.items.len(), created);
     // What the server stored validates with our own rules, too.
     for job in listed.items {
         mpijob_api::validate::validate_job(&job)
+            .unwrap_or_else(|e| panic!("{:?}: {e:?}", job.metadata.name));
+    }
+    for job in kubeflow_listed.items {
+        mpijob_api::kubeflow::resolve(&job)
             .unwrap_or_else(|e| panic!("{:?}: {e:?}", job.metadata.name));
     }
 }

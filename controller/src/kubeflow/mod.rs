@@ -15,11 +15,11 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use mpijob_api::contract;
 use mpijob_api::kubeflow::contract::{self as kf, labels};
 use mpijob_api::kubeflow::resolve::{self, CleanPodPolicy, LauncherCreationPolicy, Manager};
@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 use crate::context::{Context, Write};
 use crate::error::{Error, Result};
-use crate::reconcile::apply::{delete_pod, ensure, Ensured};
+use crate::reconcile::apply::{controlled_by, delete_child, ensure, Ensured};
 use crate::reconcile::build::JobMeta;
 use crate::reconcile::event;
 use build::Input;
@@ -97,7 +97,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
     let launcher = kctx
         .jobs
         .get(&ObjectRef::new(&launcher_name).within(&meta.namespace))
-        .filter(|j| owned_by(&**j, &meta));
+        .filter(|j| controlled_by(&**j, &meta));
 
     if s.is_finished() && s.completion_time.is_some() {
         // Finished: apply the clean-up policy, and nothing else.
@@ -156,7 +156,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
         all_pods
             .iter()
             .map(|p| p.as_ref())
-            .filter(|p| role(p) == Some(labels::ROLE_WORKER) && owned_by(*p, &meta))
+            .filter(|p| role(p) == Some(labels::ROLE_WORKER) && controlled_by(*p, &meta))
             .collect()
     };
     let was_running = s.is_true(mpijob_api::kubeflow::v2beta1::condition::RUNNING);
@@ -259,7 +259,7 @@ async fn children(
 
     let running: Vec<String> = job_pods(&ctx.pods, ns, &meta.name)
         .iter()
-        .filter(|p| role(p) == Some(labels::ROLE_WORKER) && owned_by(&***p, meta))
+        .filter(|p| role(p) == Some(labels::ROLE_WORKER) && controlled_by(&***p, meta))
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .map(|p| p.name_any())
         .collect();
@@ -399,7 +399,7 @@ fn launcher_may_start(ctx: &Context, meta: &JobMeta, r: &Resolved) -> bool {
         LauncherCreationPolicy::WaitForWorkersReady => (0..r.workers()).all(|i| {
             ctx.pods
                 .get(&ObjectRef::new(&contract::worker_name(&meta.name, i)).within(&meta.namespace))
-                .is_some_and(|p| owned_by(&*p, meta) && is_ready(&p))
+                .is_some_and(|p| controlled_by(&*p, meta) && is_ready(&p))
         }),
     }
 }
@@ -438,7 +438,7 @@ async fn delete_workers(ctx: &Context, meta: &JobMeta, keep_finished: bool) -> R
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
     for pod in job_pods(&ctx.pods, &meta.namespace, &meta.name) {
         if role(&pod) != Some(labels::ROLE_WORKER)
-            || !owned_by(&*pod, meta)
+            || !controlled_by(&*pod, meta)
             || pod.metadata.deletion_timestamp.is_some()
         {
             continue;
@@ -452,7 +452,7 @@ async fn delete_workers(ctx: &Context, meta: &JobMeta, keep_finished: bool) -> R
             continue;
         }
         ctx.wrote(Write::Cleanup);
-        delete_pod(&api, &pod.name_any()).await?;
+        delete_child(&api, &pod.name_any()).await?;
     }
     Ok(())
 }
@@ -467,12 +467,12 @@ async fn prune_workers(ctx: &Context, meta: &JobMeta, replicas: u32) -> Result<(
             .strip_prefix(&prefix)
             .and_then(|i| i.parse::<u32>().ok());
         if role(&pod) == Some(labels::ROLE_WORKER)
-            && owned_by(&*pod, meta)
+            && controlled_by(&*pod, meta)
             && index.is_some_and(|i| i >= replicas)
             && pod.metadata.deletion_timestamp.is_none()
         {
             ctx.wrote(Write::Cleanup);
-            delete_pod(&api, &pod.name_any()).await?;
+            delete_child(&api, &pod.name_any()).await?;
         }
     }
     Ok(())
@@ -485,25 +485,13 @@ async fn delete_launcher(ctx: &Context, meta: &JobMeta, job: &Job) -> Result<()>
     }
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &meta.namespace);
     ctx.wrote(Write::Cleanup);
-    match api
-        .delete(&job.name_any(), &DeleteParams::background())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    delete_child(&api, &job.name_any()).await
 }
 
 /// The Job has a Complete or Failed condition.
 fn job_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
+    status::job_condition(job, "Complete").is_some()
+        || status::job_condition(job, "Failed").is_some()
 }
 
 /// The job's pods in the cache, by Kubeflow's job-name label.
@@ -522,35 +510,9 @@ fn role(p: &Pod) -> Option<&str> {
     p.labels().get(labels::JOB_ROLE).map(String::as_str)
 }
 
-/// Controlled by this MPIJob (the launcher's pods are controlled by its
-/// Job instead).
-fn owned_by<K: Resource>(obj: &K, meta: &JobMeta) -> bool {
-    obj.owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.uid == meta.uid)
-}
-
 /// On error: log, emit an event, and try again shortly.
 pub fn error_policy(job: Arc<MPIJob>, error: &Error, kctx: Arc<KubeflowContext>) -> Action {
-    tracing::warn!(
-        job = %job.metadata.name.as_deref().unwrap_or_default(),
-        namespace = %job.metadata.namespace.as_deref().unwrap_or_default(),
-        error = %error,
-        kind = error.metric_label(),
-        "reconcile failed; retrying in 5 s"
-    );
-    let message = error.to_string();
-    tokio::spawn(async move {
-        event(
-            &kctx.core,
-            &*job,
-            EventType::Warning,
-            "ReconcileError",
-            &message,
-        )
-        .await;
-    });
-    Action::requeue(Duration::from_secs(5))
+    crate::reconcile::report_error(job, error, kctx, |k| &k.core)
 }
 
 #[cfg(test)]

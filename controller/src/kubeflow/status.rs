@@ -355,7 +355,7 @@ fn failed_container(pod: &Pod) -> Option<String> {
     pod_failure(&who, pod)
 }
 
-fn job_condition<'j>(
+pub(crate) fn job_condition<'j>(
     job: &'j Job,
     type_: &str,
 ) -> Option<&'j k8s_openapi::api::batch::v1::JobCondition> {

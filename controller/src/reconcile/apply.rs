@@ -199,12 +199,15 @@ where
     }
 }
 
-fn ownership<K: Resource>(obj: &K, kind: &str, name: &str, meta: &JobMeta) -> Ensured {
-    let ours = obj
-        .owner_references()
+/// `obj` is controlled by the job (its controller owner reference).
+pub(crate) fn controlled_by<K: Resource>(obj: &K, meta: &JobMeta) -> bool {
+    obj.owner_references()
         .iter()
-        .any(|o| o.controller == Some(true) && o.uid == meta.uid);
-    if ours {
+        .any(|o| o.controller == Some(true) && o.uid == meta.uid)
+}
+
+fn ownership<K: Resource>(obj: &K, kind: &str, name: &str, meta: &JobMeta) -> Ensured {
+    if controlled_by(obj, meta) {
         Ensured::Present
     } else {
         Ensured::Conflict(format!(
@@ -220,7 +223,7 @@ async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> R
         let role = Role::of_labels(pod.labels());
         if role.is_some_and(|r| !wanted.contains(&r)) && pod.metadata.deletion_timestamp.is_none() {
             ctx.wrote(Write::Cleanup);
-            delete_pod(api, &pod.name_any()).await?;
+            delete_child(api, &pod.name_any()).await?;
         }
     }
     Ok(())
@@ -238,9 +241,7 @@ pub fn owned_pods(store: &Store<Pod>, meta: &JobMeta) -> Vec<std::sync::Arc<Pod>
 fn is_owned(p: &Pod, meta: &JobMeta) -> bool {
     p.metadata.namespace.as_deref() == Some(meta.namespace.as_str())
         && p.labels().get(contract::labels::JOB_NAME) == Some(&meta.name)
-        && p.owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && o.uid == meta.uid)
+        && controlled_by(p, meta)
 }
 
 /// The pod named `name` in the cache, if this job owns it.
@@ -274,7 +275,7 @@ pub async fn finish_workers(ctx: &Context, meta: &JobMeta, policy: &CleanUpWorke
         };
         if delete {
             ctx.wrote(Write::Cleanup);
-            delete_pod(&api, &pod.name_any()).await?;
+            delete_child(&api, &pod.name_any()).await?;
         } else if !ended && !pod.annotations().contains_key(contract::FINISH_ANNOTATION) {
             ctx.wrote(Write::Cleanup);
             let patch = json!({"metadata": {"annotations": BTreeMap::from([(contract::FINISH_ANNOTATION, "true")])}});
@@ -289,7 +290,11 @@ pub async fn finish_workers(ctx: &Context, meta: &JobMeta, policy: &CleanUpWorke
     Ok(())
 }
 
-pub(crate) async fn delete_pod(api: &Api<Pod>, name: &str) -> Result<()> {
+/// Delete `name` (its dependents in the background); already gone is fine.
+pub(crate) async fn delete_child<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),

@@ -124,16 +124,39 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
 
 /// On error: log, emit an event, and try again shortly.
 pub fn error_policy(job: Arc<MPIJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    report_error(job, error, ctx, |c| c)
+}
+
+/// Every API's error policy: log, emit a Warning event (in the
+/// background), and requeue in 5 s. `core` finds the shared context in
+/// the API's own.
+pub(crate) fn report_error<K, C>(
+    job: Arc<K>,
+    error: &Error,
+    ctx: Arc<C>,
+    core: fn(&C) -> &Context,
+) -> Action
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
     tracing::warn!(
-        job = %job.metadata.name.as_deref().unwrap_or_default(),
-        namespace = %job.metadata.namespace.as_deref().unwrap_or_default(),
+        job = %job.meta().name.as_deref().unwrap_or_default(),
+        namespace = %job.meta().namespace.as_deref().unwrap_or_default(),
         error = %error,
         kind = error.metric_label(),
         "reconcile failed; retrying in 5 s"
     );
     let message = error.to_string();
     tokio::spawn(async move {
-        event(&ctx, &*job, EventType::Warning, "ReconcileError", &message).await;
+        event(
+            core(&ctx),
+            &*job,
+            EventType::Warning,
+            "ReconcileError",
+            &message,
+        )
+        .await;
     });
     Action::requeue(Duration::from_secs(5))
 }

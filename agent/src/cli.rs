@@ -54,6 +54,18 @@ pub enum Role {
     ///
     /// Example: /mpijob-agent wait --hostfile=/etc/mpi/hostfile --port 2222 --timeout 5m
     Wait(WaitCli),
+    /// Run a container's own command as its main process, and turn an OOM
+    /// kill of any process in the container into exit code 137: a Kubeflow
+    /// MPIJob's worker, whose image runs its own sshd.
+    ///
+    /// An MPI rank runs as a child of an sshd session. When the kernel's
+    /// OOM killer takes it, sshd lives on and Kubernetes sees nothing; the
+    /// guard then stops the command and exits 137, so that the container
+    /// ends OOMKilled. Otherwise it is transparent: the command keeps its
+    /// output, receives every signal, and its exit code is the guard's.
+    ///
+    /// Example: /opt/mpijob/mpijob-agent guard -- /usr/sbin/sshd -De
+    Guard(GuardCli),
     /// Run an MPIJob manifest on this machine, with no cluster: one host
     /// per worker (network namespaces as root, loopback addresses
     /// otherwise), the job's command from this machine's files.
@@ -305,6 +317,24 @@ impl From<WaitCli> for contract::WaitArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct GuardCli {
+    /// Only run the command: no OOM watch. The variable takes true/false,
+    /// 1/0, yes/no or on/off.
+    #[arg(long, env = env::NO_OOM_WATCH, value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_oom_watch: bool,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl From<GuardCli> for contract::GuardArgs {
+    fn from(a: GuardCli) -> Self {
+        contract::GuardArgs { command: a.command }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct LocalArgs {
     /// The MPIJob manifest (YAML or JSON).
     #[arg(short = 'f', long = "file", value_name = "MANIFEST")]
@@ -442,6 +472,30 @@ mod tests {
                 termination_log: "/tmp/termination".into(),
                 cmd: vec!["--help".into(), "-x".into(), "a b".into()],
             });
+        }
+    }
+
+    #[test]
+    fn guard_args_round_trip_any_command() {
+        for command in [
+            vec!["/usr/sbin/sshd".to_string(), "-De".into()],
+            vec![
+                "sh".into(),
+                "-c".into(),
+                "echo; rm -rf /".into(),
+                "--".into(),
+                "--help".into(),
+            ],
+        ] {
+            let want = contract::GuardArgs { command };
+            let argv = contract::agent_guard_command(&want);
+            match Cli::try_parse_from(&argv).unwrap().command {
+                Role::Guard(g) => {
+                    assert!(!g.no_oom_watch);
+                    assert_eq!(contract::GuardArgs::from(g), want);
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

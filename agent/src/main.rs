@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod errors;
 mod files;
+mod guard;
 mod hostfile;
 mod hosts;
 mod init;
@@ -35,6 +36,10 @@ fn main() -> ExitCode {
         Role::Worker(a) => worker::run(a.into()),
         Role::Launcher(a) => launcher::run(a.into()),
         Role::Wait(a) => wait::run(a.into()),
+        Role::Guard(a) => {
+            let oom_watch = !a.no_oom_watch;
+            guard::run(a.into(), oom_watch)
+        }
         Role::Local(a) => local::run(local::Options {
             manifest: a.file,
             workers: a.workers,

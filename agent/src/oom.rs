@@ -19,6 +19,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tracing::warn;
+
 /// How often the counter is read.
 pub const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -370,6 +372,61 @@ pub fn counter(text: &str, name: &str) -> Option<u64> {
             .then(|| f.next()?.parse().ok())
             .flatten()
     })
+}
+
+/// 128 + SIGKILL: what Kubernetes shows for an OOM-killed container.
+pub const OOM_EXIT: i32 = 137;
+
+/// The OOM watch, and whether its last read failed (said once per run of
+/// failures: the cgroup may be short of memory too).
+pub struct OomWatch {
+    watch: Watch,
+    failing: bool,
+}
+
+impl OomWatch {
+    /// The watch, or none, and the words for the start-up line.
+    pub fn start(on: bool) -> (Option<OomWatch>, String) {
+        if !on {
+            return (None, "off: --no-oom-watch".to_string());
+        }
+        match MemoryCgroup::find() {
+            Ok((cgroup, counter)) => {
+                let watch = Watch::new(cgroup, counter);
+                let words = watch.describe();
+                let watch = OomWatch {
+                    watch,
+                    failing: false,
+                };
+                (Some(watch), words)
+            }
+            Err(why) => (None, format!("off: {why}")),
+        }
+    }
+
+    /// When the counter is next due to be read.
+    pub fn due(&self) -> Instant {
+        self.watch.due()
+    }
+
+    /// Read the counter when due, or now when the supervised child is gone
+    /// (the OOM killer may have taken it).
+    pub fn check(&mut self, now: Instant, child_gone: bool) -> Option<Oom> {
+        let now = if child_gone { self.watch.due() } else { now };
+        match self.watch.check(now) {
+            Ok(found) => {
+                self.failing = false;
+                found
+            }
+            Err(why) => {
+                if !self.failing {
+                    warn!("OOM watch: {why}; trying again");
+                    self.failing = true;
+                }
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::files;
 use crate::init::{self, Init};
 use crate::keys;
 use crate::log;
-use crate::oom;
+use crate::oom::{OomWatch, OOM_EXIT};
 use crate::sshd::{self, ServerConfig};
 use crate::supervise::{
     self, Action, AfterStop, Ended, Ending, Event, Look, Policy, Supervisor, Watcher,
@@ -34,9 +34,6 @@ use crate::user::{self, User};
 /// The worker's settings: the pod contract's arguments, from flags or
 /// environment (see cli.rs).
 pub type Options = mpijob_api::contract::WorkerArgs;
-
-/// 128 + SIGKILL: what Kubernetes shows for an OOM-killed container.
-const OOM_EXIT: i32 = 137;
 
 /// Files in the state directory.
 struct State {
@@ -260,53 +257,6 @@ fn report(ended: &Ended) {
     log::termination_message(&format!("worker: sshd {how}; exit code {code}"));
 }
 
-/// The OOM watch, and whether its last read failed (said once per run of
-/// failures: the cgroup may be short of memory too).
-struct OomWatch {
-    watch: oom::Watch,
-    failing: bool,
-}
-
-impl OomWatch {
-    /// The watch, or none, and the words for the start-up line.
-    fn start(on: bool) -> (Option<OomWatch>, String) {
-        if !on {
-            return (None, "off: --no-oom-watch".to_string());
-        }
-        match oom::MemoryCgroup::find() {
-            Ok((cgroup, counter)) => {
-                let watch = oom::Watch::new(cgroup, counter);
-                let words = watch.describe();
-                let watch = OomWatch {
-                    watch,
-                    failing: false,
-                };
-                (Some(watch), words)
-            }
-            Err(why) => (None, format!("off: {why}")),
-        }
-    }
-
-    /// Read the counter when due, or now when sshd is gone (the OOM killer
-    /// may have taken sshd itself).
-    fn check(&mut self, now: Instant, sshd_gone: bool) -> Option<oom::Oom> {
-        let now = if sshd_gone { self.watch.due() } else { now };
-        match self.watch.check(now) {
-            Ok(found) => {
-                self.failing = false;
-                found
-            }
-            Err(why) => {
-                if !self.failing {
-                    warn!("OOM watch: {why}; trying again");
-                    self.failing = true;
-                }
-                None
-            }
-        }
-    }
-}
-
 /// The worker's senses around sshd: its log, its pid file (ready), the
 /// finish file and the OOM watch.
 struct Sshd<'a> {
@@ -326,7 +276,7 @@ impl Watcher for Sshd<'_> {
     fn patience(&self, state: &Supervisor) -> Duration {
         let mut timeout = Duration::from_millis(if state.ready() { 250 } else { 5 });
         if let Some(oom) = &self.oom {
-            timeout = timeout.min(oom.watch.due().saturating_duration_since(Instant::now()));
+            timeout = timeout.min(oom.due().saturating_duration_since(Instant::now()));
         }
         timeout
     }

@@ -370,3 +370,60 @@ fn with_the_watch_off_an_oom_kill_leaves_the_worker_running() {
     agent.signal(Signal::SIGTERM);
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).code(), Some(143));
 }
+
+/// `mpijob-agent guard -- sh -c SCRIPT` in `cgroup`: its exit status and
+/// its log (stderr, the command's output included).
+fn guard_in(cgroup: &MemCgroup, script: &str) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {} && exec {AGENT} guard -- sh -c \"$0\"",
+            cgroup.procs_file().display()
+        ))
+        .arg(script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    (out.status, log)
+}
+
+/// The guard of a Kubeflow worker: a child of the guarded command (as a
+/// rank is a child of sshd) is OOM-killed while the command itself lives
+/// on, and the guard stops the command and exits 137. Without an OOM kill
+/// the command's own exit code is the guard's.
+#[test]
+fn the_guard_turns_an_oom_kill_of_a_grandchild_into_137() {
+    require_tools();
+    let cgroup = MemCgroup::new("guard", LIMIT);
+    let started = Instant::now();
+    // The shell survives the kill of its pipeline and would sleep on.
+    let (status, log) = guard_in(&cgroup, &format!("{HOG}; echo pipeline-ended; sleep 60"));
+    assert_eq!(status.code(), Some(137), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the guard waited for the command's sleep: {log}"
+    );
+    assert_eq!(cgroup.oom_kills(), 1);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(OOM_LINE)).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].ends_with(", memory limit 64 MiB, oom_kill 0 -> 1: stopping sh, exit code 137"),
+        "{log}"
+    );
+    assert!(
+        log.contains("pipeline-ended"),
+        "the command's output is its own: {log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !cgroup.procs().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(cgroup.procs(), Vec::<i32>::new(), "{log}");
+
+    let (status, log) = guard_in(&cgroup, "echo fine; exit 3");
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(log.contains("fine"), "{log}");
+    assert!(!log.contains(OOM_LINE), "{log}");
+}

@@ -23,8 +23,9 @@
 # the Debian mirror through the host network.
 #
 # Each archive's name holds a hash of the image's inputs (Dockerfile, the
-# files its COPY lines read, build args, and for the MPI images the sha256
-# of the base's rootfs tarball), so an unchanged image is not rebuilt. The
+# files its COPY lines read, build args, for the agent and controller the
+# sources of their binary, and for the MPI images the sha256 of the base's
+# rootfs tarball), so an unchanged image is not rebuilt. The
 # base tarball is made once; delete $MPIJOB_CACHE/images/base to refresh it.
 #
 # Environment:
@@ -294,6 +295,23 @@ ensure_base_image() {
 
 # --------------------------------------------------------------- contexts ---
 
+# source_sums NAME : the inputs of the static binary of NAME (agent or
+# controller): the toolchain, the workspace manifest and lock, the build
+# scripts and every file of the crates it is built from. The image is keyed
+# on these, not on the binary, so that a fresh clone with warm caches (new
+# mtimes, so cargo would rebuild every workspace crate) finds its image
+# without running a release build.
+source_sums() {
+  local name=$1 f
+  printf 'rustc %s\ncargo %s\nRUSTFLAGS %s\n' \
+    "$(rustc -Vv | tr '\n' ' ')" "$(cargo -V)" "${RUSTFLAGS:-}"
+  file_sums "${REPO}/Cargo.toml" "${REPO}/Cargo.lock" \
+    "${REPO}/scripts/build-static.sh" "${REPO}/scripts/cargo-env.sh"
+  while IFS= read -r -d '' f; do
+    file_sums "${f}"
+  done < <(find "${REPO}/api" "${REPO}/${name}" -path '*/target' -prune -o -type f -print0 | LC_ALL=C sort -z)
+}
+
 # stage_binary NAME : build the static binary, copy it into its own context.
 stage_binary() {
   local name=$1 bin dir
@@ -352,9 +370,11 @@ image_plan() {
       INPUTS=("${DOCKERFILE}" "${CONTEXT}/pause")
       ;;
     agent | controller)
+      # The binary is staged only when the image is built: its sources
+      # (source_sums) make the hash.
       DOCKERFILE="${REPO}/Dockerfile.$1"
       CONTEXT="${STAGE_DIR}/$1"
-      INPUTS=("${DOCKERFILE}" "${CONTEXT}/mpijob-$1")
+      INPUTS=("${DOCKERFILE}")
       ;;
     openmpi | mpich)
       DOCKERFILE="${REPO}/images/$1/Dockerfile"
@@ -385,10 +405,7 @@ image_plan() {
 build_one() {
   local name=$1 ref=$2 t0 key archive tmp args=()
   t0="$(now)"
-  case "${name}" in
-    pause) stage_pause ;;
-    agent | controller) stage_binary "${name}" ;;
-  esac
+  if [[ "${name}" == pause ]]; then stage_pause; fi
   image_plan "${name}"
   args+=("${PLAN_ARGS[@]}")
   case "${name}" in
@@ -402,6 +419,9 @@ build_one() {
     printf 'recipe %s\nref %s\nargs %s\n' "${RECIPE}" "${ref}" "${args[*]}"
     if [[ -n "${SUITE}" ]]; then printf 'base %s\n' "$(base_key "${SUITE}")"; fi
     file_sums "${INPUTS[@]}"
+    case "${name}" in
+      agent | controller) source_sums "${name}" ;;
+    esac
   )"
   key="$(sha256sum <<<"${key}" | cut -c1-16)"
   archive="${IMG_DIR}/${name}-${key}.oci.tar"
@@ -412,6 +432,9 @@ build_one() {
   fi
 
   if [[ -n "${SUITE}" ]]; then ensure_base_image "${SUITE}"; fi
+  case "${name}" in
+    agent | controller) stage_binary "${name}" ;;
+  esac
   log "${ref}: building from ${DOCKERFILE#"${REPO}/"} (log ${IMG_DIR}/${name}.log)"
   # chroot isolation and the host network: no OCI runtime, no CNI, and apt
   # reaches the mirror; --pull=never: every FROM is local or scratch.
@@ -466,27 +489,45 @@ cmd_list() {
   ((absent == 0)) || return 3
 }
 
+# import_one SOCKET REF ARCHIVE : import one archive into containerd.
+import_one() {
+  local sock=$1 ref=$2 archive=$3
+  # The archive's index names the image with its full ref
+  # (org.opencontainers.image.ref.name), which ctr keeps as the image
+  # name: exactly the normalized ref CRI looks up. Unpacking (the
+  # default) into the snapshotter CRI uses is what lets a pod start from
+  # it; ctr skips layers that are already there.
+  log "${ref}: importing ${archive##*/} into ${sock} (namespace k8s.io, snapshotter ${SNAPSHOTTER})"
+  ctr --address "${sock}" --namespace k8s.io images import \
+    --snapshotter "${SNAPSHOTTER}" "${archive}" >/dev/null ||
+    die "${ref}: ctr images import failed"
+}
+
 cmd_load() {
   local sock=${1:-}
   [[ -n "${sock}" ]] || die "usage: $0 load <containerd-socket>"
   [[ -S "${sock}" ]] || die "${sock} is not a socket (is containerd running?)"
   command -v ctr >/dev/null || ensure_packages containerd
-  local lines t0 ref archive
+  local lines t0 ref archive running=0
   lines="$(cmd_build)"
   t0="$(now)"
+  # Two imports at a time: unpacking a layer is one gunzip, so two use
+  # both cores of the small machines this runs on. A failed import says
+  # so itself; the check after the last one is what decides.
   while read -r ref archive; do
     [[ -n "${ref}" ]] || continue
-    # The archive's index names the image with its full ref
-    # (org.opencontainers.image.ref.name), which ctr keeps as the image
-    # name: exactly the normalized ref CRI looks up. Unpacking (the
-    # default) into the snapshotter CRI uses is what lets a pod start from
-    # it; ctr skips layers that are already there.
-    log "${ref}: importing ${archive##*/} into ${sock} (namespace k8s.io, snapshotter ${SNAPSHOTTER})"
-    ctr --address "${sock}" --namespace k8s.io images import \
-      --snapshotter "${SNAPSHOTTER}" "${archive}" >&2 ||
-      die "${ref}: ctr images import failed"
+    if ((running >= 2)); then
+      wait -n || true
+      running=$((running - 1))
+    fi
+    import_one "${sock}" "${ref}" "${archive}" &
+    running=$((running + 1))
+  done <<<"${lines}"
+  wait || true
+  while read -r ref archive; do
+    [[ -n "${ref}" ]] || continue
     ctr --address "${sock}" --namespace k8s.io images ls --quiet name=="${ref}" | grep -qxF "${ref}" ||
-      die "${ref}: not listed by containerd after the import"
+      die "${ref}: not in containerd after importing ${archive} (see above)"
   done <<<"${lines}"
   log "loaded $(wc -l <<<"${lines}") images into ${sock} in $(($(now) - t0)) s"
   printf '%s\n' "${lines}"

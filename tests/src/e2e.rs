@@ -20,6 +20,8 @@ use crate::{crds, Harness, TestNamespace};
 /// The node's address on its bridge: kubelet, the cluster-DNS stand-in
 /// and (with host networking) the controller's health endpoint.
 pub const NODE_IP: &str = "198.19.254.1";
+/// The e2e node's name.
+pub const NODE: &str = "mpijob-e2e-node";
 /// The images `tests/e2e/images.sh` loads into the node's containerd.
 pub const OPENMPI_IMAGE: &str = "mpijob/openmpi:latest";
 pub const MPICH_IMAGE: &str = "mpijob/mpich:latest";
@@ -111,6 +113,21 @@ impl E2e {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Bind `pod` to the node, as a scheduler does: tests that hold a pod
+    /// back give it a `schedulerName` that no scheduler serves.
+    pub async fn bind(&self, ns: &str, pod: &str) {
+        let binding = json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": pod},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}
+        });
+        self.pods(ns)
+            .create_subresource::<Value, Value>("binding", pod, &PostParams::default(), &binding)
+            .await
+            .unwrap_or_else(|e| panic!("binding {ns}/{pod}: {e}"));
     }
 
     /// The MPI container's log of `pod`.

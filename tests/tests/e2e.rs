@@ -6,15 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{DeleteParams, ListParams};
 use kube::Api;
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{log_time, pi_example, E2e, MPICH_IMAGE, OPENMPI_IMAGE};
-use serde_json::{json, Value};
-
-const NODE: &str = "mpijob-e2e-node";
+use serde_json::json;
 
 /// Every replica of the status, by pod name.
 fn replicas(status: &MPIJobStatus) -> BTreeMap<String, ReplicaStatus> {
@@ -122,19 +120,6 @@ async fn pi_with_mpich_runs_one_rank_on_each_worker_pod() {
     pi_runs_across_pods(MPICH_IMAGE, "e2e-mpich").await;
 }
 
-/// Bind `pod` to the node, as a scheduler does.
-async fn bind(pods: &Api<Pod>, pod: &str) {
-    let binding = json!({
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": pod},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}
-    });
-    pods.create_subresource::<Value, Value>("binding", pod, &PostParams::default(), &binding)
-        .await
-        .unwrap_or_else(|e| panic!("binding {pod}: {e}"));
-}
-
 /// One worker is scheduled 8 s after the others: this test is the
 /// scheduler of the job's pods (they name a scheduler that does not
 /// exist) and binds `late-worker-1` last. The launcher waits for it
@@ -158,8 +143,8 @@ async fn the_launcher_waits_for_a_late_worker_without_restarting() {
         })
         .await;
     }
-    bind(&pods, "late-launcher").await;
-    bind(&pods, "late-worker-0").await;
+    e2e.bind(&ns.name, "late-launcher").await;
+    e2e.bind(&ns.name, "late-worker-0").await;
     wait_for(
         "the launcher to say it waits for late-worker-1",
         Duration::from_secs(90),
@@ -181,7 +166,7 @@ async fn the_launcher_waits_for_a_late_worker_without_restarting() {
         mpi.state.as_ref().unwrap().running.is_some() && mpi.restart_count == 0,
         "the launcher did not keep waiting: {mpi:?}"
     );
-    bind(&pods, "late-worker-1").await;
+    e2e.bind(&ns.name, "late-worker-1").await;
     let status = e2e
         .wait_phase(&ns.name, "late", Phase::Succeeded, Duration::from_secs(120))
         .await;

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use mpijob_api::kubeflow::{JobStatus, MPIJob};
+use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{
     pi_example, E2e, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_IMAGE, KUBEFLOW_OPENMPI5_IMAGE,
     OPENMPI_IMAGE,
@@ -415,4 +416,150 @@ async fn run_launcher_as_worker_puts_a_rank_on_the_launcher_too() {
             "no rank on {host}:\n{log}"
         );
     }
+}
+
+/// Case 8: `AtStartup` (the default) with one worker held back. This test
+/// is the scheduler of the job's pods (they name a scheduler that does not
+/// exist) and binds `pi-worker-1` last. The launcher pod's init container
+/// waits for it, says whom it waits for, and never restarts; mpi-operator's
+/// launcher instead fails its ssh and restarts until the worker is up.
+#[tokio::test]
+async fn at_startup_the_launcher_waits_for_a_late_worker_without_restarting() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-late").await;
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT);
+    for role in ["Launcher", "Worker"] {
+        job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["schedulerName"] =
+            json!("mpijob-e2e-late");
+    }
+    create(&e2e, &ns.name, job).await;
+    let pods = e2e.pods(&ns.name);
+    let launcher = wait_for("the launcher pod", Duration::from_secs(60), || async {
+        match launcher_pods(&e2e, &ns.name, "pi").await.as_slice() {
+            [one] => Ok(one.clone()),
+            other => Err(format!("launcher pods: {other:?}")),
+        }
+    })
+    .await;
+    for p in ["pi-worker-0", "pi-worker-1"] {
+        wait_for("the worker pods", Duration::from_secs(60), || async {
+            pods.get_opt(p)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no pod {p} yet"))
+        })
+        .await;
+    }
+    e2e.bind(&ns.name, &launcher).await;
+    e2e.bind(&ns.name, "pi-worker-0").await;
+    wait_for(
+        "the launcher to say it waits for pi-worker-1",
+        Duration::from_secs(90),
+        || async {
+            let log = launcher_log(&e2e, &ns.name, &launcher).await;
+            if log.contains("waiting for 1/2 workers: pi-worker-1") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let status = pods.get(&launcher).await.unwrap().status.unwrap();
+    let wait = status.init_container_statuses.unwrap_or_default();
+    let wait = wait
+        .iter()
+        .find(|c| c.name == "mpijob-wait-for-workers")
+        .expect("the launcher pod's wait init container");
+    assert!(
+        wait.state.as_ref().unwrap().running.is_some() && wait.restart_count == 0,
+        "the launcher did not keep waiting: {wait:?}"
+    );
+    e2e.bind(&ns.name, "pi-worker-1").await;
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+
+    assert_eq!(
+        launcher_pods(&e2e, &ns.name, "pi").await,
+        vec![launcher.clone()]
+    );
+    let status = pods.get(&launcher).await.unwrap().status.unwrap();
+    for c in status
+        .init_container_statuses
+        .unwrap_or_default()
+        .iter()
+        .chain(status.container_statuses.unwrap_or_default().iter())
+    {
+        assert_eq!(c.restart_count, 0, "{c:?}");
+    }
+    let launcher_jobs: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let failed = launcher_jobs
+        .get("pi-launcher")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.failed)
+        .unwrap_or(0);
+    assert_eq!(failed, 0, "the launcher Job counted a failed pod");
+    assert_ranks_on_workers(&e2e, &ns.name).await;
+}
+
+/// Case 10: a real OOM kill on a worker. Rank 1, on `pi-worker-1`, outgrows
+/// the worker's 96 MiB limit; the kernel kills it (a child of an sshd
+/// session, not the container's main process), the agent's guard around
+/// the image's sshd ends the container `OOMKilled` with 137, and the job
+/// fails at once, naming the worker, its container, 137 and `OOMKilled`,
+/// with the launcher Job never given the chance to retry.
+#[tokio::test]
+async fn an_oom_killed_worker_fails_the_job_and_is_named() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-oom").await;
+    // `tail` keeps a whole "line" of zeros in memory: 512 MiB of it.
+    let hog = &[
+        "mpirun",
+        "--allow-run-as-root",
+        "-n",
+        "2",
+        "sh",
+        "-c",
+        "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then head -c 512M /dev/zero | tail; fi; sleep 600",
+    ];
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, hog);
+    job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["resources"] = json!({
+        "requests": {"cpu": "10m", "memory": "96Mi"},
+        "limits": {"memory": "96Mi"}
+    });
+    create(&e2e, &ns.name, job).await;
+    let status = wait_condition(&e2e, &ns.name, "pi", "Failed", RUN).await;
+    let failed = status.condition("Failed").unwrap();
+    let message = failed.message.clone().unwrap_or_default();
+    assert_eq!(failed.reason.as_deref(), Some("MPIJobFailed"), "{message}");
+    assert!(
+        message.contains("1/2 workers failed: worker pod pi-worker-1 container mpi-worker exited 137 (OOMKilled)"),
+        "{message}\n{}",
+        describe(&e2e, &ns.name).await
+    );
+    assert!(status.completion_time.is_some());
+
+    // The kernel killed the rank, not sshd: the guard said so and stopped
+    // sshd itself.
+    let lp = LogParams {
+        container: Some("mpi-worker".into()),
+        ..LogParams::default()
+    };
+    let log = e2e.pods(&ns.name).logs("pi-worker-1", &lp).await.unwrap();
+    assert!(
+        log.contains("the kernel's OOM killer killed a process in this worker's memory cgroup")
+            && log.contains("stopping /usr/sbin/sshd, exit code 137"),
+        "{log}"
+    );
+    // The launcher Job did not fail its way through its backoff limit.
+    let launcher: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let js = launcher
+        .get("pi-launcher")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default();
+    assert!(js.failed.unwrap_or(0) <= 1, "{js:?}");
 }

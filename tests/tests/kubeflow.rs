@@ -284,13 +284,20 @@ async fn the_kubeflow_pi_example_gets_mpi_operators_objects_and_succeeds() {
     let wc = &ws.containers[0];
     assert_eq!(
         wc.command.as_ref().unwrap(),
-        &["/usr/sbin/sshd"],
-        "the user's command stays"
+        &[
+            "/opt/mpijob/mpijob-agent",
+            "guard",
+            "--",
+            "/usr/sbin/sshd",
+            "-De",
+            "-f",
+            "/home/mpiuser/.sshd_config"
+        ],
+        "the user's command and args, word for word, under the agent's guard"
     );
-    assert_eq!(
-        wc.args.as_ref().unwrap(),
-        &["-De", "-f", "/home/mpiuser/.sshd_config"]
-    );
+    assert_eq!(wc.args, None);
+    let init = ws.init_containers.as_ref().unwrap();
+    assert_eq!(init[0].name, "mpijob-agent-install");
     assert!(wc
         .volume_mounts
         .as_ref()

@@ -37,6 +37,7 @@ pub mod subcommand {
     pub const PROBE: &str = "probe";
     pub const INSTALL: &str = "install";
     pub const WAIT: &str = "wait";
+    pub const GUARD: &str = "guard";
 }
 
 /// The MPI implementations the launcher knows, by their flag values.
@@ -337,6 +338,28 @@ impl WaitArgs {
         if self.timeout != DEFAULT_LAUNCHER_TIMEOUT {
             a.duration("--timeout", self.timeout);
         }
+        a.0
+    }
+}
+
+/// `mpijob-agent guard -- COMMAND…`: a Kubeflow MPIJob's worker container
+/// runs its own command (the image's sshd) under the agent, which passes
+/// signals on, keeps the command's exit code, and turns an OOM kill of any
+/// process in the container (an MPI rank, not sshd) into exit code 137, so
+/// that Kubernetes reports the worker OOMKilled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardArgs {
+    /// The container's own command and arguments; never empty.
+    pub command: Vec<String>,
+}
+
+impl GuardArgs {
+    /// The argv after the agent's path: `guard -- COMMAND…`. The command
+    /// stays one argv entry per word, after `--`, whatever it holds.
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::new(subcommand::GUARD);
+        a.flag("--");
+        a.0.extend(self.command.iter().cloned());
         a.0
     }
 }

@@ -8,7 +8,7 @@
 mod args;
 
 pub use args::{
-    subcommand, LauncherArgs, MpiImplementation, ProbeArgs, WaitArgs, WorkerArgs,
+    subcommand, GuardArgs, LauncherArgs, MpiImplementation, ProbeArgs, WaitArgs, WorkerArgs,
     DEFAULT_GRACE_PERIOD, DEFAULT_LAUNCHER_TIMEOUT, DEFAULT_PROBE_HOST, DEFAULT_PROBE_TIMEOUT,
     DEFAULT_SLOTS,
 };
@@ -173,6 +173,14 @@ pub fn agent_wait_command(args: &WaitArgs) -> Vec<String> {
         .collect()
 }
 
+/// A Kubeflow worker container's command under the agent copied into the
+/// shared emptyDir (`/opt/mpijob/mpijob-agent guard -- …`).
+pub fn agent_guard_command(args: &GuardArgs) -> Vec<String> {
+    std::iter::once(agent_path())
+        .chain(args.to_argv())
+        .collect()
+}
+
 /// The finish file inside a worker container.
 pub const FINISH_FILE_PATH: &str = "/etc/mpijob/podinfo/finished";
 
@@ -209,6 +217,26 @@ mod tests {
                 "--port",
                 "2222",
                 "--hostfile=/etc/mpi/hostfile"
+            ]
+        );
+        let guard = GuardArgs {
+            command: vec![
+                "/usr/sbin/sshd".into(),
+                "-De".into(),
+                "--".into(),
+                "; rm".into(),
+            ],
+        };
+        assert_eq!(
+            agent_guard_command(&guard),
+            [
+                "/opt/mpijob/mpijob-agent",
+                "guard",
+                "--",
+                "/usr/sbin/sshd",
+                "-De",
+                "--",
+                "; rm"
             ]
         );
         assert_eq!(

@@ -11,13 +11,13 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, SecretVolumeSource, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use mpijob_api::contract::{self, secret_keys, MpiImplementation, WaitArgs};
+use mpijob_api::contract::{self, secret_keys, GuardArgs, MpiImplementation, WaitArgs};
 use mpijob_api::kubeflow::contract::{self as kf, labels};
 use mpijob_api::kubeflow::Resolved;
 use mpijob_api::sshkey::JobKey;
 
 use crate::context::Config;
-use crate::reconcile::build::JobMeta;
+use crate::reconcile::build::{pod, JobMeta};
 
 /// What every builder reads: the job's identity, its resolved spec and the
 /// cluster's DNS domain.
@@ -168,7 +168,7 @@ pub fn secret(i: Input, key: &JobKey) -> k8s_openapi::api::core::v1::Secret {
 
 /// Worker `index`: the user's template, named and labelled, with the keys
 /// mounted in its first container and `sshd -De` when it has no command.
-pub fn worker(i: Input, index: u32) -> Pod {
+pub fn worker(i: Input, config: &Config, index: u32) -> Pod {
     let worker = i
         .job
         .worker
@@ -212,6 +212,7 @@ pub fn worker(i: Input, index: u32) -> Pod {
             .push(env(kf::ROLE_ENV, labels::ROLE_WORKER));
     }
     mount_keys(i, &mut spec);
+    guard(config, &mut spec);
 
     Pod {
         metadata: ObjectMeta {
@@ -356,6 +357,35 @@ fn config_mount() -> VolumeMount {
 /// `fsGroup` (the user's group) where it has none, so that a non-root MPI
 /// user can read them while no other user can; mpi-operator leaves them
 /// world-readable.
+/// The worker's own command (the image's sshd) runs under the agent's
+/// guard, copied in by an init container, so that an MPI rank killed by
+/// the OOM killer ends the container `OOMKilled` with 137 (see
+/// `mpijob-agent guard --help`). A container that sets no `command` runs
+/// its image's entrypoint, which the controller cannot know: it stays as
+/// it is, and such an OOM kill then shows only in the launcher's failure.
+fn guard(config: &Config, spec: &mut PodSpec) {
+    let Some(c) = spec.containers.first_mut() else {
+        return;
+    };
+    let Some(command) = c.command.clone().filter(|c| !c.is_empty()) else {
+        return;
+    };
+    let command = command
+        .into_iter()
+        .chain(c.args.take().unwrap_or_default())
+        .collect();
+    c.command = Some(contract::agent_guard_command(&GuardArgs { command }));
+    c.volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(pod::agent_mount());
+    spec.init_containers
+        .get_or_insert_with(Vec::new)
+        .insert(0, pod::install_agent(config));
+    spec.volumes
+        .get_or_insert_with(Vec::new)
+        .push(pod::agent_volume());
+}
+
 fn mount_keys(i: Input, spec: &mut PodSpec) {
     let root = i.job.ssh_auth_mount_path == contract::DEFAULT_SSH_AUTH_MOUNT_PATH;
     if !root {
@@ -473,6 +503,53 @@ mod tests {
     }
 
     #[test]
+    fn the_guard_wraps_command_and_args_and_leaves_an_entrypoint_alone() {
+        let (_, r, meta) = job(PI);
+        // The worker pod's spec for a container with this command and args.
+        let spec = |command: Option<Vec<String>>, args: Vec<String>| {
+            let mut r = r.clone();
+            let c = &mut r
+                .worker
+                .as_mut()
+                .unwrap()
+                .template
+                .spec
+                .as_mut()
+                .unwrap()
+                .containers[0];
+            (c.command, c.args) = (command, Some(args));
+            let i = Input {
+                meta: &meta,
+                job: &r,
+                cluster_domain: None,
+            };
+            worker(i, &config(), 0).spec.unwrap()
+        };
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let with_command = spec(
+            Some(args(&["/usr/sbin/sshd"])),
+            args(&["-De", "-f", "/home/mpiuser/.sshd_config"]),
+        );
+        let c = &with_command.containers[0];
+        assert_eq!(
+            c.command.as_ref().unwrap()[3..],
+            ["/usr/sbin/sshd", "-De", "-f", "/home/mpiuser/.sshd_config"]
+        );
+        assert_eq!(c.args, None);
+
+        let entrypoint = spec(None, args(&["-De"]));
+        let c = &entrypoint.containers[0];
+        assert_eq!(c.command, None, "the image's entrypoint is unknown here");
+        assert_eq!(c.args.as_ref().unwrap()[0], "-De");
+        assert_eq!(entrypoint.init_containers, None);
+        assert!(!entrypoint
+            .volumes
+            .unwrap()
+            .iter()
+            .any(|v| v.name == "mpijob-agent"));
+    }
+
+    #[test]
     fn a_worker_runs_sshd_with_the_keys_and_kubeflows_labels() {
         let (_, r, meta) = job(PI);
         let i = Input {
@@ -480,7 +557,7 @@ mod tests {
             job: &r,
             cluster_domain: None,
         };
-        let pod = worker(i, 1);
+        let pod = worker(i, &config(), 1);
         let l = pod.metadata.labels.as_ref().unwrap();
         assert_eq!(l[labels::OPERATOR_NAME], "mpi-operator");
         assert_eq!(l[labels::JOB_NAME], "pi");
@@ -495,12 +572,39 @@ mod tests {
             vec!["pi.team.svc.cluster.local"]
         );
         let c = &spec.containers[0];
-        assert_eq!(c.command.as_ref().unwrap(), &["/usr/sbin/sshd", "-De"]);
-        assert_eq!(c.env.as_ref().unwrap()[0].name, "K_MPI_JOB_ROLE");
-        let m = &c.volume_mounts.as_ref().unwrap()[0];
+        // The image's sshd, under the agent's guard (OOM kills of ranks).
         assert_eq!(
-            (m.name.as_str(), m.mount_path.as_str()),
-            ("ssh-auth", "/home/mpiuser/.ssh")
+            c.command.as_ref().unwrap(),
+            &[
+                "/opt/mpijob/mpijob-agent",
+                "guard",
+                "--",
+                "/usr/sbin/sshd",
+                "-De"
+            ]
+        );
+        assert_eq!(c.args, None);
+        let init = spec.init_containers.as_ref().unwrap();
+        assert_eq!(init.len(), 1);
+        assert_eq!(init[0].name, "mpijob-agent-install");
+        assert_eq!(
+            init[0].image.as_deref(),
+            Some(config().agent_image.as_str())
+        );
+        assert_eq!(c.env.as_ref().unwrap()[0].name, "K_MPI_JOB_ROLE");
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("ssh-auth", "/home/mpiuser/.ssh", None),
+                ("mpijob-agent", "/opt/mpijob", Some(true))
+            ]
         );
         let v = spec
             .volumes
@@ -617,7 +721,7 @@ mod tests {
             Some(true)
         );
         assert!(hostfile(i).starts_with("pi-launcher.pi.team.svc slots=1\n"));
-        let l = worker(i, 0).metadata.labels.unwrap();
+        let l = worker(i, &config(), 0).metadata.labels.unwrap();
         assert_eq!(l[labels::REPLICA_INDEX], "1", "index 0 is the launcher's");
         let job = launcher(i, &config());
         let t = job.spec.unwrap().template;
@@ -706,7 +810,7 @@ mod tests {
             job: &r,
             cluster_domain: None,
         };
-        let spec = worker(i, 0).spec.unwrap();
+        let spec = worker(i, &config(), 0).spec.unwrap();
         let v = spec
             .volumes
             .unwrap()

@@ -336,7 +336,7 @@ async fn children(
             let pods = &pods;
             async move {
                 let e = ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
-                    Ok(build::worker(i, index))
+                    Ok(build::worker(i, &ctx.config, index))
                 })
                 .await?;
                 Ok::<_, Error>((name, e))

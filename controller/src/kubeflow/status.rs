@@ -7,6 +7,11 @@
 //!   and the reason;
 //! - an eviction sets `completionTime`, so the clean-up policy runs
 //!   (mpi-operator #647);
+//! - a worker pod that fails (it is never recreated, so mpirun cannot
+//!   succeed) fails the job at once, naming the worker, its container, the
+//!   exit code and the reason (an OOM kill: 137, `OOMKilled`), where
+//!   mpi-operator leaves the launcher to fail and restart until its
+//!   `backoffLimit`, and then names only the launcher;
 //! - events are emitted when a condition changes, not on every sync.
 
 use k8s_openapi::api::batch::v1::Job;
@@ -163,6 +168,57 @@ pub fn update(s: &mut JobStatus, seen: &Seen, now: &Time) -> Vec<Note> {
         .filter(|p| phase(p) == "Running")
         .count();
 
+    let mut workers = ReplicaStatus::default();
+    let mut evicted = Vec::new();
+    let mut failed = Vec::new();
+    for pod in seen.worker_pods {
+        match phase(pod) {
+            "Failed" => {
+                workers.failed += 1;
+                if pod.status.as_ref().and_then(|st| st.reason.as_deref()) == Some("Evicted") {
+                    evicted.push(*pod);
+                } else if pod.metadata.deletion_timestamp.is_none() {
+                    // A pod being deleted (suspend, clean-up, scale-down)
+                    // may end non-zero on its SIGTERM: that is no failure.
+                    failed.push(*pod);
+                }
+            }
+            "Succeeded" => workers.succeeded += 1,
+            "Running" => workers.active += 1,
+            _ => {}
+        }
+    }
+    let all_running = workers.active as usize == seen.worker_pods.len();
+    s.replica_statuses
+        .insert(replica_type::WORKER.to_string(), workers);
+
+    // Before the launcher's verdict: when both failed in one look, the
+    // worker is the cause.
+    if !failed.is_empty() && !s.is_finished() {
+        let who: Vec<String> = failed
+            .iter()
+            .filter_map(|p| failed_container(&format!("worker pod {}", pod_name(p)), p))
+            .collect();
+        let message = crate::reconcile::truncate(
+            &format!(
+                "MPIJob {ns}/{name} has failed: {}/{} workers failed: {}",
+                failed.len(),
+                seen.worker_pods.len(),
+                who.join("; ")
+            ),
+            1024,
+        );
+        s.completion_time.get_or_insert_with(|| now.clone());
+        if set_condition(s, condition::FAILED, true, reason::FAILED, &message, now) {
+            notes.push(Note {
+                type_: EventType::Warning,
+                reason: reason::FAILED.to_string(),
+                message,
+                counts: Some(Count::Failed),
+            });
+        }
+    }
+
     if let Some(job) = seen.launcher {
         let js = job.status.clone().unwrap_or_default();
         let mut launcher = ReplicaStatus {
@@ -207,25 +263,6 @@ pub fn update(s: &mut JobStatus, seen: &Seen, now: &Time) -> Vec<Note> {
         s.replica_statuses
             .insert(replica_type::LAUNCHER.to_string(), launcher);
     }
-
-    let mut workers = ReplicaStatus::default();
-    let mut evicted = Vec::new();
-    for pod in seen.worker_pods {
-        match phase(pod) {
-            "Failed" => {
-                workers.failed += 1;
-                if pod.status.as_ref().and_then(|st| st.reason.as_deref()) == Some("Evicted") {
-                    evicted.push(*pod);
-                }
-            }
-            "Succeeded" => workers.succeeded += 1,
-            "Running" => workers.active += 1,
-            _ => {}
-        }
-    }
-    let all_running = workers.active as usize == seen.worker_pods.len();
-    s.replica_statuses
-        .insert(replica_type::WORKER.to_string(), workers);
 
     if !evicted.is_empty() {
         let who: Vec<String> = evicted
@@ -326,16 +363,18 @@ fn launcher_failure(
             st.and_then(|s| s.message.clone()).unwrap_or_default()
         );
     }
-    if let Some(detail) = last_failed.and_then(|p| failed_container(p)) {
+    if let Some(detail) =
+        last_failed.and_then(|p| failed_container(&format!("launcher pod {}", pod_name(p)), p))
+    {
         message = format!("{message}; {detail}");
     }
     (reason, crate::reconcile::truncate(&message, 1024))
 }
 
 /// `launcher pod pi-launcher-x7k2p container mpi-launcher exited 1 (Error)`:
-/// the first container (or init container) that ended in failure.
-fn failed_container(pod: &Pod) -> Option<String> {
-    let who = format!("launcher pod {}", pod_name(pod));
+/// the first container (or init container) of `pod`, called `who`, that
+/// ended in failure.
+fn failed_container(who: &str, pod: &Pod) -> Option<String> {
     let st = pod.status.as_ref()?;
     let statuses = st
         .container_statuses
@@ -349,10 +388,10 @@ fn failed_container(pod: &Pod) -> Option<String> {
             .and_then(|s| s.terminated.as_ref())
             .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
         if let Some(t) = t.filter(|t| t.exit_code != 0) {
-            return Some(describe(&who, &c.name, t));
+            return Some(describe(who, &c.name, t));
         }
     }
-    pod_failure(&who, pod)
+    pod_failure(who, pod)
 }
 
 pub(crate) fn job_condition<'j>(
@@ -520,6 +559,73 @@ mod tests {
             "Running",
             "Running=False appended at the end"
         );
+    }
+
+    #[test]
+    fn an_oom_killed_worker_fails_the_job_at_once_and_is_named() {
+        let now = t("2026-01-01T00:00:00Z");
+        let mut s = JobStatus::default();
+        let w0 = running("pi-worker-0");
+        let w1 = pod(
+            json!({"metadata": {"name": "pi-worker-1"}, "status": {"phase": "Failed",
+            "containerStatuses": [{"name": "mpi-worker", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}),
+        );
+        let j = job(json!({"active": 1}));
+        let lp = running("pi-launcher-x7k2p");
+        let notes = update(&mut s, &seen(Some(&j), &[&lp], &[&w0, &w1]), &now);
+        let want = "MPIJob ns/pi has failed: 1/2 workers failed: worker pod pi-worker-1 container mpi-worker exited 137 (OOMKilled)";
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(
+            (
+                notes[0].reason.as_str(),
+                notes[0].message.as_str(),
+                notes[0].counts
+            ),
+            ("MPIJobFailed", want, Some(Count::Failed))
+        );
+        let c = s.condition("Failed").unwrap();
+        assert_eq!(c.message.as_deref(), Some(want));
+        assert_eq!(
+            s.completion_time,
+            Some(now.clone()),
+            "so that clean-up runs"
+        );
+        assert!(!s.is_true("Running"));
+
+        // The launcher failing afterwards changes nothing: the worker is
+        // the cause.
+        let j = job(
+            json!({"failed": 6, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
+        );
+        let notes = update(
+            &mut s,
+            &seen(Some(&j), &[], &[&w0, &w1]),
+            &t("2026-01-01T00:05:00Z"),
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(
+            s.condition("Failed").unwrap().message.as_deref(),
+            Some(want)
+        );
+    }
+
+    #[test]
+    fn a_worker_ending_non_zero_while_deleted_is_no_failure() {
+        let mut s = JobStatus::default();
+        let w0 = pod(
+            json!({"metadata": {"name": "pi-worker-0", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "mpi-worker", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}]}}),
+        );
+        let j = job(json!({"active": 1}));
+        update(
+            &mut s,
+            &seen(Some(&j), &[], &[&w0]),
+            &t("2026-01-01T00:00:00Z"),
+        );
+        assert!(!s.is_true("Failed"), "{s:?}");
+        assert_eq!(s.replica_statuses["Worker"].failed, 1);
     }
 
     #[test]

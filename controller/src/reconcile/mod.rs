@@ -112,6 +112,11 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     write_status(&ctx, &job, &meta, prev, &next).await?;
 
     if next.phase.is_some_and(Phase::is_finished) {
+        if let Some(left) = settling(&next, &now) {
+            // The workers' own ends may still be on their way from the
+            // kubelet: look again once they have had the time to land.
+            return Ok(Action::requeue(left));
+        }
         apply::finish_workers(&ctx, &meta, &defaults::clean_up_workers(&job.spec)).await?;
     }
     if !observed.conflicts.is_empty() {
@@ -120,6 +125,26 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     Ok(Action::await_change())
+}
+
+/// How long a failed job's workers are left alone after the failure before
+/// the clean-up policy deletes them. mpirun on the launcher sees a rank die
+/// at once, while the worker's own end (an OOM kill: 137, `OOMKilled`)
+/// reaches the API server a kubelet status sync later; deleting the worker
+/// first would lose it from the status for good.
+pub const FAILURE_SETTLE: Duration = Duration::from_secs(3);
+
+/// The rest of [`FAILURE_SETTLE`] for a job that failed less than that
+/// long ago; `None` when its workers may be cleaned up now.
+pub fn settling(status: &MPIJobStatus, now: &Time) -> Option<Duration> {
+    if status.phase != Some(Phase::Failed) {
+        return None;
+    }
+    let at = status.completion_time.as_ref()?;
+    let since = Duration::try_from(now.0.duration_since(at.0)).unwrap_or(Duration::ZERO);
+    FAILURE_SETTLE
+        .checked_sub(since)
+        .filter(|left| !left.is_zero())
 }
 
 /// On error: log, emit an event, and try again shortly.
@@ -256,4 +281,37 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_failed_jobs_workers_settle_for_three_seconds() {
+        let failed = MPIJobStatus {
+            phase: Some(Phase::Failed),
+            completion_time: Some(at("2026-01-01T00:00:10Z")),
+            ..MPIJobStatus::default()
+        };
+        assert_eq!(
+            settling(&failed, &at("2026-01-01T00:00:11Z")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(settling(&failed, &at("2026-01-01T00:00:13Z")), None);
+        // A clock behind the completion time waits the whole period.
+        assert_eq!(
+            settling(&failed, &at("2026-01-01T00:00:09Z")),
+            Some(FAILURE_SETTLE)
+        );
+        let succeeded = MPIJobStatus {
+            phase: Some(Phase::Succeeded),
+            ..failed.clone()
+        };
+        assert_eq!(settling(&succeeded, &at("2026-01-01T00:00:10Z")), None);
+    }
 }

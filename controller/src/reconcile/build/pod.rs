@@ -140,7 +140,8 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
     }
 }
 
-fn install_agent(config: &Config) -> Container {
+/// The init container that copies the agent into the shared emptyDir.
+pub(crate) fn install_agent(config: &Config) -> Container {
     Container {
         name: contract::AGENT_INIT_CONTAINER.to_string(),
         image: Some(config.agent_image.clone()),
@@ -155,13 +156,28 @@ fn install_agent(config: &Config) -> Container {
     }
 }
 
+/// The emptyDir the agent is copied into.
+pub(crate) fn agent_volume() -> Volume {
+    Volume {
+        name: contract::AGENT_VOLUME.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+/// Where the job's containers see the agent: read-only.
+pub(crate) fn agent_mount() -> VolumeMount {
+    VolumeMount {
+        name: contract::AGENT_VOLUME.to_string(),
+        mount_path: contract::AGENT_MOUNT_PATH.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
 fn job_volumes(meta: &JobMeta) -> Vec<Volume> {
     vec![
-        Volume {
-            name: contract::AGENT_VOLUME.to_string(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
+        agent_volume(),
         Volume {
             name: contract::SSH_VOLUME.to_string(),
             secret: Some(SecretVolumeSource {
@@ -201,7 +217,7 @@ fn job_mounts(ssh_dir: &str) -> Vec<VolumeMount> {
         ..VolumeMount::default()
     };
     vec![
-        mount(contract::AGENT_VOLUME, contract::AGENT_MOUNT_PATH),
+        agent_mount(),
         mount(contract::SSH_VOLUME, ssh_dir),
         mount(contract::PODINFO_VOLUME, contract::PODINFO_MOUNT_PATH),
     ]

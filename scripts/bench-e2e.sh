@@ -2,8 +2,10 @@
 # End-to-end benchmark on the real single-node cluster (tests/e2e): the pi
 # example through the operator (kubectl apply -> MPIJob Succeeded) next to
 # the same two worker pods and a launcher written by hand with sshd and
-# mpirun (kubectl apply -> launcher Succeeded). Prints the medians, their
-# ratio and the launcher's reaction time. BENCH_ROUNDS sets the rounds (5).
+# mpirun (kubectl apply -> launcher Succeeded), and the Kubeflow pi
+# (examples/kubeflow/pi.yaml on the Kubeflow-style Open MPI 4 image,
+# kubectl apply -> Succeeded). Prints the medians, their ratios and the
+# launcher's reaction time. BENCH_ROUNDS sets the rounds (5).
 # Needs root. Uses a running e2e cluster named by MPIJOB_E2E_DIR, or starts
 # (and stops) a private one.
 set -euo pipefail

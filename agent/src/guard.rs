@@ -59,8 +59,9 @@ pub fn run(args: GuardArgs, oom_watch: bool) -> Result<i32> {
     let policy = Policy {
         stop_signals: vec![Signal::SIGTERM, Signal::SIGINT],
         grace: None,
-        // sshd exits 0 on SIGTERM; a code of its own is a failure.
-        after_stop: AfterStop::FailureOnly,
+        // Transparent: after a stop signal the command's own code stands
+        // (sshd's 0 on SIGTERM), as it would without the guard.
+        after_stop: AfterStop::Everything,
     };
     let mut watcher = Guard {
         program: program.clone(),

@@ -35,8 +35,9 @@ pub enum AfterStop {
     /// Only a failure: sshd exits 0 on SIGTERM, which reads as 128 + the
     /// signal, while a non-zero code of its own stands.
     FailureOnly,
-    /// Everything: the child is an agent that already turned the signal
-    /// into its code (local mode's launcher).
+    /// Everything: the child's code stands as it is: the guard's command,
+    /// passed through, or an agent that already turned the signal into its
+    /// code (local mode's launcher).
     Everything,
 }
 

@@ -427,3 +427,28 @@ fn the_guard_turns_an_oom_kill_of_a_grandchild_into_137() {
     assert!(log.contains("fine"), "{log}");
     assert!(!log.contains(OOM_LINE), "{log}");
 }
+
+/// The guard passes SIGTERM on and keeps the command's own code: sshd's 0
+/// on SIGTERM stays 0, as it would without the guard.
+#[test]
+fn the_guard_passes_sigterm_on_and_keeps_the_commands_code() {
+    require_tools();
+    let mut child = std::process::Command::new(AGENT)
+        .args(["guard", "--no-oom-watch", "--", "sh", "-c"])
+        .arg("trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait_child(&mut child, Duration::from_secs(5), || String::new());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("got-term"), "{rest}");
+    assert_eq!(status.code(), Some(0));
+}

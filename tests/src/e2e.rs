@@ -226,6 +226,31 @@ pub fn pi_example(ns: &str, image: &str) -> Value {
     job
 }
 
+/// `examples/kubeflow/pi.yaml` in namespace `ns`, on the Kubeflow-style
+/// `image` (which holds pi at `/home/mpiuser/pi`), with small requests.
+pub fn kubeflow_pi_example(ns: &str, image: &str) -> Value {
+    let path = repo_root().join("examples/kubeflow/pi.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut job: Value = mpijob_api::yaml::from_str(&text).unwrap();
+    job["metadata"]["namespace"] = json!(ns);
+    for role in ["Launcher", "Worker"] {
+        let c = &mut job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0];
+        c["image"] = json!(image);
+        c["imagePullPolicy"] = json!("Never");
+        c["resources"] = json!({
+            "requests": {"cpu": "10m", "memory": "64Mi"},
+            "limits": {"memory": "1Gi"}
+        });
+    }
+    let launcher =
+        &mut job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0];
+    let command = launcher["command"]
+        .as_array_mut()
+        .expect("the launcher's command");
+    *command.last_mut().unwrap() = json!("/home/mpiuser/pi");
+    job
+}
+
 /// Apply deploy/mpijob-operator.yaml, changed only where this cluster needs
 /// it, and wait for the controller pod to be Ready.
 ///

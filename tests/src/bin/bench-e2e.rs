@@ -9,12 +9,20 @@
 //! Succeeded. The rounds alternate, each in a fresh namespace; medians and
 //! their ratio are printed, with the operator launcher's reaction time
 //! (from the later worker's sshd accepting connections to mpirun starting).
+//! Kubeflow: `kubectl apply` of `examples/kubeflow/pi.yaml` on the
+//! Kubeflow-style Open MPI 4 image until its Succeeded condition, as a
+//! ratio to the T9k job's time.
 
 use std::time::{Duration, Instant};
 
 use kube::api::LogParams;
+use kube::Api;
+use mpijob_api::kubeflow;
 use mpijob_api::v1beta1::Phase;
-use mpijob_tests::e2e::{log_time, pi_example, state_dir, E2e, OPENMPI_IMAGE};
+use mpijob_tests::e2e::{
+    kubeflow_pi_example, log_time, pi_example, state_dir, E2e, KUBEFLOW_OPENMPI4_IMAGE,
+    OPENMPI_IMAGE,
+};
 use mpijob_tests::namespace::delete_and_wait;
 use serde_json::{json, Value};
 
@@ -31,25 +39,33 @@ async fn main() {
     // its first container start on the node.
     operator_round(&e2e, "warm").await;
     by_hand_round(&e2e, "warm").await;
-    let (mut operator, mut by_hand, mut reaction) = (Vec::new(), Vec::new(), Vec::new());
+    kubeflow_round(&e2e, "warm").await;
+    let (mut operator, mut by_hand, mut reaction, mut kubeflow) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..rounds {
         let (t, r) = operator_round(&e2e, &i.to_string()).await;
         let h = by_hand_round(&e2e, &i.to_string()).await;
+        let k = kubeflow_round(&e2e, &i.to_string()).await;
         println!(
-            "round {i}: operator {:.2} s (launcher reaction {:.0} ms), by hand {:.2} s",
+            "round {i}: operator {:.2} s (launcher reaction {:.0} ms), by hand {:.2} s, Kubeflow {:.2} s",
             t.as_secs_f64(),
             r * 1000.0,
-            h.as_secs_f64()
+            h.as_secs_f64(),
+            k.as_secs_f64()
         );
         operator.push(t.as_secs_f64());
         by_hand.push(h.as_secs_f64());
         reaction.push(r);
+        kubeflow.push(k.as_secs_f64());
     }
     let (o, h, r) = (median(operator), median(by_hand), median(reaction));
+    let k = median(kubeflow);
     println!("pi, 2 workers, Open MPI, median of {rounds}:");
     println!("  kubectl apply -> MPIJob Succeeded (operator): {o:.2} s");
     println!("  kubectl apply -> launcher Succeeded (by hand): {h:.2} s");
     println!("  ratio operator / by hand: {:.2}", o / h);
+    println!("  kubectl apply -> Kubeflow MPIJob Succeeded (kubeflow-openmpi4): {k:.2} s");
+    println!("  ratio Kubeflow / T9k: {:.2}", k / o);
     println!(
         "  launcher reaction (later worker's sshd ready -> mpirun start): {:.0} ms",
         r * 1000.0
@@ -103,6 +119,36 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64) {
     };
     delete_and_wait(&e2e.client, &ns.name).await;
     (took, reaction)
+}
+
+/// The Kubeflow pi (`examples/kubeflow/pi.yaml` on the Kubeflow-style Open
+/// MPI 4 image): `kubectl apply` until its Succeeded condition is True.
+async fn kubeflow_round(e2e: &E2e, tag: &str) -> Duration {
+    let ns = e2e.namespace(&format!("bench-kf-{tag}")).await;
+    let job = kubeflow_pi_example(&ns.name, KUBEFLOW_OPENMPI4_IMAGE);
+    let start = Instant::now();
+    apply(e2e, &ns.name, &job);
+    let jobs: Api<kubeflow::MPIJob> = Api::namespaced(e2e.client.clone(), &ns.name);
+    loop {
+        let s = jobs.get("pi").await.unwrap().status.unwrap_or_default();
+        if s.is_true("Succeeded") {
+            break;
+        }
+        if s.is_true("Failed") {
+            panic!(
+                "the Kubeflow MPIJob failed:\n{}",
+                e2e.describe(&ns.name).await
+            );
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            panic!("the Kubeflow MPIJob did not finish in 300 s");
+        }
+        // The same polling as the other rounds'.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = start.elapsed();
+    delete_and_wait(&e2e.client, &ns.name).await;
+    took
 }
 
 /// When the first line of `pod`'s log that contains `what` was written

@@ -446,7 +446,7 @@ fn the_guard_passes_sigterm_on_and_keeps_the_commands_code() {
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "ready\n");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let status = wait_child(&mut child, Duration::from_secs(5), || String::new());
+    let status = wait_child(&mut child, Duration::from_secs(5), String::new);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert!(rest.contains("got-term"), "{rest}");

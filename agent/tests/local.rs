@@ -22,6 +22,9 @@ fn require_local_tools() {
     for (tool, package) in [
         ("/usr/bin/mpicc.openmpi", "libopenmpi-dev"),
         ("/usr/bin/mpirun.openmpi", "openmpi-bin"),
+        ("/usr/bin/mpicc.mpich", "libmpich-dev"),
+        ("/usr/bin/mpirun.mpich", "mpich"),
+        ("/usr/bin/hydra_pmi_proxy", "mpich"),
     ] {
         assert!(
             Path::new(tool).exists(),
@@ -45,10 +48,25 @@ fn compile_pi(tmp: &TempDir) -> PathBuf {
 
 /// A manifest for job `name` running `cmd`, written into `tmp`.
 fn manifest(tmp: &TempDir, name: &str, replicas: u32, cmd: &[&str]) -> PathBuf {
-    let cmd: Vec<String> = cmd
-        .iter()
-        .map(|c| serde_json::to_string(c).unwrap())
-        .collect();
+    manifest_with(tmp, name, replicas, cmd, &[], None)
+}
+
+/// [`manifest`] with `extraMPIArgs` and `mpiHome`.
+fn manifest_with(
+    tmp: &TempDir,
+    name: &str,
+    replicas: u32,
+    cmd: &[&str],
+    extra: &[&str],
+    mpi_home: Option<&Path>,
+) -> PathBuf {
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let home = mpi_home.map_or(String::new(), |h| format!("  mpiHome: {}\n", h.display()));
     let text = format!(
         "apiVersion: batch.tensorstack.dev/v1beta1
 kind: MPIJob
@@ -56,8 +74,9 @@ metadata:
   name: {name}
   namespace: team
 spec:
-  worker:
+{home}  worker:
     replicas: {replicas}
+    extraMPIArgs: [{}]
     cmd: [{}]
     template:
       spec:
@@ -65,7 +84,8 @@ spec:
           - name: mpi-worker
             image: mpijob/openmpi:latest
 ",
-        cmd.join(", ")
+        list(extra),
+        list(cmd)
     );
     let path = tmp.path(&format!("{name}.yaml"));
     fs::write(&path, text).unwrap();
@@ -236,6 +256,85 @@ fn pi(job: &str, workers: u32, uid_1000: bool) {
         assert!(err.contains("creating"), "{err}");
     }
     run.assert_clean("");
+}
+
+/// T9k's API has no slots field: `extraMPIArgs` asks mpirun for 2
+/// processes on each of 3 workers, in one of its spellings, and the
+/// hostfile the launcher writes must hold them. With MPICH the job's
+/// `mpiHome` points at a directory whose `bin/mpirun` is MPICH's.
+fn two_ranks_per_worker(job: &str, mpich: bool, extra: &[&str]) {
+    require_local_tools();
+    let tmp = TempDir::new(&format!("local-{job}"));
+    let (pi, home) = if mpich {
+        let pi = tmp.path("pi");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pi/pi.c");
+        hosts::run(
+            Command::new("mpicc.mpich")
+                .args(["-O2", "-o"])
+                .arg(&pi)
+                .arg(src),
+        );
+        let home = tmp.path("mpich");
+        fs::create_dir_all(home.join("bin")).unwrap();
+        // Hydra looks for its proxy beside its mpirun.
+        for (to, from) in [
+            ("/usr/bin/mpirun.mpich", "bin/mpirun"),
+            ("/usr/bin/hydra_pmi_proxy", "bin/hydra_pmi_proxy"),
+        ] {
+            std::os::unix::fs::symlink(to, home.join(from)).unwrap();
+        }
+        (pi, Some(home))
+    } else {
+        (compile_pi(&tmp), None)
+    };
+    let m = manifest_with(
+        &tmp,
+        job,
+        3,
+        &[pi.to_str().unwrap(), "100000"],
+        extra,
+        home.as_deref(),
+    );
+    let mut run = Local::start(&m, &[], None);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 0, "{extra:?}\nstdout:\n{out}\nstderr:\n{err}");
+    let got = ranks(&out);
+    assert_eq!(got.len(), 6, "{extra:?}: {out}\n{err}");
+    for i in 0..3 {
+        let host = format!("{job}-worker-{i}");
+        let n = got.iter().filter(|(_, h)| *h == host).count();
+        assert_eq!(n, 2, "{extra:?}: {n} ranks on {host}:\n{out}");
+    }
+    assert!(
+        err.contains("slots=2"),
+        "the launcher says it gives 2 slots: {err}"
+    );
+    run.assert_clean("");
+}
+
+#[test]
+fn open_mpi_dash_n_per_worker_gets_its_slots() {
+    two_ranks_per_worker("npn", false, &["-N", "2"]);
+}
+
+#[test]
+fn open_mpi_map_by_ppr_gets_its_slots() {
+    two_ranks_per_worker("ppr", false, &["--map-by", "ppr:2:node"]);
+}
+
+#[test]
+fn open_mpi_np_spread_over_the_workers_gets_its_slots() {
+    two_ranks_per_worker("np", false, &["-np", "6"]);
+}
+
+#[test]
+fn mpich_ppn_gets_its_slots() {
+    two_ranks_per_worker("ppn", true, &["-ppn", "2"]);
+}
+
+#[test]
+fn mpich_n_spread_over_the_workers_gets_its_slots() {
+    two_ranks_per_worker("mn", true, &["-n", "6"]);
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod error;
 pub mod kubeflow;
 pub mod manifest;
 pub mod schema;
+pub mod slots;
 pub mod sshclient;
 pub mod sshkey;
 pub mod template;

@@ -74,6 +74,9 @@ pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
     }
     argv_entries("spec.worker.cmd", &w.cmd, &mut e);
     argv_entries("spec.worker.extraMPIArgs", &w.extra_mpi_args, &mut e);
+    if let Err(err) = crate::slots::request("spec.worker.extraMPIArgs", &w.extra_mpi_args) {
+        e.push(err);
+    }
 
     match w.template.parse() {
         Ok(template) => {

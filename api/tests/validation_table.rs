@@ -150,6 +150,11 @@ fn every_invalid_input_gets_its_exact_message() {
             "spec.worker.extraMPIArgs[0]: must not contain a NUL byte, got \"\\0\"",
         ),
         (
+            "ranks per worker that are not a number",
+            set(base(), "/spec/worker/extraMPIArgs", json!(["-N", "two"])),
+            "spec.worker.extraMPIArgs[1]: -N needs a whole number of processes of at least 1, got \"two\", e.g. [\"-N\", \"2\"]",
+        ),
+        (
             "relative sshdPath",
             set(base(), "/spec/ssh/sshdPath", json!("sbin/sshd")),
             "spec.ssh.sshdPath: must be an absolute path, got \"sbin/sshd\": write it from the root, e.g. /usr/sbin/sshd",

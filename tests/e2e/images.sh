@@ -297,7 +297,7 @@ ensure_base_image() {
 
 # source_sums NAME : the inputs of the static binary of NAME (agent or
 # controller): the toolchain, the workspace manifest and lock, the build
-# scripts and every file of the crates it is built from. The image is keyed
+# scripts and the sources of the crates it is built from. The image is keyed
 # on these, not on the binary, so that a fresh clone with warm caches (new
 # mtimes, so cargo would rebuild every workspace crate) finds its image
 # without running a release build.
@@ -307,9 +307,14 @@ source_sums() {
     "$(rustc -Vv | tr '\n' ' ')" "$(cargo -V)" "${RUSTFLAGS:-}"
   file_sums "${REPO}/Cargo.toml" "${REPO}/Cargo.lock" \
     "${REPO}/scripts/build-static.sh" "${REPO}/scripts/cargo-env.sh"
+  # What cargo compiles into the binary: each crate's manifest, build
+  # script and src/ (no include_str! reaches outside them); not its tests.
   while IFS= read -r -d '' f; do
     file_sums "${f}"
-  done < <(find "${REPO}/api" "${REPO}/${name}" -path '*/target' -prune -o -type f -print0 | LC_ALL=C sort -z)
+  done < <({
+    find "${REPO}/api" "${REPO}/${name}" -maxdepth 1 -type f \( -name Cargo.toml -o -name build.rs \) -print0
+    find "${REPO}/api/src" "${REPO}/${name}/src" -type f -print0
+  } | LC_ALL=C sort -z)
 }
 
 # stage_binary NAME : build the static binary, copy it into its own context.

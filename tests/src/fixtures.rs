@@ -2,6 +2,21 @@
 
 use serde_json::{json, Value};
 
+/// A real user's manifest from `../shared/peers/` (beside the repo), e.g.
+/// `t9k/minigo-4gpu.yaml`; panics, saying what is missing, without it.
+pub fn peer_manifest(rel: &str) -> Value {
+    let path = crate::cluster::repo_root()
+        .join("../shared/peers")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: this test needs ../shared beside the repo",
+            path.display()
+        )
+    });
+    mpijob_api::yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A valid MPIJob named `name`: two workers running the pi example.
 pub fn pi_job(name: &str) -> Value {
     json!({

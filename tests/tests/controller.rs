@@ -711,3 +711,46 @@ async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
     e.wait_event("pi", &format!("InvalidPodTemplate: {msg}"))
         .await;
 }
+
+/// The T9k API has no slots field: the launcher's `--slots` comes from what
+/// `extraMPIArgs` asks of mpirun, in each spelling, for the hostfile it
+/// writes. `minigo-4gpu.yaml` (a real T9k manifest) asks `-N 9`.
+#[tokio::test]
+async fn the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
+    let e = env("slots").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let cases: &[(&str, serde_json::Value, &str)] = &[
+        ("n", json!(["-N", "2", "--bind-to", "none"]), "2"),
+        ("ppr", json!(["--map-by", "ppr:3:node"]), "3"),
+        ("np", json!(["-np", "5"]), "3"),
+        ("ppn", json!(["-ppn", "4"]), "4"),
+        ("none", json!(["--bind-to", "none"]), "1"),
+    ];
+    for (name, extra, _) in cases {
+        let mut j = pi_job(name);
+        j["spec"]["worker"]["extraMPIArgs"] = extra.clone();
+        e.create(&serde_json::from_value(j).unwrap()).await;
+    }
+    let mut minigo = mpijob_tests::fixtures::peer_manifest("t9k/minigo-4gpu.yaml");
+    minigo["spec"]["worker"]["template"]["spec"]["containers"][0]["image"] =
+        json!("mpijob/openmpi:test");
+    e.create(&serde_json::from_value(minigo).unwrap()).await;
+    let all = cases
+        .iter()
+        .map(|(n, _, s)| (n.to_string(), *s))
+        .chain([("minigo".to_string(), "9")]);
+    for (name, want) in all {
+        let launcher = format!("{name}-launcher");
+        let args = wait_for(&format!("pod {launcher}"), T, || async {
+            e.pods
+                .get_opt(&launcher)
+                .await
+                .map_err(|err| err.to_string())?
+                .and_then(|p| p.spec?.containers.into_iter().next()?.args)
+                .ok_or_else(|| format!("no pod {launcher} yet"))
+        })
+        .await;
+        let at = args.iter().position(|a| a == "--slots").expect("--slots");
+        assert_eq!(args[at + 1], want, "{name}: {args:?}");
+    }
+}

@@ -450,3 +450,53 @@ where
         .map(|o| format!("{kind}/{}", o.meta().name.as_deref().unwrap_or_default()))
         .collect())
 }
+
+/// `minigo-4gpu.yaml` from T9k's examples (`../shared/peers/t9k/`), as a
+/// T9k user has it: `extraMPIArgs: [-N, "9", …]` on 4 workers. The image,
+/// command and `mpiHome` are pi's, and what this node lacks (GPUs, 96 GiB,
+/// the data volume) is left out; everything else is the user's, including
+/// `--enable-recovery`, `--oversubscribe` and `cleanUpWorkers: true`. The
+/// T9k API has no slots field, so the launcher's hostfile must give each
+/// worker the 9 slots `-N 9` asks for: 36 ranks, 9 on each worker.
+#[tokio::test]
+async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-minigo").await;
+    let mut job = mpijob_tests::fixtures::peer_manifest("t9k/minigo-4gpu.yaml");
+    job["metadata"]["namespace"] = json!(ns.name);
+    job["spec"]["mpiHome"] = json!("/usr");
+    job["spec"]["worker"]["cmd"] = json!(["/opt/mpi-examples/pi", "100000"]);
+    let spec = &mut job["spec"]["worker"]["template"]["spec"];
+    spec.as_object_mut().unwrap().remove("volumes");
+    let c = &mut spec["containers"][0];
+    c["image"] = json!(OPENMPI_IMAGE);
+    c["imagePullPolicy"] = json!("Never");
+    c["resources"] =
+        json!({"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}});
+    for gone in ["volumeMounts", "workingDir"] {
+        c.as_object_mut().unwrap().remove(gone);
+    }
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(
+        &ns.name,
+        "minigo",
+        Phase::Succeeded,
+        Duration::from_secs(240),
+    )
+    .await;
+    let log = e2e.logs(&ns.name, "minigo-launcher").await;
+    assert!(
+        log.contains("\"slots\":9") || log.contains("slots=9"),
+        "the launcher says it gives 9 slots: {log}"
+    );
+    for i in 0..4 {
+        let host = format!("minigo-worker-{i}");
+        let n = log
+            .lines()
+            .filter(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}")))
+            .count();
+        assert_eq!(n, 9, "{n} ranks on {host}:\n{log}");
+    }
+    assert!(!log.contains("on host minigo-launcher"), "{log}");
+    assert!(log.contains("pi is approximately 3.14159"), "{log}");
+}

@@ -328,16 +328,7 @@ async fn wait_for_workers_ready_creates_the_launcher_after_the_workers() {
 async fn peers_example_succeeds(file: &str, image: &str, prefix: &str) {
     let e2e = E2e::get().await;
     let ns = e2e.namespace(prefix).await;
-    let path = mpijob_tests::cluster::repo_root()
-        .join("../shared/peers/kubeflow")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: this test needs ../shared beside the repo",
-            path.display()
-        )
-    });
-    let mut job: Value = mpijob_api::yaml::from_str(&text).unwrap();
+    let mut job = mpijob_tests::fixtures::peer_manifest(&format!("kubeflow/{file}"));
     job["metadata"]["namespace"] = json!(ns.name);
     for role in ["Launcher", "Worker"] {
         let c = &mut job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0];

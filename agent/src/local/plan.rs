@@ -369,8 +369,8 @@ impl Plan {
     }
 
     /// The launcher agent's arguments, as the controller gives them in a
-    /// cluster, with this run's key, state and summary files.
-    /// The launcher agent's arguments.
+    /// cluster, with this run's key, state and summary files. The slots
+    /// per worker come from what the job asks of mpirun, as in a cluster.
     pub fn launcher_args(
         &self,
         ssh_dir: &Path,
@@ -382,6 +382,12 @@ impl Plan {
             job: Some(self.job.clone()),
             namespace: Some(self.namespace.clone()),
             workers: Some(self.workers),
+            slots: mpijob_api::slots::per_worker(
+                "spec.worker.extraMPIArgs",
+                &self.extra_args,
+                self.workers,
+            )
+            .unwrap_or(contract::DEFAULT_SLOTS),
             port: self.port,
             ssh_dir: ssh_dir.to_path_buf(),
             state_dir: Some(state_dir.to_path_buf()),

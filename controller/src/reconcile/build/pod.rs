@@ -126,9 +126,14 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
             job: Some(meta.name.clone()),
             namespace: Some(meta.namespace.clone()),
             workers: Some(u32::try_from(spec.worker.replicas).unwrap_or(0)),
-            // The T9k API has no slots field; `extraMPIArgs` (e.g. `-N 2`)
-            // sets ranks per node.
-            slots: contract::DEFAULT_SLOTS,
+            // The T9k API has no slots field: the ranks per worker come
+            // from what `extraMPIArgs` asks of mpirun (`-N 2`, `-np 8`).
+            slots: mpijob_api::slots::per_worker(
+                "spec.worker.extraMPIArgs",
+                &spec.worker.extra_mpi_args,
+                u32::try_from(spec.worker.replicas).unwrap_or(1),
+            )
+            .unwrap_or(contract::DEFAULT_SLOTS),
             ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
             mpi_home: spec.mpi_home.clone().map(Into::into),
             mca: contract::LauncherArgs::mca_entries(&spec.mca),
@@ -395,7 +400,7 @@ mod tests {
 
     #[test]
     fn the_launcher_gets_every_value_as_its_own_argument() {
-        let spec = "  mpiHome: /usr/local\n  mca: {btl: ^openib, pml: ob1}\n  ssh: {sshAuthMountPath: /home/u/.ssh}\n  worker:\n    replicas: 3\n    extraMPIArgs: [-N, '1', --bind-to, none]\n    cmd: [python, 'train.py; rm -rf /', --lr, '0.1']\n    template: {spec: {containers: [{name: main, image: x}]}}\n";
+        let spec = "  mpiHome: /usr/local\n  mca: {btl: ^openib, pml: ob1}\n  ssh: {sshAuthMountPath: /home/u/.ssh}\n  worker:\n    replicas: 3\n    extraMPIArgs: [-N, '4', --bind-to, none]\n    cmd: [python, 'train.py; rm -rf /', --lr, '0.1']\n    template: {spec: {containers: [{name: main, image: x}]}}\n";
         let p = build(spec, Role::Launcher);
         assert_eq!(p.metadata.name.as_deref(), Some("pi-launcher"));
         let c = &p.spec.as_ref().unwrap().containers[0];
@@ -411,14 +416,15 @@ mod tests {
                 "team",
                 "--workers",
                 "3",
+                // `-N 4`: 4 slots on each worker.
                 "--slots",
-                "1",
+                "4",
                 "--ssh-dir=/home/u/.ssh",
                 "--mpi-home=/usr/local",
                 "--mca=btl=^openib",
                 "--mca=pml=ob1",
                 "--extra-mpi-args=-N",
-                "--extra-mpi-args=1",
+                "--extra-mpi-args=4",
                 "--extra-mpi-args=--bind-to",
                 "--extra-mpi-args=none",
                 "--",

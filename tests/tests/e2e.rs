@@ -500,3 +500,26 @@ async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
     assert!(!log.contains("on host minigo-launcher"), "{log}");
     assert!(log.contains("pi is approximately 3.14159"), "{log}");
 }
+
+/// MPICH on the real node: `-ppn 2` in `extraMPIArgs` on 2 workers gives
+/// each worker 2 slots (`host:2` in Hydra's hostfile): 4 ranks, 2 on each.
+#[tokio::test]
+async fn mpich_ppn_runs_two_ranks_on_each_worker() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-ppn").await;
+    let mut job = pi_example(&ns.name, MPICH_IMAGE);
+    job["metadata"]["name"] = json!("ppn");
+    job["spec"]["worker"]["extraMPIArgs"] = json!(["-ppn", "2"]);
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "ppn", Phase::Succeeded, Duration::from_secs(180))
+        .await;
+    let log = e2e.logs(&ns.name, "ppn-launcher").await;
+    for host in ["ppn-worker-0", "ppn-worker-1"] {
+        let n = log
+            .lines()
+            .filter(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}")))
+            .count();
+        assert_eq!(n, 2, "{n} ranks on {host}:\n{log}");
+    }
+    assert!(!log.contains("on host ppn-launcher"), "{log}");
+}

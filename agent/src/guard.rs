@@ -12,7 +12,6 @@
 //! command's (see [`supervise::exit_code`]). Kubernetes keeps its own
 //! grace period, so the guard never sends SIGKILL after a stop signal.
 
-use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -95,10 +94,6 @@ struct Guard {
 }
 
 impl Watcher for Guard {
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
-
     fn patience(&self, _state: &Supervisor) -> Duration {
         match &self.oom {
             Some(oom) => PATIENCE.min(oom.due().saturating_duration_since(Instant::now())),

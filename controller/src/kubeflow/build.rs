@@ -351,12 +351,6 @@ fn config_mount() -> VolumeMount {
     }
 }
 
-/// The job Secret as `id_rsa`, `id_rsa.pub` and `authorized_keys` at
-/// `sshAuthMountPath` in the first container. At `/root/.ssh` the files are
-/// root's alone (0600). Elsewhere they are 0440 and the pod gets an
-/// `fsGroup` (the user's group) where it has none, so that a non-root MPI
-/// user can read them while no other user can; mpi-operator leaves them
-/// world-readable.
 /// The worker's own command (the image's sshd) runs under the agent's
 /// guard, copied in by an init container, so that an MPI rank killed by
 /// the OOM killer ends the container `OOMKilled` with 137 (see
@@ -386,6 +380,12 @@ fn guard(config: &Config, spec: &mut PodSpec) {
         .push(pod::agent_volume());
 }
 
+/// The job Secret as `id_rsa`, `id_rsa.pub` and `authorized_keys` at
+/// `sshAuthMountPath` in the first container. At `/root/.ssh` the files are
+/// root's alone (0600). Elsewhere they are 0440 and the pod gets an
+/// `fsGroup` (the user's group) where it has none, so that a non-root MPI
+/// user can read them while no other user can; mpi-operator leaves them
+/// world-readable.
 fn mount_keys(i: Input, spec: &mut PodSpec) {
     let root = i.job.ssh_auth_mount_path == contract::DEFAULT_SSH_AUTH_MOUNT_PATH;
     if !root {

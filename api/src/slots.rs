@@ -19,6 +19,16 @@
 
 use crate::FieldError;
 
+/// The field the request is read from.
+pub const FIELD: &str = "spec.worker.extraMPIArgs";
+
+/// [`per_worker`] for a job that passed validation: its slots per worker,
+/// or [`crate::contract::DEFAULT_SLOTS`] should the arguments not parse
+/// (validation reports that).
+pub fn of_valid(extra_mpi_args: &[String], workers: u32) -> u32 {
+    per_worker(FIELD, extra_mpi_args, workers).unwrap_or(crate::contract::DEFAULT_SLOTS)
+}
+
 /// What the arguments ask of mpirun, and where.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Request {

@@ -74,7 +74,7 @@ pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
     }
     argv_entries("spec.worker.cmd", &w.cmd, &mut e);
     argv_entries("spec.worker.extraMPIArgs", &w.extra_mpi_args, &mut e);
-    if let Err(err) = crate::slots::request("spec.worker.extraMPIArgs", &w.extra_mpi_args) {
+    if let Err(err) = crate::slots::request(crate::slots::FIELD, &w.extra_mpi_args) {
         e.push(err);
     }
 

@@ -382,12 +382,7 @@ impl Plan {
             job: Some(self.job.clone()),
             namespace: Some(self.namespace.clone()),
             workers: Some(self.workers),
-            slots: mpijob_api::slots::per_worker(
-                "spec.worker.extraMPIArgs",
-                &self.extra_args,
-                self.workers,
-            )
-            .unwrap_or(contract::DEFAULT_SLOTS),
+            slots: mpijob_api::slots::of_valid(&self.extra_args, self.workers),
             port: self.port,
             ssh_dir: ssh_dir.to_path_buf(),
             state_dir: Some(state_dir.to_path_buf()),

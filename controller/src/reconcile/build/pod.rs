@@ -128,12 +128,10 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
             workers: Some(u32::try_from(spec.worker.replicas).unwrap_or(0)),
             // The T9k API has no slots field: the ranks per worker come
             // from what `extraMPIArgs` asks of mpirun (`-N 2`, `-np 8`).
-            slots: mpijob_api::slots::per_worker(
-                "spec.worker.extraMPIArgs",
+            slots: mpijob_api::slots::of_valid(
                 &spec.worker.extra_mpi_args,
                 u32::try_from(spec.worker.replicas).unwrap_or(1),
-            )
-            .unwrap_or(contract::DEFAULT_SLOTS),
+            ),
             ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
             mpi_home: spec.mpi_home.clone().map(Into::into),
             mca: contract::LauncherArgs::mca_entries(&spec.mca),

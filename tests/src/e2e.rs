@@ -214,16 +214,31 @@ pub fn pi_example(ns: &str, image: &str) -> Value {
     let text = std::fs::read_to_string(&path).unwrap();
     let mut job: Value = mpijob_api::yaml::from_str(&text).unwrap();
     job["metadata"]["namespace"] = json!(ns);
-    let container = &mut job["spec"]["worker"]["template"]["spec"]["containers"][0];
+    on_this_node(
+        &mut job["spec"]["worker"]["template"]["spec"]["containers"][0],
+        image,
+    );
+    job
+}
+
+/// Make a manifest's `container` run here: `image`, never pulled, and small
+/// requests. Examples ask for a whole CPU per pod; this node has two, and
+/// tests run side by side.
+pub fn on_this_node(container: &mut Value, image: &str) {
     container["image"] = json!(image);
     container["imagePullPolicy"] = json!("Never");
-    // The example asks for a whole CPU per pod; this node has two, and
-    // tests run side by side.
     container["resources"] = json!({
         "requests": {"cpu": "10m", "memory": "64Mi"},
         "limits": {"memory": "1Gi"}
     });
-    job
+}
+
+/// How many `rank r of n on host H` lines of pi's output name `host`.
+pub fn ranks_on(log: &str, host: &str) -> usize {
+    let suffix = format!("on host {host}");
+    log.lines()
+        .filter(|l| l.starts_with("rank ") && l.ends_with(&suffix))
+        .count()
 }
 
 /// `examples/kubeflow/pi.yaml` in namespace `ns`, on the Kubeflow-style
@@ -234,13 +249,10 @@ pub fn kubeflow_pi_example(ns: &str, image: &str) -> Value {
     let mut job: Value = mpijob_api::yaml::from_str(&text).unwrap();
     job["metadata"]["namespace"] = json!(ns);
     for role in ["Launcher", "Worker"] {
-        let c = &mut job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0];
-        c["image"] = json!(image);
-        c["imagePullPolicy"] = json!("Never");
-        c["resources"] = json!({
-            "requests": {"cpu": "10m", "memory": "64Mi"},
-            "limits": {"memory": "1Gi"}
-        });
+        on_this_node(
+            &mut job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0],
+            image,
+        );
     }
     let launcher =
         &mut job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0];

@@ -11,7 +11,9 @@ use kube::api::{DeleteParams, ListParams};
 use kube::Api;
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
-use mpijob_tests::e2e::{log_time, pi_example, E2e, MPICH_IMAGE, OPENMPI_IMAGE};
+use mpijob_tests::e2e::{
+    log_time, on_this_node, pi_example, ranks_on, E2e, MPICH_IMAGE, OPENMPI_IMAGE,
+};
 use serde_json::json;
 
 /// Every replica of the status, by pod name.
@@ -90,8 +92,7 @@ async fn pi_runs_across_pods(image: &str, prefix: &str) {
     let log = e2e.logs(&ns.name, "pi-launcher").await;
     for host in ["pi-worker-0", "pi-worker-1"] {
         assert!(
-            log.lines()
-                .any(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}"))),
+            ranks_on(&log, host) > 0,
             "no rank on {host} in the launcher's log:\n{log}"
         );
     }
@@ -475,10 +476,7 @@ async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
     let spec = &mut job["spec"]["worker"]["template"]["spec"];
     spec.as_object_mut().unwrap().remove("volumes");
     let c = &mut spec["containers"][0];
-    c["image"] = json!(OPENMPI_IMAGE);
-    c["imagePullPolicy"] = json!("Never");
-    c["resources"] =
-        json!({"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}});
+    on_this_node(c, OPENMPI_IMAGE);
     for gone in ["volumeMounts", "workingDir"] {
         c.as_object_mut().unwrap().remove(gone);
     }
@@ -497,10 +495,7 @@ async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
     );
     for i in 0..4 {
         let host = format!("minigo-worker-{i}");
-        let n = log
-            .lines()
-            .filter(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}")))
-            .count();
+        let n = ranks_on(&log, &host);
         assert_eq!(n, 9, "{n} ranks on {host}:\n{log}");
     }
     assert!(!log.contains("on host minigo-launcher"), "{log}");
@@ -521,10 +516,7 @@ async fn mpich_ppn_runs_two_ranks_on_each_worker() {
         .await;
     let log = e2e.logs(&ns.name, "ppn-launcher").await;
     for host in ["ppn-worker-0", "ppn-worker-1"] {
-        let n = log
-            .lines()
-            .filter(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}")))
-            .count();
+        let n = ranks_on(&log, host);
         assert_eq!(n, 2, "{n} ranks on {host}:\n{log}");
     }
     assert!(!log.contains("on host ppn-launcher"), "{log}");

@@ -13,8 +13,8 @@ use kube::{Api, ResourceExt};
 use mpijob_api::kubeflow::{JobStatus, MPIJob};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{
-    pi_example, E2e, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_IMAGE, KUBEFLOW_OPENMPI5_IMAGE,
-    OPENMPI_IMAGE,
+    on_this_node, pi_example, ranks_on, E2e, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_IMAGE,
+    KUBEFLOW_OPENMPI5_IMAGE, OPENMPI_IMAGE,
 };
 use serde_json::{json, Value};
 
@@ -160,8 +160,7 @@ async fn assert_ranks_on_workers(e2e: &E2e, ns: &str) {
     let log = launcher_log(e2e, ns, &pods[0]).await;
     for host in ["pi-worker-0", "pi-worker-1"] {
         assert!(
-            log.lines()
-                .any(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}"))),
+            ranks_on(&log, host) > 0,
             "no rank on {host} in the launcher's log:\n{log}"
         );
     }
@@ -331,11 +330,10 @@ async fn peers_example_succeeds(file: &str, image: &str, prefix: &str) {
     let mut job = mpijob_tests::fixtures::peer_manifest(&format!("kubeflow/{file}"));
     job["metadata"]["namespace"] = json!(ns.name);
     for role in ["Launcher", "Worker"] {
-        let c = &mut job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0];
-        c["image"] = json!(image);
-        c["imagePullPolicy"] = json!("Never");
-        c["resources"] =
-            json!({"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}});
+        on_this_node(
+            &mut job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0],
+            image,
+        );
     }
     create(&e2e, &ns.name, job).await;
     wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
@@ -401,11 +399,7 @@ async fn run_launcher_as_worker_puts_a_rank_on_the_launcher_too() {
     let pods = launcher_pods(&e2e, &ns.name, "pi").await;
     let log = launcher_log(&e2e, &ns.name, &pods[0]).await;
     for host in ["pi-launcher", "pi-worker-0", "pi-worker-1"] {
-        assert!(
-            log.lines()
-                .any(|l| l.starts_with("rank ") && l.ends_with(&format!("on host {host}"))),
-            "no rank on {host}:\n{log}"
-        );
+        assert!(ranks_on(&log, host) > 0, "no rank on {host}:\n{log}");
     }
 }
 

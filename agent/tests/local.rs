@@ -48,10 +48,22 @@ fn compile_pi(tmp: &TempDir) -> PathBuf {
 
 /// A manifest for job `name` running `cmd`, written into `tmp`.
 fn manifest(tmp: &TempDir, name: &str, replicas: u32, cmd: &[&str]) -> PathBuf {
-    manifest_with(tmp, name, replicas, cmd, &[], None)
+    manifest_with(tmp, name, replicas, cmd, &[], None, Era::Seed)
 }
 
-/// [`manifest`] with `extraMPIArgs` and `mpiHome`.
+/// The schema era a manifest is written in.
+#[derive(Clone, Copy, Debug)]
+enum Era {
+    /// `worker{replicas, extraMPIArgs, cmd, template}`, `mpiHome`.
+    Seed,
+    /// The seed schema plus `worker.processesPerWorker` and, for Open MPI,
+    /// `worker.processRecovery`.
+    Pre2023 { processes: u32, recovery: bool },
+    /// `mpiConfig{home, extraArgs, script}`, `replicaSpecs`.
+    Of2025,
+}
+
+/// [`manifest`] with `extraMPIArgs` and `mpiHome`, in schema era `era`.
 fn manifest_with(
     tmp: &TempDir,
     name: &str,
@@ -59,6 +71,7 @@ fn manifest_with(
     cmd: &[&str],
     extra: &[&str],
     mpi_home: Option<&Path>,
+    era: Era,
 ) -> PathBuf {
     let list = |v: &[&str]| {
         v.iter()
@@ -66,26 +79,41 @@ fn manifest_with(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let home = mpi_home.map_or(String::new(), |h| format!("  mpiHome: {}\n", h.display()));
+    let (extra, cmd) = (list(extra), list(cmd));
+    let template = "{spec: {containers: [{name: mpi-worker, image: mpijob/openmpi:latest}]}}";
+    let home = |key: &str, indent: &str| {
+        mpi_home.map_or(String::new(), |h| {
+            format!("{indent}{key}: {}\n", h.display())
+        })
+    };
+    let spec = match era {
+        Era::Seed | Era::Pre2023 { .. } => {
+            let pre_2023 = match era {
+                Era::Pre2023 {
+                    processes,
+                    recovery,
+                } => format!(
+                    "    processesPerWorker: {processes}\n{}",
+                    if recovery {
+                        "    processRecovery: {enable: true, limit: 0}\n"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "{}  worker:\n    replicas: {replicas}\n{pre_2023}    extraMPIArgs: [{extra}]\n    cmd: [{cmd}]\n    template: {template}\n",
+                home("mpiHome", "  ")
+            )
+        }
+        Era::Of2025 => format!(
+            "  mpiConfig:\n{}    extraArgs: [{extra}]\n    script: [{cmd}]\n  replicaSpecs:\n    - type: worker\n      replicas: {replicas}\n      template: {template}\n    - type: launcher\n      replicas: 1\n      template: {{}}\n",
+            home("home", "    ")
+        ),
+    };
     let text = format!(
-        "apiVersion: batch.tensorstack.dev/v1beta1
-kind: MPIJob
-metadata:
-  name: {name}
-  namespace: team
-spec:
-{home}  worker:
-    replicas: {replicas}
-    extraMPIArgs: [{}]
-    cmd: [{}]
-    template:
-      spec:
-        containers:
-          - name: mpi-worker
-            image: mpijob/openmpi:latest
-",
-        list(extra),
-        list(cmd)
+        "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata:\n  name: {name}\n  namespace: team\nspec:\n{spec}"
     );
     let path = tmp.path(&format!("{name}.yaml"));
     fs::write(&path, text).unwrap();
@@ -263,6 +291,11 @@ fn pi(job: &str, workers: u32, uid_1000: bool) {
 /// hostfile the launcher writes must hold them. With MPICH the job's
 /// `mpiHome` points at a directory whose `bin/mpirun` is MPICH's.
 fn two_ranks_per_worker(job: &str, mpich: bool, extra: &[&str]) {
+    two_ranks_per_worker_in(job, mpich, extra, Era::Seed);
+}
+
+/// [`two_ranks_per_worker`], with the manifest in schema era `era`.
+fn two_ranks_per_worker_in(job: &str, mpich: bool, extra: &[&str], era: Era) {
     require_local_tools();
     let tmp = TempDir::new(&format!("local-{job}"));
     let (pi, home) = if mpich {
@@ -294,6 +327,7 @@ fn two_ranks_per_worker(job: &str, mpich: bool, extra: &[&str]) {
         &[pi.to_str().unwrap(), "100000"],
         extra,
         home.as_deref(),
+        era,
     );
     let mut run = Local::start(&m, &[], None);
     let (code, out, err) = run.finish();
@@ -325,6 +359,35 @@ fn open_mpi_map_by_ppr_gets_its_slots() {
 #[test]
 fn open_mpi_np_spread_over_the_workers_gets_its_slots() {
     two_ranks_per_worker("np", false, &["-np", "6"]);
+}
+
+#[test]
+fn open_mpi_processes_per_worker_with_recovery_gets_its_slots() {
+    // Pre-2023: processesPerWorker, and processRecovery's mpirun flags.
+    let era = Era::Pre2023 {
+        processes: 2,
+        recovery: true,
+    };
+    two_ranks_per_worker_in("ppw", false, &[], era);
+}
+
+#[test]
+fn mpich_processes_per_worker_gets_its_slots() {
+    let era = Era::Pre2023 {
+        processes: 2,
+        recovery: false,
+    };
+    two_ranks_per_worker_in("mppw", true, &[], era);
+}
+
+#[test]
+fn open_mpi_in_the_2025_schema_gets_its_slots() {
+    two_ranks_per_worker_in("of2025", false, &["-N", "2"], Era::Of2025);
+}
+
+#[test]
+fn mpich_in_the_2025_schema_gets_its_slots() {
+    two_ranks_per_worker_in("m2025", true, &["-ppn", "2"], Era::Of2025);
 }
 
 #[test]

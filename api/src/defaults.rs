@@ -4,7 +4,7 @@
 //! ones.
 
 use crate::contract;
-use crate::v1beta1::{CleanUpWorkers, MPIJobSpec};
+use crate::v1beta1::{CleanUpWorkers, MPIJobSpec, ReplicaType};
 
 /// `spec.worker.replicas`.
 pub fn replicas() -> i32 {
@@ -30,9 +30,56 @@ pub fn clean_up_workers(spec: &MPIJobSpec) -> CleanUpWorkers {
         .unwrap_or(CleanUpWorkers::None)
 }
 
-/// Fold the older `enabled` spelling into `enable`. Run after validation,
-/// which rejects a spec that sets both differently.
+/// Bring a spec of any schema era into the one internal shape that the
+/// controller and local mode act on, and fold the older `enabled` spelling
+/// into `enable`. Run after validation, which rejects a spec that says one
+/// thing in two eras' fields, or sets both spellings differently.
+///
+/// The internal shape is the seed schema's, plus `processesPerWorker` and
+/// the launcher's own template:
+/// - 2025 `replicaSpecs[type=worker]` becomes `worker.replicas` and
+///   `worker.template`; a `launcher` entry stays only if it has a template;
+/// - 2025 `mpiConfig.{home, mca, extraArgs, script}` become `mpiHome`,
+///   `mca`, `worker.extraMPIArgs` and `worker.cmd`;
+/// - pre-2023 `worker.processRecovery` becomes `--enable-recovery` and
+///   `--max-restarts LIMIT` at the front of `worker.extraMPIArgs`.
+///
+/// Normalising twice changes nothing.
 pub fn normalize(spec: &mut MPIJobSpec) {
+    let mut worker = spec.worker.take().unwrap_or_default();
+    if let Some(i) = spec
+        .replica_specs
+        .iter()
+        .position(|r| r.replica_type == ReplicaType::Worker)
+    {
+        let r = spec.replica_specs.remove(i);
+        worker.replicas = r.replicas.unwrap_or_else(replicas);
+        worker.template = r.template;
+    }
+    spec.replica_specs
+        .retain(|r| r.replica_type == ReplicaType::Launcher && !r.template.is_empty());
+    if let Some(c) = spec.mpi_config.take() {
+        spec.mpi_home = c.home.or(spec.mpi_home.take());
+        if !c.mca.is_empty() {
+            spec.mca = c.mca;
+        }
+        if !c.extra_args.is_empty() {
+            worker.extra_mpi_args = c.extra_args;
+        }
+        if !c.script.is_empty() {
+            worker.cmd = c.script;
+        }
+    }
+    if let Some(r) = worker.process_recovery.take().filter(|r| r.enable) {
+        let mut args = vec!["--enable-recovery".to_string()];
+        if let Some(limit) = r.limit {
+            args.extend(["--max-restarts".to_string(), limit.to_string()]);
+        }
+        args.append(&mut worker.extra_mpi_args);
+        worker.extra_mpi_args = args;
+    }
+    spec.worker = Some(worker);
+
     if let Some(mode) = spec.run_mode.as_mut() {
         if let Some(debug) = mode.debug.as_mut() {
             debug.enable = debug.enable.or(debug.enabled.take());

@@ -16,6 +16,33 @@ pub fn parse(text: &str) -> Result<MPIJob, FieldErrors> {
     Ok(job)
 }
 
+/// What a manifest says that the API server would read without a word:
+/// a key given twice keeps its last value there. One line each, naming
+/// the field and which value wins.
+pub fn warnings(text: &str) -> Vec<String> {
+    crate::yaml::repeated_keys(text)
+        .into_iter()
+        .map(|r| {
+            let last = r.values.last().cloned().unwrap_or_default();
+            let same = r.values.iter().all(|v| *v == last);
+            let dropped = if same {
+                "the values are the same".to_string()
+            } else {
+                let earlier: Vec<String> = r.values[..r.values.len() - 1]
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect();
+                format!("dropped: {}", earlier.join(", "))
+            };
+            format!(
+                "{}: given {} times; the last one is used, {last}, as the API server keeps the last ({dropped}): keep one",
+                r.path,
+                r.values.len()
+            )
+        })
+        .collect()
+}
+
 /// Parse a manifest into the typed job without validating it.
 pub fn parse_unvalidated(text: &str) -> Result<MPIJob, FieldError> {
     let value = parse_value(text, API_VERSION)?;

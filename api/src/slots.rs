@@ -13,20 +13,26 @@
 //! | N per worker | `-N N`, `-npernode N`, `--npernode N`, `--map-by ppr:N:node[:…]` (also `-map-by`, `=`), `-ppn N` (Hydra) |
 //! | N in all | `-np N`, `--np N`, `-n N`, `--n N`, `-c N` (also `--np=N`) |
 //!
-//! The slots per worker are the larger of the per-worker count and the
-//! total spread over the workers, rounded up; 1 when the arguments ask for
-//! neither.
+//! The pre-2023 schema also has `worker.processesPerWorker`. The slots per
+//! worker are the largest of it, the per-worker count and the total spread
+//! over the workers, rounded up; 1 when nothing asks for more.
 
 use crate::FieldError;
 
 /// The field the request is read from.
 pub const FIELD: &str = "spec.worker.extraMPIArgs";
 
-/// [`per_worker`] for a job that passed validation: its slots per worker,
-/// or [`crate::contract::DEFAULT_SLOTS`] should the arguments not parse
+/// [`per_worker`] for a job that passed validation, raised to its
+/// `processesPerWorker`: its slots per worker, or
+/// [`crate::contract::DEFAULT_SLOTS`] should the arguments not parse
 /// (validation reports that).
-pub fn of_valid(extra_mpi_args: &[String], workers: u32) -> u32 {
-    per_worker(FIELD, extra_mpi_args, workers).unwrap_or(crate::contract::DEFAULT_SLOTS)
+pub fn of_valid(extra_mpi_args: &[String], workers: u32, processes_per_worker: Option<i32>) -> u32 {
+    let asked =
+        per_worker(FIELD, extra_mpi_args, workers).unwrap_or(crate::contract::DEFAULT_SLOTS);
+    let given = processes_per_worker
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
+    asked.max(given)
 }
 
 /// What the arguments ask of mpirun, and where.

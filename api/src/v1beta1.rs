@@ -44,8 +44,23 @@ pub use crate::template::PodTemplate;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MPIJobSpec {
-    /// The workers, and the command the launcher runs across them.
-    pub worker: WorkerSpec,
+    /// The workers, and the command the launcher runs across them (the
+    /// seed and pre-2023 schemas). The 2025 schema gives the same as
+    /// `replicaSpecs` and `mpiConfig`; a job uses one or the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerSpec>,
+
+    /// The MPI settings in the 2025 schema: `home`, `mca`, `extraArgs` and
+    /// `script` mean what `mpiHome`, `mca`, `worker.extraMPIArgs` and
+    /// `worker.cmd` mean in the seed schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpi_config: Option<MpiConfig>,
+
+    /// The replicas in the 2025 schema: one entry of type `worker` (its
+    /// replicas and template) and, optionally, one of type `launcher`
+    /// with the launcher's own template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_specs: Vec<ReplicaSpec>,
 
     /// Open MPI MCA parameters, passed to mpirun as `--mca KEY VALUE`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -91,12 +106,114 @@ pub struct WorkerSpec {
     pub extra_mpi_args: Vec<String>,
 
     /// The command mpirun starts on every slot, e.g. `[python, train.py]`.
+    #[serde(default)]
     pub cmd: Vec<String>,
 
     /// The pod template for the workers and the launcher. The MPI container
     /// is the one named `mpi-worker`, or the first one.
     #[serde(default, skip_serializing_if = "PodTemplate::is_empty")]
     pub template: PodTemplate,
+
+    /// Processes (ranks) on each worker, as the pre-2023 schema says it:
+    /// each worker gets this many slots, and mpirun fills them. `-N` or
+    /// `-np` in `extraMPIArgs` say the same; the larger count wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes_per_worker: Option<i32>,
+
+    /// Open MPI's process recovery (pre-2023 schema): `enable` passes
+    /// `--enable-recovery`, and `limit` `--max-restarts LIMIT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_recovery: Option<ProcessRecovery>,
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        WorkerSpec {
+            replicas: crate::defaults::replicas(),
+            extra_mpi_args: Vec::new(),
+            cmd: Vec::new(),
+            template: PodTemplate::default(),
+            processes_per_worker: None,
+            process_recovery: None,
+        }
+    }
+}
+
+/// Open MPI's process recovery, in the pre-2023 schema.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessRecovery {
+    /// Restart a failed rank instead of ending the job (`--enable-recovery`).
+    #[serde(default)]
+    pub enable: bool,
+    /// How many times a rank may be restarted (`--max-restarts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i32>,
+}
+
+/// The MPI settings, in the 2025 schema.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MpiConfig {
+    /// The MPI installation: mpirun is `<home>/bin/mpirun` (seed schema:
+    /// `mpiHome`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    /// Open MPI MCA parameters (seed schema: `mca`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mca: BTreeMap<String, String>,
+    /// Extra arguments for mpirun (seed schema: `worker.extraMPIArgs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// The command mpirun starts on every slot (seed schema: `worker.cmd`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script: Vec<String>,
+}
+
+/// One replica type, in the 2025 schema.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaSpec {
+    /// `worker`, or `launcher` (alias `master`).
+    #[serde(rename = "type")]
+    pub replica_type: ReplicaType,
+    /// Pods of this type: the workers' count; 1 for the launcher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// The pod template. The launcher's may be empty (`{}`): it then uses
+    /// the workers' template.
+    #[serde(default, skip_serializing_if = "PodTemplate::is_empty")]
+    pub template: PodTemplate,
+}
+
+/// The seed-schema worker every job has once normalised; the default
+/// stands in before that (a spec that validation would reject).
+static NO_WORKER: std::sync::LazyLock<WorkerSpec> = std::sync::LazyLock::new(WorkerSpec::default);
+
+impl MPIJobSpec {
+    /// The workers, in the seed schema's terms. After
+    /// [`crate::defaults::normalize`] every schema era has them here.
+    pub fn worker(&self) -> &WorkerSpec {
+        self.worker.as_ref().unwrap_or(&NO_WORKER)
+    }
+
+    /// [`MPIJobSpec::worker`], to change.
+    pub fn worker_mut(&mut self) -> &mut WorkerSpec {
+        self.worker.get_or_insert_with(WorkerSpec::default)
+    }
+
+    /// The launcher's pod template: its own (2025 schema), or the workers'.
+    pub fn launcher_template(&self) -> &PodTemplate {
+        self.replica_specs
+            .iter()
+            .find(|r| r.replica_type == ReplicaType::Launcher && !r.template.is_empty())
+            .map_or(&self.worker().template, |r| &r.template)
+    }
+
+    /// Which schema era the spec is written in, for error messages.
+    pub fn is_2025_schema(&self) -> bool {
+        self.mpi_config.is_some() || !self.replica_specs.is_empty()
+    }
 }
 
 /// ssh settings.
@@ -562,7 +679,7 @@ mod tests {
     #[test]
     fn defaults_fill_in_what_is_left_out() {
         let spec = spec_from("worker: {cmd: [hostname]}");
-        assert_eq!(spec.worker.replicas, 1);
+        assert_eq!(spec.worker().replicas, 1);
         assert_eq!(spec.ssh.ssh_auth_mount_path, "/root/.ssh");
         assert_eq!(spec.ssh.sshd_path, "/usr/sbin/sshd");
         assert_eq!(
@@ -615,6 +732,6 @@ mod tests {
     fn unknown_fields_are_ignored_like_the_api_server_prunes_them() {
         // The pre-2023 schema's fields must not stop a job from loading.
         let spec = spec_from("{worker: {cmd: [x], processesPerWorker: 9}}");
-        assert_eq!(spec.worker.cmd, vec!["x"]);
+        assert_eq!(spec.worker().cmd, vec!["x"]);
     }
 }

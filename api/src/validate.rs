@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 
 use crate::contract;
-use crate::v1beta1::{CleanUpWorkers, MPIJob, MPIJobSpec, ReplicaType};
+use crate::template::PodTemplate;
+use crate::v1beta1::{CleanUpWorkers, MPIJob, MPIJobSpec, MpiConfig, ReplicaType};
 use crate::FieldError;
 
 /// The longest name Kubernetes accepts for a pod's hostname or a Service.
@@ -23,7 +24,7 @@ pub const MAX_REPLICAS: i32 = 10_000;
 /// its spec. Returns every problem found, in field order.
 pub fn validate_job(job: &MPIJob) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
-    let replicas = job.spec.worker.replicas;
+    let replicas = workers(&job.spec).1;
     match job.metadata.name.as_deref() {
         None | Some("") => errors.push(FieldError::new(
             "metadata.name",
@@ -45,62 +46,220 @@ pub fn validate_job(job: &MPIJob) -> Result<(), Vec<FieldError>> {
     }
 }
 
-/// Check the spec alone.
+/// Where the workers are described, whatever the schema era: the field
+/// path of their count, the count, and the path and value of their
+/// template.
+fn workers(spec: &MPIJobSpec) -> (String, i32, String, &PodTemplate) {
+    match spec
+        .replica_specs
+        .iter()
+        .position(|r| r.replica_type == ReplicaType::Worker)
+    {
+        Some(i) => {
+            let r = &spec.replica_specs[i];
+            (
+                format!("spec.replicaSpecs[{i}].replicas"),
+                r.replicas.unwrap_or_else(crate::defaults::replicas),
+                format!("spec.replicaSpecs[{i}].template"),
+                &r.template,
+            )
+        }
+        None => (
+            "spec.worker.replicas".to_string(),
+            spec.worker().replicas,
+            "spec.worker.template".to_string(),
+            &spec.worker().template,
+        ),
+    }
+}
+
+/// A value that a spec may give in either of two eras' fields: the field
+/// it was given in, and the value (the seed schema's field when neither).
+fn one_of<'a, T: ?Sized>(
+    seed: (&'static str, &'a T),
+    later: Option<(&'static str, &'a T)>,
+    given: impl Fn(&T) -> bool,
+    e: &mut Vec<FieldError>,
+    what: &str,
+) -> (&'static str, &'a T) {
+    match later {
+        Some(l) if given(l.1) => {
+            if given(seed.1) {
+                e.push(FieldError::new(
+                    l.0,
+                    format!(
+                        "and {} both give {what}: keep one ({} is the seed schema's field, {} the 2025 schema's)",
+                        seed.0, seed.0, l.0
+                    ),
+                ));
+            }
+            l
+        }
+        _ => seed,
+    }
+}
+
+/// Check the spec alone, in whichever schema era it is written: the seed
+/// schema (`worker`, `mca`, `mpiHome`), pre-2023 (plus
+/// `worker.processesPerWorker` and `worker.processRecovery`) or 2025
+/// (`mpiConfig` and `replicaSpecs`). Saying one thing in two eras' fields
+/// is an error that names both.
 pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
     let mut e = Vec::new();
-    let w = &spec.worker;
+    let w = spec.worker();
+    let config = spec.mpi_config.as_ref();
 
-    if w.replicas < 1 {
+    replica_types(
+        "spec.replicaSpecs",
+        spec.replica_specs.iter().map(|r| &r.replica_type),
+        &mut e,
+    );
+    let worker_entry = spec
+        .replica_specs
+        .iter()
+        .position(|r| r.replica_type == ReplicaType::Worker);
+    let no_workers = worker_entry.is_none() && spec.worker.is_none() && spec.is_2025_schema();
+    match (worker_entry, &spec.worker) {
+        (Some(i), Some(_)) => e.push(FieldError::new(
+            format!("spec.replicaSpecs[{i}]"),
+            "and spec.worker both describe the workers: keep one (spec.worker is the seed schema's field, spec.replicaSpecs the 2025 schema's)",
+        )),
+        _ if no_workers => e.push(FieldError::new(
+            "spec.replicaSpecs",
+            "must have an entry of type worker: add {type: worker, replicas: 2, template: {spec: {containers: [...]}}}",
+        )),
+        _ => {}
+    }
+    for (i, r) in spec.replica_specs.iter().enumerate() {
+        if r.replica_type != ReplicaType::Launcher {
+            continue;
+        }
+        if let Some(n) = r.replicas.filter(|n| *n != 1) {
+            e.push(FieldError::new(
+                format!("spec.replicaSpecs[{i}].replicas"),
+                format!("must be 1, got {n}: a job has one launcher"),
+            ));
+        }
+        if !r.template.is_empty() {
+            template_with_containers(
+                &format!("spec.replicaSpecs[{i}].template"),
+                &r.template,
+                &mut e,
+            );
+        }
+    }
+
+    let (replicas_at, replicas, template_at, template) = workers(spec);
+    if replicas < 1 {
         e.push(FieldError::new(
-            "spec.worker.replicas",
-            format!("must be at least 1, got {}", w.replicas),
+            &replicas_at,
+            format!("must be at least 1, got {replicas}"),
         ));
-    } else if w.replicas > MAX_REPLICAS {
+    } else if replicas > MAX_REPLICAS {
         e.push(FieldError::new(
-            "spec.worker.replicas",
-            format!("must be at most {MAX_REPLICAS}, got {}", w.replicas),
+            &replicas_at,
+            format!("must be at most {MAX_REPLICAS}, got {replicas}"),
         ));
     }
-    if w.cmd.is_empty() {
+
+    let later = |f: fn(&MpiConfig) -> &Vec<String>, at| config.map(|c| (at, f(c)));
+    let (cmd_at, cmd) = one_of(
+        ("spec.worker.cmd", &w.cmd),
+        later(|c| &c.script, "spec.mpiConfig.script"),
+        |v| !v.is_empty(),
+        &mut e,
+        "the command mpirun starts",
+    );
+    let (args_at, args) = one_of(
+        ("spec.worker.extraMPIArgs", &w.extra_mpi_args),
+        later(|c| &c.extra_args, "spec.mpiConfig.extraArgs"),
+        |v| !v.is_empty(),
+        &mut e,
+        "mpirun's extra arguments",
+    );
+    let (mca_at, mca) = one_of(
+        ("spec.mca", &spec.mca),
+        config.map(|c| ("spec.mpiConfig.mca", &c.mca)),
+        |m| !m.is_empty(),
+        &mut e,
+        "the MCA parameters",
+    );
+    let (home_at, home) = one_of(
+        ("spec.mpiHome", &spec.mpi_home),
+        config.map(|c| ("spec.mpiConfig.home", &c.home)),
+        Option::is_some,
+        &mut e,
+        "the MPI installation",
+    );
+
+    if cmd.is_empty() {
+        let (at, other) = if spec.is_2025_schema() {
+            ("spec.mpiConfig.script", "spec.worker.cmd")
+        } else {
+            ("spec.worker.cmd", "spec.mpiConfig.script")
+        };
         e.push(FieldError::new(
-            "spec.worker.cmd",
-            "must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py]",
+            at,
+            format!("must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py] (or give it as {other})"),
         ));
-    } else if w.cmd[0].is_empty() {
+    } else if cmd[0].is_empty() {
         e.push(FieldError::new(
-            "spec.worker.cmd[0]",
+            format!("{cmd_at}[0]"),
             "must not be empty: it is the program mpirun starts, e.g. python",
         ));
     }
-    argv_entries("spec.worker.cmd", &w.cmd, &mut e);
-    argv_entries("spec.worker.extraMPIArgs", &w.extra_mpi_args, &mut e);
-    if let Err(err) = crate::slots::request(crate::slots::FIELD, &w.extra_mpi_args) {
-        e.push(err);
+    argv_entries(cmd_at, cmd, &mut e);
+    argv_entries(args_at, args, &mut e);
+    let request = crate::slots::request(args_at, args);
+    if let Err(err) = &request {
+        e.push(err.clone());
     }
-
-    match w.template.parse() {
-        Ok(template) => {
-            let no_containers = template
-                .spec
-                .as_ref()
-                .is_none_or(|s| s.containers.is_empty());
-            if no_containers {
-                e.push(FieldError::new(
-                    "spec.worker.template.spec.containers",
-                    "must list at least one container: add the MPI container, named mpi-worker, with an image that has MPI and openssh-server",
-                ));
-            }
+    if let Some(n) = w.processes_per_worker.filter(|n| *n < 1) {
+        e.push(FieldError::new(
+            "spec.worker.processesPerWorker",
+            format!("must be at least 1, got {n}: it is the number of ranks on each worker"),
+        ));
+    }
+    if let Some(r) = &w.process_recovery {
+        if let Some(n) = r.limit.filter(|n| *n < 0) {
+            e.push(FieldError::new(
+                "spec.worker.processRecovery.limit",
+                format!("must be at least 0, got {n}: it is how often a rank may be restarted"),
+            ));
         }
-        Err(err) => e.push(err),
+        if let Some(i) = args
+            .iter()
+            .position(|a| matches!(a.as_str(), "--enable-recovery" | "--max-restarts"))
+            .filter(|_| r.enable)
+        {
+            e.push(FieldError::new(
+                "spec.worker.processRecovery",
+                format!(
+                    "and {args_at}[{i}] ({}) both set up process recovery: keep one (processRecovery becomes --enable-recovery and --max-restarts)",
+                    args[i]
+                ),
+            ));
+        }
     }
 
-    for (key, value) in &spec.mca {
+    if !no_workers {
+        template_with_containers(&template_at, template, &mut e);
+    }
+
+    for (key, value) in mca {
+        let at = |mut err: FieldError| {
+            err.path = err.path.replacen("spec.mca", mca_at, 1);
+            err
+        };
         if let Err(err) = mca_key(key) {
-            e.push(err);
+            e.push(at(err));
         }
         if let Err(err) = mca_value(key, value) {
-            e.push(err);
+            e.push(at(err));
         }
+    }
+    if let Some(home) = home {
+        absolute_path(home_at, home, "/usr/local", &mut e);
     }
 
     absolute_path(
@@ -125,10 +284,6 @@ pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
             "spec.runPolicy.cleanUpWorkers",
             format!("must be true, false, \"all\", \"unfinished\" or \"none\", got {raw}"),
         ));
-    }
-
-    if let Some(home) = &spec.mpi_home {
-        absolute_path("spec.mpiHome", home, "/usr/local", &mut e);
     }
 
     if let Some(t9k) = spec
@@ -290,6 +445,21 @@ fn absolute_path(field: &str, value: &str, example: &str, e: &mut Vec<FieldError
             field,
             format!("must be a single-line path, got {value:?}"),
         ));
+    }
+}
+
+/// A pod template that parses and lists at least one container.
+fn template_with_containers(at: &str, template: &PodTemplate, e: &mut Vec<FieldError>) {
+    match template.parse_at(at) {
+        Ok(t) => {
+            if t.spec.as_ref().is_none_or(|s| s.containers.is_empty()) {
+                e.push(FieldError::new(
+                    format!("{at}.spec.containers"),
+                    "must list at least one container: add the MPI container, named mpi-worker, with an image that has MPI and openssh-server",
+                ));
+            }
+        }
+        Err(err) => e.push(err),
     }
 }
 

@@ -49,6 +49,38 @@ fn base() -> Value {
     mpijob_api::yaml::from_str(BASE).unwrap()
 }
 
+/// The same job in T9k's 2025 schema.
+const BASE_2025: &str = r#"
+apiVersion: batch.tensorstack.dev/v1beta1
+kind: MPIJob
+metadata:
+  name: pi
+spec:
+  mpiConfig:
+    home: /usr
+    mca:
+      btl: ^openib
+    extraArgs: [-N, "1"]
+    script: [/opt/pi]
+  runPolicy:
+    cleanUpWorkers: true
+  replicaSpecs:
+    - type: worker
+      replicas: 2
+      template:
+        spec:
+          containers:
+            - name: mpi-worker
+              image: mpijob/openmpi:latest
+    - type: launcher
+      replicas: 1
+      template: {}
+"#;
+
+fn base_2025() -> Value {
+    mpijob_api::yaml::from_str(BASE_2025).unwrap()
+}
+
 /// Set the value at a JSON pointer, creating objects on the way.
 fn set(mut doc: Value, pointer: &str, value: Value) -> Value {
     let mut cur = &mut doc;
@@ -98,6 +130,7 @@ fn errors_of(doc: &Value) -> Vec<String> {
 #[test]
 fn the_base_job_is_valid() {
     assert_eq!(errors_of(&base()), Vec::<String>::new());
+    assert_eq!(errors_of(&base_2025()), Vec::<String>::new());
 }
 
 #[test]
@@ -127,12 +160,101 @@ fn every_invalid_input_gets_its_exact_message() {
         (
             "cmd missing",
             remove(base(), "/spec/worker/cmd"),
-            "spec.worker: missing field `cmd`",
+            "spec.worker.cmd: must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py] (or give it as spec.mpiConfig.script)",
         ),
         (
             "cmd empty",
             set(base(), "/spec/worker/cmd", json!([])),
-            "spec.worker.cmd: must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py]",
+            "spec.worker.cmd: must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py] (or give it as spec.mpiConfig.script)",
+        ),
+        (
+            "pre-2023: processesPerWorker zero",
+            set(base(), "/spec/worker/processesPerWorker", json!(0)),
+            "spec.worker.processesPerWorker: must be at least 1, got 0: it is the number of ranks on each worker",
+        ),
+        (
+            "pre-2023: processRecovery limit negative",
+            set(base(), "/spec/worker/processRecovery", json!({"enable": true, "limit": -1})),
+            "spec.worker.processRecovery.limit: must be at least 0, got -1: it is how often a rank may be restarted",
+        ),
+        (
+            "pre-2023: processRecovery and --enable-recovery",
+            set(
+                set(base(), "/spec/worker/processRecovery", json!({"enable": true})),
+                "/spec/worker/extraMPIArgs",
+                json!(["-N", "1", "--enable-recovery"]),
+            ),
+            "spec.worker.processRecovery: and spec.worker.extraMPIArgs[2] (--enable-recovery) both set up process recovery: keep one (processRecovery becomes --enable-recovery and --max-restarts)",
+        ),
+        (
+            "eras mixed: worker.cmd and mpiConfig.script",
+            set(base(), "/spec/mpiConfig/script", json!(["/opt/pi"])),
+            "spec.mpiConfig.script: and spec.worker.cmd both give the command mpirun starts: keep one (spec.worker.cmd is the seed schema's field, spec.mpiConfig.script the 2025 schema's)",
+        ),
+        (
+            "eras mixed: extraMPIArgs and mpiConfig.extraArgs",
+            set(base(), "/spec/mpiConfig/extraArgs", json!(["-N", "1"])),
+            "spec.mpiConfig.extraArgs: and spec.worker.extraMPIArgs both give mpirun's extra arguments: keep one (spec.worker.extraMPIArgs is the seed schema's field, spec.mpiConfig.extraArgs the 2025 schema's)",
+        ),
+        (
+            "eras mixed: mca and mpiConfig.mca",
+            set(base(), "/spec/mpiConfig/mca", json!({"pml": "ob1"})),
+            "spec.mpiConfig.mca: and spec.mca both give the MCA parameters: keep one (spec.mca is the seed schema's field, spec.mpiConfig.mca the 2025 schema's)",
+        ),
+        (
+            "eras mixed: mpiHome and mpiConfig.home",
+            set(base(), "/spec/mpiConfig/home", json!("/usr/local")),
+            "spec.mpiConfig.home: and spec.mpiHome both give the MPI installation: keep one (spec.mpiHome is the seed schema's field, spec.mpiConfig.home the 2025 schema's)",
+        ),
+        (
+            "eras mixed: worker and replicaSpecs",
+            set(base(), "/spec/replicaSpecs", json!([{"type": "worker", "replicas": 2, "template": {"spec": {"containers": [{"name": "w", "image": "i"}]}}}])),
+            "spec.replicaSpecs[0]: and spec.worker both describe the workers: keep one (spec.worker is the seed schema's field, spec.replicaSpecs the 2025 schema's)",
+        ),
+        (
+            "2025: worker replicas zero",
+            set(base_2025(), "/spec/replicaSpecs/0/replicas", json!(0)),
+            "spec.replicaSpecs[0].replicas: must be at least 1, got 0",
+        ),
+        (
+            "2025: two launchers",
+            set(base_2025(), "/spec/replicaSpecs/1/replicas", json!(2)),
+            "spec.replicaSpecs[1].replicas: must be 1, got 2: a job has one launcher",
+        ),
+        (
+            "2025: an unknown replica type",
+            set(base_2025(), "/spec/replicaSpecs/1/type", json!("ps")),
+            "spec.replicaSpecs[1].type: must be launcher, master or worker, got \"ps\"",
+        ),
+        (
+            "2025: no worker entry",
+            set(base_2025(), "/spec/replicaSpecs", json!([{"type": "launcher"}])),
+            "spec.replicaSpecs: must have an entry of type worker: add {type: worker, replicas: 2, template: {spec: {containers: [...]}}}",
+        ),
+        (
+            "2025: script empty",
+            set(base_2025(), "/spec/mpiConfig/script", json!([])),
+            "spec.mpiConfig.script: must not be empty: give the command mpirun starts on every slot, e.g. [python, train.py] (or give it as spec.worker.cmd)",
+        ),
+        (
+            "2025: worker template without containers",
+            set(base_2025(), "/spec/replicaSpecs/0/template/spec/containers", json!([])),
+            "spec.replicaSpecs[0].template.spec.containers: must list at least one container: add the MPI container, named mpi-worker, with an image that has MPI and openssh-server",
+        ),
+        (
+            "2025: a bad MCA key",
+            set(base_2025(), "/spec/mpiConfig/mca", json!({"-pml": "ob1"})),
+            "spec.mpiConfig.mca: key \"-pml\" must not start with '-': give the parameter name without dashes, e.g. pml",
+        ),
+        (
+            "2025: a relative home",
+            set(base_2025(), "/spec/mpiConfig/home", json!("usr")),
+            "spec.mpiConfig.home: must be an absolute path, got \"usr\": write it from the root, e.g. /usr/local",
+        ),
+        (
+            "2025: a bad -N in extraArgs",
+            set(base_2025(), "/spec/mpiConfig/extraArgs", json!(["-N", "0"])),
+            "spec.mpiConfig.extraArgs[1]: -N needs a whole number of processes of at least 1, got \"0\", e.g. [\"-N\", \"2\"]",
         ),
         (
             "cmd program empty",

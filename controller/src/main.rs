@@ -162,6 +162,9 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 continue;
             }
         };
+        for warning in mpijob_api::manifest::warnings(&text) {
+            println!("{shown}: warning: {warning}");
+        }
         let kubeflow = mpijob_api::manifest::api_version_of(&text).as_deref()
             == Some(mpijob_api::kubeflow::API_VERSION);
         let checked = if kubeflow {
@@ -177,7 +180,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 format!(
                     "valid MPIJob {:?} with {} worker(s)",
                     job.metadata.name.unwrap_or_default(),
-                    job.spec.worker.replicas
+                    job.spec.worker().replicas
                 )
             })
         };

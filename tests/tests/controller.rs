@@ -693,7 +693,7 @@ async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
         "volumes": [{"name": "mpijob-ssh", "emptyDir": {}}]
     }});
     let mut j = job("pi", json!({}));
-    j.spec.worker.template = mpijob_api::v1beta1::PodTemplate(template);
+    j.spec.worker_mut().template = mpijob_api::v1beta1::PodTemplate(template);
     e.create(&j).await;
     let s = e.wait_phase("pi", Phase::Failed).await;
     let failed = s

@@ -280,7 +280,7 @@ async fn kube_rs_lists_watches_creates_patches_and_writes_status() {
         .patch("typed", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    assert_eq!(patched.spec.worker.replicas, 3);
+    assert_eq!(patched.spec.worker().replicas, 3);
 
     // Status only through the status subresource, with a merge patch.
     let status = MPIJobStatus {

@@ -108,6 +108,9 @@ fn load(opts: &Options) -> Result<Plan, i32> {
         ));
         BAD_INPUT
     })?;
+    for warning in mpijob_api::manifest::warnings(&text) {
+        say(format!("warning: {warning}"));
+    }
     let job = mpijob_api::manifest::parse(&text).map_err(|errors| {
         for e in &errors.0 {
             eprintln!("{e}");

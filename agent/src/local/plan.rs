@@ -54,6 +54,8 @@ pub struct Plan {
     /// `KEY=VALUE`, as the launcher takes them.
     pub mca: Vec<String>,
     pub extra_args: Vec<String>,
+    /// The pre-2023 schema's `worker.processesPerWorker`.
+    pub processes_per_worker: Option<i32>,
     pub sshd_path: PathBuf,
     pub port: u16,
     /// A short random id: it names the namespaces, the bridge and the
@@ -127,7 +129,7 @@ impl Plan {
                 )
             }
             Some(n) => n,
-            None => u32::try_from(spec.worker.replicas).unwrap_or(1).max(1),
+            None => u32::try_from(spec.worker().replicas).unwrap_or(1).max(1),
         };
         if !root && workers > 240 {
             return Err(format!(
@@ -139,7 +141,7 @@ impl Plan {
             sshd_path = PathBuf::from(contract::DEFAULT_SSHD_PATH);
         }
         let image = spec
-            .worker
+            .worker()
             .template
             .0
             .pointer("/spec/containers")
@@ -194,11 +196,12 @@ impl Plan {
             namespace,
             workers,
             root,
-            cmd: spec.worker.cmd.clone(),
+            cmd: spec.worker().cmd.clone(),
             image,
             mpi_home: spec.mpi_home.clone(),
             mca: contract::LauncherArgs::mca_entries(&spec.mca),
-            extra_args: spec.worker.extra_mpi_args.clone(),
+            extra_args: spec.worker().extra_mpi_args.clone(),
+            processes_per_worker: spec.worker().processes_per_worker,
             sshd_path,
             port,
             bridge: format!("mjl-{id}"),
@@ -382,7 +385,11 @@ impl Plan {
             job: Some(self.job.clone()),
             namespace: Some(self.namespace.clone()),
             workers: Some(self.workers),
-            slots: mpijob_api::slots::of_valid(&self.extra_args, self.workers),
+            slots: mpijob_api::slots::of_valid(
+                &self.extra_args,
+                self.workers,
+                self.processes_per_worker,
+            ),
             port: self.port,
             ssh_dir: ssh_dir.to_path_buf(),
             state_dir: Some(state_dir.to_path_buf()),

@@ -93,7 +93,7 @@ pub async fn children(
     // until the clash is resolved.
     let create_pods = create_pods && conflicts.is_empty();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let wanted = roles(job.spec.worker.replicas);
+    let wanted = roles(job.spec.worker().replicas);
     if create_pods {
         let results = futures::future::try_join_all(wanted.iter().map(|&role| {
             let name = role.pod_name(&meta.name);
@@ -218,7 +218,7 @@ fn ownership<K: Resource>(obj: &K, kind: &str, name: &str, meta: &JobMeta) -> En
 
 /// Pods of this job that the spec no longer asks for (fewer replicas).
 async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> Result<()> {
-    let wanted = roles(job.spec.worker.replicas);
+    let wanted = roles(job.spec.worker().replicas);
     for pod in owned_pods(&ctx.pods, meta) {
         let role = Role::of_labels(pod.labels());
         if role.is_some_and(|r| !wanted.contains(&r)) && pod.metadata.deletion_timestamp.is_none() {

@@ -110,7 +110,7 @@ pub fn compute(
 ) -> MPIJobStatus {
     let prev = prev.cloned().unwrap_or_default();
     let name = job.metadata.name.as_deref().unwrap_or_default();
-    let expected = roles(job.spec.worker.replicas);
+    let expected = roles(job.spec.worker().replicas);
     let find = |role: Role| {
         let pod_name = role.pod_name(name);
         pods.iter()

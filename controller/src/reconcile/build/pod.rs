@@ -21,7 +21,11 @@ use crate::context::Config;
 /// The pod for `role`. Fails only on a template that validation would have
 /// rejected.
 pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<Pod, FieldError> {
-    let template: PodTemplateSpec = job.spec.worker.template.parse()?;
+    let template: PodTemplateSpec = match role {
+        Role::Launcher => job.spec.launcher_template(),
+        Role::Worker(_) => &job.spec.worker().template,
+    }
+    .parse()?;
     let mut spec: PodSpec = template.spec.unwrap_or_default();
     let template_meta = template.metadata.unwrap_or_default();
     let name = role.pod_name(&meta.name);
@@ -125,18 +129,19 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
         Role::Launcher => contract::LauncherArgs {
             job: Some(meta.name.clone()),
             namespace: Some(meta.namespace.clone()),
-            workers: Some(u32::try_from(spec.worker.replicas).unwrap_or(0)),
+            workers: Some(u32::try_from(spec.worker().replicas).unwrap_or(0)),
             // The T9k API has no slots field: the ranks per worker come
             // from what `extraMPIArgs` asks of mpirun (`-N 2`, `-np 8`).
             slots: mpijob_api::slots::of_valid(
-                &spec.worker.extra_mpi_args,
-                u32::try_from(spec.worker.replicas).unwrap_or(1),
+                &spec.worker().extra_mpi_args,
+                u32::try_from(spec.worker().replicas).unwrap_or(1),
+                spec.worker().processes_per_worker,
             ),
             ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
             mpi_home: spec.mpi_home.clone().map(Into::into),
             mca: contract::LauncherArgs::mca_entries(&spec.mca),
-            extra_mpi_args: spec.worker.extra_mpi_args.clone(),
-            cmd: spec.worker.cmd.clone(),
+            extra_mpi_args: spec.worker().extra_mpi_args.clone(),
+            cmd: spec.worker().cmd.clone(),
             ..contract::LauncherArgs::default()
         }
         .to_argv(),

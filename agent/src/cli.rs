@@ -239,6 +239,13 @@ pub struct LauncherCli {
     #[arg(long, env = env::TERMINATION_LOG, default_value = contract::TERMINATION_LOG)]
     termination_log: PathBuf,
 
+    /// Debug mode (the T9k API's runMode.debug): wait for the workers,
+    /// write the hostfile and the ssh client files, print the mpirun
+    /// command, and stay up until stopped instead of running it. Run the
+    /// printed command by hand, e.g. through `kubectl exec`.
+    #[arg(long)]
+    hold: bool,
+
     /// The MPI program and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     cmd: Vec<String>,
@@ -267,6 +274,7 @@ impl From<LauncherCli> for contract::LauncherArgs {
             timeout: a.timeout.unwrap_or(contract::DEFAULT_LAUNCHER_TIMEOUT),
             grace_period: a.grace_period.unwrap_or(contract::DEFAULT_GRACE_PERIOD),
             termination_log: a.termination_log,
+            hold: a.hold,
             cmd: a.cmd,
         }
     }
@@ -470,6 +478,7 @@ mod tests {
                 timeout: Duration::from_secs(90),
                 grace_period: Duration::from_millis(250),
                 termination_log: "/tmp/termination".into(),
+                hold: true,
                 cmd: vec!["--help".into(), "-x".into(), "a b".into()],
             });
         }

@@ -249,7 +249,31 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         ssh_wrapper: &paths.wrapper,
         callback_host: callback.as_deref(),
     };
+    if opts.hold {
+        return Ok(hold(init, &plan));
+    }
     run_mpirun(init, opts, &plan)
+}
+
+/// Debug mode: say how to run mpirun by hand, then stay up until stopped.
+/// A signal ends it with 0: staying up was the whole job.
+fn hold(init: &mut Init, plan: &mpirun::Plan) -> i32 {
+    let inv = mpirun::assemble(plan, |k| std::env::var_os(k).is_some());
+    info!(
+        "debug mode: every worker answers and the hostfile and the ssh client files are written; mpirun is not run. To run it by hand, open a shell here (kubectl exec -it <this pod> -- sh) and run:"
+    );
+    // Alone on stdout, to copy as it is.
+    println!("{}", inv.shell_line());
+    loop {
+        let events = init.wait(None, Duration::from_secs(60));
+        // Whatever a user started by hand and left here is reaped.
+        init.reap();
+        if let Some(sig) = events.signals.first() {
+            info!("{sig} received: leaving debug mode");
+            init.stop_remaining(Duration::from_secs(1));
+            return 0;
+        }
+    }
 }
 
 /// The mpirun to run, and which MPI it is.
@@ -570,6 +594,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             grace_period: Duration::from_secs(10),
             termination_log: contract::TERMINATION_LOG.into(),
+            hold: false,
             cmd: vec!["./hello".into()],
         }
     }

@@ -131,6 +131,40 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
     Invocation { argv, env }
 }
 
+impl Invocation {
+    /// The invocation as one line for a person to paste into a POSIX
+    /// shell: `env K=V … mpirun …`, every word quoted where it needs it.
+    /// Shown to users only (debug mode); never run through a shell.
+    pub fn shell_line(&self) -> String {
+        let env = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shell_quote(v)));
+        let words: Vec<String> = env
+            .chain(self.argv.iter().map(|a| shell_quote(a)))
+            .collect();
+        if self.env.is_empty() {
+            words.join(" ")
+        } else {
+            format!("env {}", words.join(" "))
+        }
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as it is when it holds only
+/// characters no shell treats specially, else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./,:=@%+^".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// The Hydra launcher wrapper script: ssh with the agent's client config.
 /// The path is the agent's own state directory, checked to need no quoting.
 pub fn ssh_wrapper_script(ssh_config: &Path) -> String {
@@ -496,6 +530,45 @@ mod tests {
                 "I_MPI_HYDRA_BOOTSTRAP",
                 "I_MPI_HYDRA_BOOTSTRAP_EXEC"
             ]
+        );
+    }
+
+    #[test]
+    fn the_shell_line_quotes_what_a_shell_would_change() {
+        let inv = Invocation {
+            argv: strings(&[
+                "/usr/bin/mpirun",
+                "--mca",
+                "btl",
+                "^openib",
+                "python",
+                "a b",
+                "it's",
+                "",
+            ]),
+            env: vec![(
+                "OMPI_MCA_plm_rsh_agent".into(),
+                "ssh -F /run/l/ssh_config".into(),
+            )],
+        };
+        assert_eq!(
+            inv.shell_line(),
+            "env OMPI_MCA_plm_rsh_agent='ssh -F /run/l/ssh_config' /usr/bin/mpirun --mca btl ^openib python 'a b' 'it'\\''s' ''"
+        );
+        // Read back by a real shell, word for word.
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "printf '%s|' {}",
+                    inv.shell_line().trim_start_matches("env ")
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "OMPI_MCA_plm_rsh_agent=ssh -F /run/l/ssh_config|/usr/bin/mpirun|--mca|btl|^openib|python|a b|it's||"
         );
     }
 

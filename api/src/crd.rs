@@ -7,7 +7,30 @@ use crate::v1beta1::MPIJob;
 
 /// The MPIJob CRD.
 pub fn mpijob() -> CustomResourceDefinition {
-    MPIJob::crd()
+    without_nullable(MPIJob::crd())
+}
+
+/// `crd` with every `nullable: true` left out of its schemas. schemars
+/// marks each `Option` nullable, and the API server then publishes such a
+/// field to OpenAPI v2 without its type and properties, so `kubectl
+/// explain` shows nothing below it. Our clients never send `null` (absent
+/// fields are left out), and a merge patch's `null` still deletes a field.
+fn without_nullable(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if map.get("nullable") == Some(&serde_json::Value::Bool(true)) {
+                    map.remove("nullable");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serialises");
+    strip(&mut value);
+    serde_json::from_value(value).expect("a CRD without nullable is a CRD")
 }
 
 /// The CRD as the YAML document committed at `crds/mpijob.yaml`.
@@ -19,7 +42,7 @@ pub fn mpijob_yaml() -> String {
 /// Kubeflow's MPIJob CRD (`kubeflow.org/v2beta1`), as served by this
 /// controller.
 pub fn kubeflow() -> CustomResourceDefinition {
-    crate::kubeflow::MPIJob::crd()
+    without_nullable(crate::kubeflow::MPIJob::crd())
 }
 
 /// That CRD as the YAML document committed at

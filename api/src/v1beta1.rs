@@ -531,6 +531,11 @@ pub enum ConditionType {
     Failed,
     /// The spec was edited after the job's pods were created.
     SpecChangeIgnored,
+    /// `runMode.pause`: True while the job is paused, False once resumed
+    /// (or when pausing a finished job did nothing).
+    Paused,
+    /// `runMode.debug`: True while the pods run in debug mode.
+    Debug,
 }
 
 /// A condition's status.

@@ -326,6 +326,15 @@ pub fn validate_spec(spec: &MPIJobSpec) -> Result<(), Vec<FieldError>> {
                 let at = format!("spec.runMode.pause.resumeSpecs[{i}]");
                 argv_entries(&format!("{at}.command"), &r.command, &mut e);
                 argv_entries(&format!("{at}.args"), &r.args, &mut e);
+                if r.replica_type == ReplicaType::Worker
+                    && r.command.is_empty()
+                    && !r.args.is_empty()
+                {
+                    e.push(FieldError::new(
+                        format!("{at}.args"),
+                        "needs a command on a worker: a worker's normal command is the agent running sshd, which takes no arguments from here; give command and args, or neither",
+                    ));
+                }
             }
         }
     }

@@ -212,6 +212,11 @@ fn every_invalid_input_gets_its_exact_message() {
             "spec.replicaSpecs[0]: and spec.worker both describe the workers: keep one (spec.worker is the seed schema's field, spec.replicaSpecs the 2025 schema's)",
         ),
         (
+            "resumeSpecs: args without a command on a worker",
+            set(base(), "/spec/runMode/pause/resumeSpecs/0/command", json!([])),
+            "spec.runMode.pause.resumeSpecs[0].args: needs a command on a worker: a worker's normal command is the agent running sshd, which takes no arguments from here; give command and args, or neither",
+        ),
+        (
             "2025: worker replicas zero",
             set(base_2025(), "/spec/replicaSpecs/0/replicas", json!(0)),
             "spec.replicaSpecs[0].replicas: must be at least 1, got 0",

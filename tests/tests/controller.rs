@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use mpijob_api::v1beta1::{ConditionStatus, ConditionType, MPIJobStatus, Phase, ReplicaPhase};
 use mpijob_api::MPIJob;
@@ -217,13 +217,7 @@ async fn happy_path_from_creation_to_succeeded() {
         .any(|c| c.type_ == ConditionType::Running && c.status == ConditionStatus::True));
 
     // The launcher's mpirun exits 0: Succeeded.
-    e.kubelet
-        .terminate(
-            "pi-launcher",
-            "mpi-worker",
-            &Termination::new(0, "Completed"),
-        )
-        .await;
+    e.launcher_exits(0).await;
     let s = e.wait_phase("pi", Phase::Succeeded).await;
     assert!(s.completion_time.is_some());
     let launcher = &s.tasks[0].replicas[0];
@@ -381,13 +375,7 @@ async fn clean_up_workers_all_deletes_the_workers_after_success() {
     let _c = RunningController::start(&e.client, &e.ns.name);
     e.running_pi(json!({"runPolicy": {"cleanUpWorkers": true}}))
         .await;
-    e.kubelet
-        .terminate(
-            "pi-launcher",
-            "mpi-worker",
-            &Termination::new(0, "Completed"),
-        )
-        .await;
+    e.launcher_exits(0).await;
     e.wait_phase("pi", Phase::Succeeded).await;
     e.wait_pods(&["pi-launcher"]).await;
     // The status still shows what the workers were, and that they are gone.
@@ -428,13 +416,7 @@ async fn clean_up_workers_unfinished_deletes_only_running_workers_even_across_a_
             &Termination::new(0, "Completed"),
         )
         .await;
-    e.kubelet
-        .terminate(
-            "pi-launcher",
-            "mpi-worker",
-            &Termination::new(0, "Completed"),
-        )
-        .await;
+    e.launcher_exits(0).await;
     let _c = RunningController::start(&e.client, &e.ns.name);
     e.wait_phase("pi", Phase::Succeeded).await;
     e.wait_pods(&["pi-launcher", "pi-worker-0"]).await;
@@ -623,13 +605,7 @@ async fn a_spec_edited_while_the_job_runs_is_reported_and_ignored() {
     let s = e.status("pi").await;
     assert_eq!(s.phase, Some(Phase::Running));
     assert_eq!(e.pod_names().await.len(), 3);
-    e.kubelet
-        .terminate(
-            "pi-launcher",
-            "mpi-worker",
-            &Termination::new(0, "Completed"),
-        )
-        .await;
+    e.launcher_exits(0).await;
     let s = e.wait_phase("pi", Phase::Succeeded).await;
     assert_eq!(s.tasks[1].replicas.len(), 2);
 }
@@ -753,4 +729,387 @@ async fn the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
         let at = args.iter().position(|a| a == "--slots").expect("--slots");
         assert_eq!(args[at + 1], want, "{name}: {args:?}");
     }
+}
+
+impl Env {
+    /// The stand-in ends `pi-launcher`'s MPI container with `code`.
+    async fn launcher_exits(&self, code: i32) {
+        let reason = if code == 0 { "Completed" } else { "Error" };
+        self.kubelet
+            .terminate("pi-launcher", "mpi-worker", &Termination::new(code, reason))
+            .await;
+    }
+
+    async fn set_run_mode(&self, name: &str, run_mode: serde_json::Value) {
+        self.jobs
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"runMode": run_mode}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn pod_uids(&self) -> BTreeSet<String> {
+        let pods = self.pods.list(&ListParams::default()).await.unwrap();
+        pods.items.iter().filter_map(|p| p.uid()).collect()
+    }
+
+    async fn launcher_args(&self, name: &str) -> Vec<String> {
+        let p = self.pods.get(&format!("{name}-launcher")).await.unwrap();
+        p.spec.unwrap().containers[0].args.clone().unwrap()
+    }
+
+    /// The job's condition `type_` as `(status, reason)`.
+    async fn condition(
+        &self,
+        name: &str,
+        type_: ConditionType,
+    ) -> Option<(ConditionStatus, String)> {
+        let s = self.status(name).await;
+        s.condition(type_)
+            .map(|c| (c.status, c.reason.clone().unwrap_or_default()))
+    }
+
+    /// The job's Secret and Service are there.
+    async fn secret_and_service_exist(&self, name: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &self.ns.name);
+        assert!(secrets
+            .get_opt(&format!("{name}-ssh"))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(services.get_opt(name).await.unwrap().is_some());
+    }
+}
+
+/// What mpirun starts, after the launcher's `--`.
+fn mpirun_cmd(args: &[String]) -> Vec<String> {
+    let at = args.iter().position(|a| a == "--").expect("--");
+    args[at + 1..].to_vec()
+}
+
+#[tokio::test]
+async fn pause_keeps_the_secret_and_service_and_resume_runs_the_resume_command() {
+    let e = env("pause").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let pause = |on: bool| {
+        json!({"pause": {"enable": on, "resumeSpecs": [
+            {"type": "launcher", "command": ["/opt/mpi-examples/pi"], "args": ["7"]}
+        ]}})
+    };
+    e.running_pi(json!({"runMode": pause(false)})).await;
+    assert_eq!(
+        mpirun_cmd(&e.launcher_args("pi").await),
+        ["/opt/mpi-examples/pi", "1000"]
+    );
+    let before = e.pod_uids().await;
+
+    // Pause: the pods go, the Secret and the Service stay, tasks keep them.
+    e.set_run_mode("pi", pause(true)).await;
+    let s = e.wait_phase("pi", Phase::Paused).await;
+    e.wait_pods(&[]).await;
+    e.secret_and_service_exist("pi").await;
+    let paused = s.condition(ConditionType::Paused).unwrap();
+    assert_eq!(
+        (paused.status, paused.reason.as_deref()),
+        (ConditionStatus::True, Some("PauseRequested"))
+    );
+    assert_eq!(
+        e.condition("pi", ConditionType::Running).await,
+        Some((ConditionStatus::False, "PauseRequested".into()))
+    );
+    let s = wait_for("every replica to be Deleted", T, || async {
+        let s = e.status("pi").await;
+        let all = s.tasks.iter().flat_map(|t| &t.replicas);
+        if all
+            .clone()
+            .all(|r| r.phase == ReplicaPhase::Deleted && r.uid.is_some())
+        {
+            Ok(s)
+        } else {
+            Err(format!("{:?}", s.tasks))
+        }
+    })
+    .await;
+    assert_eq!(s.aggregate.unwrap().deleted, 3);
+    e.wait_event("pi", "Paused: runMode.pause is on: the job's pods are deleted, its Secret and Service stay; turn pause off to resume").await;
+
+    // Resume: new pods, the launcher starting the resume command.
+    e.set_run_mode("pi", pause(false)).await;
+    e.wait_phase("pi", Phase::Resuming).await;
+    e.wait_pods(&PODS).await;
+    let after = e.pod_uids().await;
+    assert!(before.is_disjoint(&after), "{before:?} {after:?}");
+    assert_eq!(
+        mpirun_cmd(&e.launcher_args("pi").await),
+        ["/opt/mpi-examples/pi", "7"]
+    );
+    assert_eq!(
+        e.condition("pi", ConditionType::Paused).await,
+        Some((ConditionStatus::False, "Resumed".into()))
+    );
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    e.launcher_exits(0).await;
+    e.wait_phase("pi", Phase::Succeeded).await;
+    for line in [
+        "Resumed: runMode.pause was turned off: the pods are created again, with runMode.pause.resumeSpecs",
+        "Resuming: creating the pods again",
+        "Succeeded: the launcher's mpirun exited 0",
+    ] {
+        e.wait_event("pi", line).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_created_paused_or_paused_while_pending_has_no_pods() {
+    let e = env("paused").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.create(&job("pi", json!({"runMode": {"pause": {"enable": true}}})))
+        .await;
+    e.wait_phase("pi", Phase::Paused).await;
+    e.secret_and_service_exist("pi").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(e.pod_names().await.is_empty());
+
+    // A job paused while its pods are still pending.
+    e.create(&job("pend", json!({}))).await;
+    e.wait_pods(&["pend-launcher", "pend-worker-0", "pend-worker-1"])
+        .await;
+    e.wait_phase("pend", Phase::Pending).await;
+    e.set_run_mode("pend", json!({"pause": {"enable": true}}))
+        .await;
+    e.wait_phase("pend", Phase::Paused).await;
+    e.wait_pods(&[]).await;
+
+    // Resumed, the first job gets its pods, and runs to the end.
+    e.set_run_mode("pi", json!({"pause": {"enable": false}}))
+        .await;
+    e.wait_pods(&PODS).await;
+    e.wait_phase("pi", Phase::Resuming).await;
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    e.launcher_exits(0).await;
+    e.wait_phase("pi", Phase::Succeeded).await;
+}
+
+#[tokio::test]
+async fn a_launcher_result_from_before_the_pause_never_counts() {
+    let e = env("stale").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.running_pi(json!({})).await;
+    // The old launcher lingers while it is deleted, as a real one does for
+    // its grace period.
+    let hold = json!({"metadata": {"finalizers": ["mpijob.test/hold"]}});
+    e.pods
+        .patch("pi-launcher", &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .unwrap();
+    let old = e.pods.get("pi-launcher").await.unwrap().uid().unwrap();
+    e.set_run_mode("pi", json!({"pause": {"enable": true}}))
+        .await;
+    e.wait_phase("pi", Phase::Paused).await;
+    // Its mpirun, sent SIGTERM, ends 143: the job stays Paused.
+    e.launcher_exits(143).await;
+    e.set_run_mode("pi", json!({"pause": {"enable": false}}))
+        .await;
+    e.wait_phase("pi", Phase::Resuming).await;
+    // Even a 0 from the old launcher is not the resumed run's result.
+    e.launcher_exits(0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = e.status("pi").await;
+    assert_eq!(s.phase, Some(Phase::Resuming), "{s:?}");
+    assert_eq!(e.pods.get("pi-launcher").await.unwrap().uid().unwrap(), old);
+    // Once it is gone, the new launcher runs the job to its own end.
+    let release = json!({"metadata": {"finalizers": null}});
+    e.pods
+        .patch(
+            "pi-launcher",
+            &PatchParams::default(),
+            &Patch::Merge(&release),
+        )
+        .await
+        .unwrap();
+    let new = wait_for("a new launcher", T, || async {
+        match e.pods.get_opt("pi-launcher").await.unwrap() {
+            Some(p) if p.uid().as_deref() != Some(old.as_str()) => Ok(p.uid().unwrap()),
+            other => Err(format!("{:?}", other.map(|p| p.uid()))),
+        }
+    })
+    .await;
+    assert_ne!(new, old);
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    e.launcher_exits(3).await;
+    let s = e.wait_phase("pi", Phase::Failed).await;
+    let failed = s.condition(ConditionType::Failed).unwrap();
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("launcher pi-launcher container mpi-worker exited 3 (Error)")
+    );
+}
+
+#[tokio::test]
+async fn pausing_a_finished_job_does_nothing_and_says_so() {
+    let e = env("pause-done").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.running_pi(json!({"runPolicy": {"cleanUpWorkers": "none"}}))
+        .await;
+    e.launcher_exits(0).await;
+    e.wait_phase("pi", Phase::Succeeded).await;
+    let before = e.pod_uids().await;
+    e.set_run_mode("pi", json!({"pause": {"enable": true}}))
+        .await;
+    let line = "PauseIgnored: runMode.pause is on, but the job had already Succeeded: a finished job is not paused and nothing was deleted";
+    e.wait_event("pi", line).await;
+    let s = e.status("pi").await;
+    assert_eq!(s.phase, Some(Phase::Succeeded));
+    assert_eq!(
+        e.condition("pi", ConditionType::Paused).await,
+        Some((ConditionStatus::False, "PauseIgnored".into()))
+    );
+    assert_eq!(e.pod_uids().await, before);
+}
+
+#[tokio::test]
+async fn debug_mode_runs_without_end_until_turned_off_then_runs_for_real() {
+    let e = env("debug").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    e.running_pi(json!({"runMode": {"debug": {"enable": true}}}))
+        .await;
+    let args = e.launcher_args("pi").await;
+    assert!(args.contains(&"--hold".to_string()), "{args:?}");
+    assert_eq!(
+        e.condition("pi", ConditionType::Debug).await,
+        Some((ConditionStatus::True, "DebugMode".into()))
+    );
+    let worker = e.pods.get("pi-worker-0").await.unwrap();
+    assert_eq!(
+        worker.annotations()["batch.tensorstack.dev/run-mode"],
+        "debug"
+    );
+    // A debug launcher that ends does not end the job.
+    e.launcher_exits(0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(e.status("pi").await.phase, Some(Phase::Running));
+    let before = e.pod_uids().await;
+
+    // Debug off: the pods are replaced by the job's own, which run it.
+    e.set_run_mode("pi", json!({"debug": {"enable": false}}))
+        .await;
+    wait_for("the debug pods to be replaced", T, || async {
+        let now = e.pod_uids().await;
+        if now.len() == 3 && now.is_disjoint(&before) {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await;
+    e.wait_phase("pi", Phase::Resuming).await;
+    assert_eq!(
+        e.condition("pi", ConditionType::Debug).await,
+        Some((ConditionStatus::False, "DebugOff".into()))
+    );
+    let args = e.launcher_args("pi").await;
+    assert!(!args.contains(&"--hold".to_string()), "{args:?}");
+    e.run_all(&PODS).await;
+    e.wait_phase("pi", Phase::Running).await;
+    e.launcher_exits(0).await;
+    e.wait_phase("pi", Phase::Succeeded).await;
+    e.wait_event(
+        "pi",
+        "DebugOff: runMode.debug was turned off: the debug pods are replaced by the job's own",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_schema_era_makes_the_same_pods() {
+    let e = env("eras").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let image = json!("mpijob/openmpi:test");
+    // 2025, with an empty launcher template: the launcher runs in the
+    // workers' template.
+    let mut mnist = mpijob_tests::fixtures::peer_manifest("t9k/torch-mnist-t9ksched-2025.yaml");
+    mnist["spec"].as_object_mut().unwrap().remove("scheduler");
+    mnist["spec"]["replicaSpecs"][0]["template"]["spec"]["containers"][0]["image"] = image.clone();
+    e.create(&serde_json::from_value(mnist).unwrap()).await;
+    // 2025, with the launcher's own template.
+    let own = json!({
+        "apiVersion": "batch.tensorstack.dev/v1beta1", "kind": "MPIJob",
+        "metadata": {"name": "own"},
+        "spec": {
+            "mpiConfig": {"script": ["/opt/mpi-examples/pi"]},
+            "replicaSpecs": [
+                {"type": "launcher", "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "launcher:1"}]}}},
+                {"type": "worker", "replicas": 1, "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "worker:1"}]}}}
+            ]
+        }
+    });
+    e.create(&serde_json::from_value(own).unwrap()).await;
+    // Pre-2023.
+    let mut oldest = mpijob_tests::fixtures::peer_manifest("t9k/minigo-oldest-2022.yaml");
+    oldest["metadata"]["name"] = json!("oldest");
+    oldest["spec"]["worker"]["template"]["spec"]["containers"][0]["image"] = image.clone();
+    e.create(&serde_json::from_value(oldest).unwrap()).await;
+
+    let pod = |name: String| {
+        let pods = &e.pods;
+        async move {
+            wait_for(&format!("pod {name}"), T, || async {
+                pods.get_opt(&name)
+                    .await
+                    .map_err(|x| x.to_string())?
+                    .ok_or_else(|| "not yet".to_string())
+            })
+            .await
+        }
+    };
+    let first = |p: &Pod| p.spec.clone().unwrap().containers[0].clone();
+    let l = first(&pod("torch-mnist-mpijob-launcher".into()).await);
+    assert_eq!(l.image.as_deref(), image.as_str());
+    let args = l.args.unwrap();
+    assert_eq!(
+        mpirun_cmd(&args),
+        ["python", "torch_mnist_mpijob.py", "--log_dir", "log"]
+    );
+    for want in [
+        "--workers",
+        "4",
+        "--mpi-home=/usr/local",
+        "--mca=pml=ob1",
+        "--extra-mpi-args=--enable-recovery",
+    ] {
+        assert!(args.contains(&want.to_string()), "{want}: {args:?}");
+    }
+    let w = first(&pod("torch-mnist-mpijob-worker-3".into()).await);
+    assert_eq!(
+        w.working_dir.as_deref(),
+        Some("/t9k/mnt/tutorial-examples/job/mpijob/horovod-torch")
+    );
+
+    let l = first(&pod("own-launcher".into()).await);
+    assert_eq!(l.image.as_deref(), Some("launcher:1"));
+    let w = first(&pod("own-worker-0".into()).await);
+    assert_eq!(w.image.as_deref(), Some("worker:1"));
+
+    let args = first(&pod("oldest-launcher".into()).await).args.unwrap();
+    let at = args.iter().position(|a| a == "--slots").unwrap();
+    assert_eq!(args[at + 1], "9", "{args:?}");
+    let extra: Vec<&String> = args
+        .iter()
+        .filter(|a| a.starts_with("--extra-mpi-args"))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            "--extra-mpi-args=--enable-recovery",
+            "--extra-mpi-args=--max-restarts",
+            "--extra-mpi-args=0"
+        ]
+    );
 }

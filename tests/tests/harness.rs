@@ -38,28 +38,58 @@ async fn kubectl_apply_installs_the_crd_and_it_becomes_established() {
     crds::wait_established(&client, "mpijobs.batch.tensorstack.dev").await;
 }
 
-#[tokio::test]
-async fn kubectl_explain_describes_the_worker_fields() {
-    let h = Harness::get();
-    crds::install(&h.client().await).await;
-    // The OpenAPI document is republished shortly after a CRD changes.
+/// `kubectl explain FIELD`, once the API server publishes `want` in it
+/// (the OpenAPI document is republished shortly after a CRD changes).
+async fn explain(h: &Harness, field: &str, want: &str) -> String {
     let mut last = String::new();
     for _ in 0..100 {
-        let out = h.kubectl(&["explain", "mpijob.spec.worker"]);
+        let out = h.kubectl(&["explain", field]);
         last = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
-        if out.status.success() && last.contains("extraMPIArgs") {
+        if out.status.success() && last.contains(want) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for field in ["cmd", "extraMPIArgs", "replicas", "template"] {
+    last
+}
+
+#[tokio::test]
+async fn kubectl_explain_describes_the_worker_fields() {
+    let h = Harness::get();
+    crds::install(&h.client().await).await;
+    let last = explain(&h, "mpijob.spec.worker", "extraMPIArgs").await;
+    for field in [
+        "cmd",
+        "extraMPIArgs",
+        "replicas",
+        "template",
+        "processesPerWorker",
+        "processRecovery",
+    ] {
         assert!(last.contains(field), "explain lacks {field}:\n{last}");
     }
     assert!(
         last.contains("The command mpirun starts on every slot"),
         "explain lacks the field descriptions:\n{last}"
     );
+}
+
+#[tokio::test]
+async fn kubectl_explain_describes_the_2025_schema_and_the_run_modes() {
+    let h = Harness::get();
+    crds::install(&h.client().await).await;
+    let config = explain(&h, "mpijob.spec.mpiConfig", "script").await;
+    for field in ["home", "mca", "extraArgs", "script", "2025 schema"] {
+        assert!(config.contains(field), "explain lacks {field}:\n{config}");
+    }
+    let replicas = explain(&h, "mpijob.spec.replicaSpecs", "template").await;
+    for field in ["type", "replicas", "template", "launcher"] {
+        assert!(
+            replicas.contains(field),
+            "explain lacks {field}:\n{replicas}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -123,7 +153,7 @@ async fn the_schema_rejects_wrong_types_with_the_servers_message() {
 
     // Unknown fields under spec are pruned, not stored.
     let mut odd = pi_job("pruned");
-    odd["spec"]["worker"]["processesPerWorker"] = json!(9);
+    odd["spec"]["worker"]["processesPerNode"] = json!(9);
     odd["spec"]["bogus"] = json!({"a": 1});
     create_raw(&client, &ns.name, &serde_json::from_value(odd).unwrap())
         .await
@@ -132,7 +162,7 @@ async fn the_schema_rejects_wrong_types_with_the_servers_message() {
     let stored: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert!(stored["spec"].get("bogus").is_none(), "{stored}");
     assert!(
-        stored["spec"]["worker"].get("processesPerWorker").is_none(),
+        stored["spec"]["worker"].get("processesPerNode").is_none(),
         "{stored}"
     );
     // Defaults from the schema were applied by the server.

@@ -181,6 +181,10 @@ pub struct LauncherArgs {
     pub grace_period: Duration,
     /// Where the one-line summary goes.
     pub termination_log: PathBuf,
+    /// Debug mode: wait for the workers and write the hostfile and the ssh
+    /// client files, then print the mpirun command and stay up until
+    /// stopped, instead of running it.
+    pub hold: bool,
     /// The MPI program and its arguments.
     pub cmd: Vec<String>,
 }
@@ -203,6 +207,7 @@ impl Default for LauncherArgs {
             timeout: DEFAULT_LAUNCHER_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
             termination_log: TERMINATION_LOG.into(),
+            hold: false,
             cmd: Vec::new(),
         }
     }
@@ -265,6 +270,9 @@ impl LauncherArgs {
         }
         for arg in &self.extra_mpi_args {
             a.joined("--extra-mpi-args", arg);
+        }
+        if self.hold {
+            a.flag("--hold");
         }
         a.0.push("--".into());
         a.0.extend(self.cmd.iter().cloned());

@@ -55,6 +55,9 @@ pub const FINISH_ANNOTATION: &str = "batch.tensorstack.dev/finished";
 /// with (JSON, after defaults). Once the pods exist, the job keeps that
 /// shape: the status can be reset or patched, the pods cannot be re-shaped.
 pub const STARTED_SPEC_ANNOTATION: &str = "batch.tensorstack.dev/started-spec";
+/// On a pod built for `runMode.debug` (value `debug`): a pod built for the
+/// other mode is replaced when debug mode is turned on or off.
+pub const RUN_MODE_ANNOTATION: &str = "batch.tensorstack.dev/run-mode";
 /// The downward API volume carrying [`FINISH_ANNOTATION`].
 pub const PODINFO_VOLUME: &str = "mpijob-podinfo";
 pub const PODINFO_MOUNT_PATH: &str = "/etc/mpijob/podinfo";

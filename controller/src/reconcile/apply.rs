@@ -45,6 +45,7 @@ pub async fn children(
     job: &MPIJob,
     meta: &JobMeta,
     create_pods: bool,
+    resumed: bool,
 ) -> Result<Observed> {
     let ns = &meta.namespace;
     let mut conflicts = Vec::new();
@@ -100,7 +101,7 @@ pub async fn children(
             let pods = &pods;
             async move {
                 ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
-                    Ok(pod::pod(job, meta, role, &ctx.config)?)
+                    Ok(pod::pod(job, meta, role, &ctx.config, resumed)?)
                 })
                 .await
             }
@@ -123,8 +124,22 @@ pub async fn children(
         all_created: all,
         created_any: created,
         rejected,
-        edits: Vec::new(),
+        ..Observed::default()
     })
+}
+
+/// Delete every pod of the job that is not already going, gracefully:
+/// pausing, or switching debug mode on or off. The Secret and the
+/// Service stay.
+pub async fn delete_pods(ctx: &Context, meta: &JobMeta) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
+    for pod in owned_pods(&ctx.pods, meta) {
+        if pod.metadata.deletion_timestamp.is_none() {
+            ctx.wrote(Write::Cleanup);
+            delete_child(&api, &pod.name_any()).await?;
+        }
+    }
+    Ok(())
 }
 
 fn note(

@@ -40,13 +40,18 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     // Once its launcher exists, a job keeps the spec it started with (see
     // `started`). A later edit is reported and ignored, never acted on
     // half-way; before that, the spec is validated and used as it is.
+    // `runMode` is the exception: pausing and debugging are acted on
+    // whenever they change. A launcher that is going (paused, or replaced)
+    // no longer holds the job's shape.
     let mut job = (*job).clone();
-    let launcher = apply::owned_pod(&ctx.pods, &meta, &contract::launcher_name(&meta.name));
+    let launcher = apply::owned_pod(&ctx.pods, &meta, &contract::launcher_name(&meta.name))
+        .filter(|p| p.metadata.deletion_timestamp.is_none());
     let mut edits = Vec::new();
     match launcher.as_deref().and_then(started::of_launcher) {
-        Some(Ok(spec)) => {
+        Some(Ok(mut spec)) => {
             let mut current = job.spec.clone();
             defaults::normalize(&mut current);
+            spec.run_mode = current.run_mode.clone();
             edits = started::edits(&spec, &current);
             job.spec = spec;
         }
@@ -62,16 +67,43 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
 
-    let finished = prev.and_then(|s| s.phase).is_some_and(Phase::is_finished);
+    let phase = prev.and_then(|s| s.phase);
+    let finished = phase.is_some_and(Phase::is_finished);
+    let mut run = status::Run {
+        pause: defaults::pause_enabled(&job.spec),
+        debug: defaults::debug_enabled(&job.spec),
+        resuming: false,
+        replaced: false,
+    };
+    if !finished && !run.pause {
+        // Pods built for the other side of a debug switch are replaced.
+        let debug = run.debug;
+        let switched = apply::owned_pods(&ctx.pods, &meta).iter().any(|p| {
+            p.metadata.deletion_timestamp.is_none() && build::pod::built_for_debug(p) != debug
+        });
+        if switched {
+            apply::delete_pods(&ctx, &meta).await?;
+        }
+        run.replaced = switched;
+        run.resuming = switched || matches!(phase, Some(Phase::Paused | Phase::Resuming));
+    }
     let observed = if finished {
         status::Observed::default()
     } else {
         // Pods are created before the job runs; a pod lost while it runs
         // fails the job instead of being replaced behind its back.
-        let may_create_pods = matches!(prev.and_then(|s| s.phase), None | Some(Phase::Pending));
-        apply::children(&ctx, &job, &meta, may_create_pods).await?
+        let may_create_pods = !run.pause
+            && matches!(
+                phase,
+                None | Some(Phase::Pending | Phase::Resuming | Phase::Paused)
+            );
+        apply::children(&ctx, &job, &meta, may_create_pods, run.resuming).await?
     };
-    let observed = status::Observed { edits, ..observed };
+    let observed = status::Observed {
+        edits,
+        run,
+        ..observed
+    };
     if observed.created_any && observed.conflicts.is_empty() && observed.rejected.is_empty() {
         // The new children's watch events trigger the next reconcile, which
         // sees them in the caches and writes the status once, instead of
@@ -109,7 +141,33 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
             .await;
         }
     }
+    if next.phase == Some(Phase::Paused) {
+        apply::delete_pods(&ctx, &meta).await?;
+    }
     write_status(&ctx, &job, &meta, prev, &next).await?;
+    // The run modes' conditions are told as events when they change.
+    for type_ in [ConditionType::Paused, ConditionType::Debug] {
+        let Some(c) = next
+            .condition(type_)
+            .filter(|_| status::changed(prev, &next, type_))
+        else {
+            continue;
+        };
+        let reason = c.reason.clone().unwrap_or_default();
+        let kind = if reason == status::reason::PAUSE_IGNORED {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        event(
+            &ctx,
+            &job,
+            kind,
+            &reason,
+            c.message.as_deref().unwrap_or_default(),
+        )
+        .await;
+    }
 
     if next.phase.is_some_and(Phase::is_finished) {
         if let Some(left) = settling(&next, &now) {
@@ -241,6 +299,16 @@ fn phase_event(phase: Phase, s: &MPIJobStatus) -> (EventType, String, String) {
             EventType::Normal,
             "Pending".into(),
             "waiting for the pods to run".into(),
+        ),
+        Phase::Paused => (
+            EventType::Normal,
+            "Paused".into(),
+            message(ConditionType::Paused),
+        ),
+        Phase::Resuming => (
+            EventType::Normal,
+            "Resuming".into(),
+            "creating the pods again".into(),
         ),
         other => (
             EventType::Normal,

@@ -35,6 +35,27 @@ pub mod reason {
     pub const INVALID_POD_TEMPLATE: &str = "InvalidPodTemplate";
     pub const JOB_STARTED: &str = "JobStarted";
     pub const SPEC_RESTORED: &str = "SpecRestored";
+    pub const PAUSED: &str = "PauseRequested";
+    pub const RESUMED: &str = "Resumed";
+    pub const PAUSE_IGNORED: &str = "PauseIgnored";
+    pub const DEBUG_MODE: &str = "DebugMode";
+    pub const DEBUG_OFF: &str = "DebugOff";
+}
+
+/// What the spec's `runMode` asks of the job now, as the reconcile found
+/// it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Run {
+    /// `runMode.pause` is on.
+    pub pause: bool,
+    /// The pods are being created again: pause was turned off, or debug
+    /// mode was switched and the old pods are going.
+    pub resuming: bool,
+    /// `runMode.debug` is on.
+    pub debug: bool,
+    /// Debug mode was just switched: every pod seen now is of the run
+    /// before and is being deleted, whatever it shows.
+    pub replaced: bool,
 }
 
 /// What apply found that the pods cannot show.
@@ -52,6 +73,8 @@ pub struct Observed {
     pub rejected: Vec<String>,
     /// Edits of the spec made after the job's pods were created, ignored.
     pub edits: Vec<String>,
+    /// The run mode.
+    pub run: Run,
 }
 
 /// Whether condition `type_` is True in `next` but was not in `prev`.
@@ -111,11 +134,17 @@ pub fn compute(
     let prev = prev.cloned().unwrap_or_default();
     let name = job.metadata.name.as_deref().unwrap_or_default();
     let expected = roles(job.spec.worker().replicas);
+    let run = observed.run;
+    // Pods going while the job pauses or resumes are of the run before:
+    // their ends (a SIGTERM'd mpirun) are not this run's.
+    let past_going = run.pause || run.resuming;
     let find = |role: Role| {
         let pod_name = role.pod_name(name);
-        pods.iter()
-            .copied()
-            .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()))
+        pods.iter().copied().find(|p| {
+            p.metadata.name.as_deref() == Some(pod_name.as_str())
+                && !run.replaced
+                && !(past_going && p.metadata.deletion_timestamp.is_some())
+        })
     };
     let (tasks, aggregate) = tasks(name, &expected, &find, &prev);
     let mut s = MPIJobStatus {
@@ -132,12 +161,58 @@ pub fn compute(
 
     if prev.phase.is_some_and(Phase::is_finished) {
         name_oom_killed_workers(&mut s, name, &expected, &find);
+        if run.pause {
+            let phase = prev.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+            set_condition(
+                &mut s.conditions,
+                ConditionType::Paused,
+                false,
+                reason::PAUSE_IGNORED,
+                &format!("runMode.pause is on, but the job had already {phase}: a finished job is not paused and nothing was deleted"),
+                now,
+            );
+        }
         return s;
     }
-    let verdict = if observed.rejected.is_empty() {
-        verdict(name, &expected, &find, prev.phase == Some(Phase::Running))
-    } else {
+    let verdict = if !observed.rejected.is_empty() {
         Verdict::Rejected(observed.rejected.join("; "))
+    } else if run.debug && prev.phase == Some(Phase::Running) {
+        // A debug job that ran keeps running whatever its pods do, until
+        // debug is turned off.
+        Verdict::Running
+    } else if run.debug {
+        running_or_pending(&expected, &find)
+    } else {
+        verdict(
+            name,
+            &expected,
+            &find,
+            prev.phase == Some(Phase::Running) && !run.resuming,
+        )
+    };
+    note_debug(&mut s, run.debug, now);
+    let ends = matches!(
+        verdict,
+        Verdict::Succeeded | Verdict::Failed(..) | Verdict::Rejected(_)
+    );
+    if run.pause && !ends {
+        // A job that ended before the pause took hold keeps its end.
+        pause(&mut s, now);
+        return s;
+    }
+    if run.resuming && s.is_true(ConditionType::Paused) {
+        set_condition(
+            &mut s.conditions,
+            ConditionType::Paused,
+            false,
+            reason::RESUMED,
+            "runMode.pause was turned off: the pods are created again, with runMode.pause.resumeSpecs",
+            now,
+        );
+    }
+    let verdict = match verdict {
+        Verdict::Pending if run.resuming => Verdict::Resuming,
+        v => v,
     };
     apply_verdict(&mut s, verdict, now);
     if s.phase == Some(Phase::Failed) {
@@ -233,10 +308,71 @@ fn note_edits(s: &mut MPIJobStatus, edits: &[String], now: &Time) {
     }
 }
 
+/// A paused job: no pods, the Secret and the Service kept.
+fn pause(s: &mut MPIJobStatus, now: &Time) {
+    s.phase = Some(Phase::Paused);
+    set_condition(
+        &mut s.conditions,
+        ConditionType::Paused,
+        true,
+        reason::PAUSED,
+        "runMode.pause is on: the job's pods are deleted, its Secret and Service stay; turn pause off to resume",
+        now,
+    );
+    if s.is_true(ConditionType::Running) {
+        set_condition(
+            &mut s.conditions,
+            ConditionType::Running,
+            false,
+            reason::PAUSED,
+            "the job is paused",
+            now,
+        );
+    }
+}
+
+/// The `Debug` condition: True while debug mode is on, False once off.
+fn note_debug(s: &mut MPIJobStatus, debug: bool, now: &Time) {
+    if debug {
+        set_condition(
+            &mut s.conditions,
+            ConditionType::Debug,
+            true,
+            reason::DEBUG_MODE,
+            "runMode.debug is on: the pods run but nothing trains, and the job does not end by itself. The launcher waits with the hostfile written (unless given a command): kubectl exec into it and run the mpirun command its log prints. Turning debug off starts the job for real; deleting it ends it",
+            now,
+        );
+    } else if s.is_true(ConditionType::Debug) {
+        set_condition(
+            &mut s.conditions,
+            ConditionType::Debug,
+            false,
+            reason::DEBUG_OFF,
+            "runMode.debug was turned off: the debug pods are replaced by the job's own",
+            now,
+        );
+    }
+}
+
+/// Running once every pod runs, else Pending. In debug mode this is the
+/// whole verdict: nothing ends the job.
+fn running_or_pending<'p>(expected: &[Role], find: &dyn Fn(Role) -> Option<&'p Pod>) -> Verdict {
+    let all_running = expected.iter().all(|&r| {
+        find(r)
+            .is_some_and(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    });
+    if all_running {
+        Verdict::Running
+    } else {
+        Verdict::Pending
+    }
+}
+
 /// Phase, times and conditions for a verdict on a job not yet finished.
 fn apply_verdict(s: &mut MPIJobStatus, verdict: Verdict, now: &Time) {
     let (phase, condition) = match verdict {
         Verdict::Pending => (Phase::Pending, None),
+        Verdict::Resuming => (Phase::Resuming, None),
         Verdict::Running => (
             Phase::Running,
             Some((
@@ -278,6 +414,8 @@ enum Verdict {
     Rejected(String),
     Running,
     Pending,
+    /// Pending, after a pause or a debug switch.
+    Resuming,
 }
 
 fn verdict<'p>(
@@ -324,15 +462,7 @@ fn verdict<'p>(
             }
         }
     }
-    let all_running = expected.iter().all(|&r| {
-        find(r)
-            .is_some_and(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-    });
-    if all_running {
-        Verdict::Running
-    } else {
-        Verdict::Pending
-    }
+    running_or_pending(expected, find)
 }
 
 /// A failed job whose workers were OOM-killed names them in its Failed

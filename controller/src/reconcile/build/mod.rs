@@ -1,6 +1,7 @@
 //! Build: every child object as a pure function of the job. No client here,
 //! so each builder is unit-tested as plain data.
 
+pub mod mode;
 pub mod pod;
 pub mod secret;
 pub mod service;

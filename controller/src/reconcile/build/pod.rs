@@ -18,9 +18,17 @@ use mpijob_api::{FieldError, MPIJob};
 use super::{JobMeta, Role};
 use crate::context::Config;
 
-/// The pod for `role`. Fails only on a template that validation would have
-/// rejected.
-pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<Pod, FieldError> {
+/// The pod for `role`; `resumed` when it is created while the job is
+/// `Resuming` (see [`super::mode`]). Fails only on a template that
+/// validation would have rejected.
+pub fn pod(
+    job: &MPIJob,
+    meta: &JobMeta,
+    role: Role,
+    config: &Config,
+    resumed: bool,
+) -> Result<Pod, FieldError> {
+    let mode = super::mode::of(job, role, resumed);
     let template: PodTemplateSpec = match role {
         Role::Launcher => job.spec.launcher_template(),
         Role::Worker(_) => &job.spec.worker().template,
@@ -45,6 +53,15 @@ pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<
             .get_or_insert_with(BTreeMap::new)
             .insert(key, spec);
     }
+    if mpijob_api::defaults::debug_enabled(&job.spec) {
+        metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                contract::RUN_MODE_ANNOTATION.to_string(),
+                RUN_MODE_DEBUG.to_string(),
+            );
+    }
 
     spec.hostname = Some(name);
     spec.subdomain = Some(contract::service_name(&meta.name));
@@ -54,8 +71,10 @@ pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.extend(job_volumes(meta));
 
-    let skip_init = skip_init_container(job, role);
-    if !skip_init {
+    if mode.skip_template_init {
+        spec.init_containers = None;
+    }
+    if mode.runs_agent() {
         spec.init_containers
             .get_or_insert_with(Vec::new)
             .insert(0, install_agent(config));
@@ -73,13 +92,17 @@ pub fn pod(job: &MPIJob, meta: &JobMeta, role: Role, config: &Config) -> Result<
         .get_or_insert_with(Vec::new)
         .extend(job_mounts(&ssh_dir));
     c.termination_message_policy = Some("FallbackToLogsOnError".to_string());
-    let (command, args) = match debug_command(job, role) {
-        Some(cmd) => (cmd, Vec::new()),
-        None => (vec![contract::agent_path()], role_args(job, meta, role)),
+    let runs_agent = mode.runs_agent();
+    let (command, args) = match mode.command {
+        Some(own) => own,
+        None => (
+            vec![contract::agent_path()],
+            role_argv(job, meta, role, mode),
+        ),
     };
     c.command = Some(command);
     c.args = Some(args);
-    if let Role::Worker(_) = role {
+    if matches!(role, Role::Worker(_)) && runs_agent {
         c.ports.get_or_insert_with(Vec::new).push(ContainerPort {
             name: Some("ssh".to_string()),
             container_port: i32::from(contract::DEFAULT_SSH_PORT),
@@ -115,6 +138,31 @@ pub fn mpi_container_index(containers: &[Container]) -> usize {
         .unwrap_or(0)
 }
 
+/// The value of [`contract::RUN_MODE_ANNOTATION`] on a debug-mode pod.
+pub const RUN_MODE_DEBUG: &str = "debug";
+
+/// Whether `pod` was built for debug mode.
+pub fn built_for_debug(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(contract::RUN_MODE_ANNOTATION))
+        .is_some_and(|v| v == RUN_MODE_DEBUG)
+}
+
+/// [`role_args`] with a run mode's changes to the launcher.
+fn role_argv(job: &MPIJob, meta: &JobMeta, role: Role, mode: super::mode::Override) -> Vec<String> {
+    if role != Role::Launcher {
+        return role_args(job, meta, role);
+    }
+    let mut args = launcher_args(job, meta);
+    args.hold = mode.hold;
+    if let Some(cmd) = mode.mpirun_cmd {
+        args.cmd = cmd;
+    }
+    args.to_argv()
+}
+
 /// The agent's arguments for a role, built through the pod contract.
 pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
     let spec = &job.spec;
@@ -126,25 +174,30 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
             ..contract::WorkerArgs::default()
         }
         .to_argv(),
-        Role::Launcher => contract::LauncherArgs {
-            job: Some(meta.name.clone()),
-            namespace: Some(meta.namespace.clone()),
-            workers: Some(u32::try_from(spec.worker().replicas).unwrap_or(0)),
-            // The T9k API has no slots field: the ranks per worker come
-            // from what `extraMPIArgs` asks of mpirun (`-N 2`, `-np 8`).
-            slots: mpijob_api::slots::of_valid(
-                &spec.worker().extra_mpi_args,
-                u32::try_from(spec.worker().replicas).unwrap_or(1),
-                spec.worker().processes_per_worker,
-            ),
-            ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
-            mpi_home: spec.mpi_home.clone().map(Into::into),
-            mca: contract::LauncherArgs::mca_entries(&spec.mca),
-            extra_mpi_args: spec.worker().extra_mpi_args.clone(),
-            cmd: spec.worker().cmd.clone(),
-            ..contract::LauncherArgs::default()
-        }
-        .to_argv(),
+        Role::Launcher => launcher_args(job, meta).to_argv(),
+    }
+}
+
+/// The launcher agent's arguments, as the spec asks.
+pub fn launcher_args(job: &MPIJob, meta: &JobMeta) -> contract::LauncherArgs {
+    let spec = &job.spec;
+    contract::LauncherArgs {
+        job: Some(meta.name.clone()),
+        namespace: Some(meta.namespace.clone()),
+        workers: Some(u32::try_from(spec.worker().replicas).unwrap_or(0)),
+        // The T9k API has no slots field: the ranks per worker come
+        // from what `extraMPIArgs` asks of mpirun (`-N 2`, `-np 8`).
+        slots: mpijob_api::slots::of_valid(
+            &spec.worker().extra_mpi_args,
+            u32::try_from(spec.worker().replicas).unwrap_or(1),
+            spec.worker().processes_per_worker,
+        ),
+        ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
+        mpi_home: spec.mpi_home.clone().map(Into::into),
+        mca: contract::LauncherArgs::mca_entries(&spec.mca),
+        extra_mpi_args: spec.worker().extra_mpi_args.clone(),
+        cmd: spec.worker().cmd.clone(),
+        ..contract::LauncherArgs::default()
     }
 }
 
@@ -255,37 +308,6 @@ pub(crate) fn readable_keys_for_non_root(spec: &mut PodSpec) {
 }
 
 /// In debug mode, the replica's debug command replaces the agent.
-fn debug_command(job: &MPIJob, role: Role) -> Option<Vec<String>> {
-    if !mpijob_api::defaults::debug_enabled(&job.spec) {
-        return None;
-    }
-    debug_entry(job, role)
-        .map(|e| e.command.clone())
-        .filter(|c| !c.is_empty())
-}
-
-fn skip_init_container(job: &MPIJob, role: Role) -> bool {
-    mpijob_api::defaults::debug_enabled(&job.spec)
-        && debug_entry(job, role).is_some_and(|e| e.skip_init_container)
-}
-
-fn debug_entry(job: &MPIJob, role: Role) -> Option<&mpijob_api::v1beta1::ReplicaDebugSet> {
-    use mpijob_api::v1beta1::ReplicaType;
-    let want = match role {
-        Role::Launcher => ReplicaType::Launcher,
-        Role::Worker(_) => ReplicaType::Worker,
-    };
-    job.spec
-        .run_mode
-        .as_ref()?
-        .debug
-        .as_ref()?
-        .replica_specs
-        .iter()
-        .find(|r| r.replica_type == want)
-}
-
-/// The labels that select a job's pods of one role.
 pub fn role_labels(job: &str, role: Role) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::JOB_NAME.to_string(), job.to_string()),
@@ -313,7 +335,7 @@ mod tests {
     fn build(spec: &str, role: Role) -> Pod {
         let job = fixtures::job(spec);
         let meta = JobMeta::of(&job).unwrap();
-        pod(&job, &meta, role, &config()).unwrap()
+        pod(&job, &meta, role, &config(), false).unwrap()
     }
 
     fn mpi(p: &Pod) -> &Container {
@@ -482,9 +504,67 @@ mod tests {
         assert_eq!(c.command.as_ref().unwrap(), &["sleep", "inf"]);
         assert!(c.args.as_ref().unwrap().is_empty());
         assert!(launcher.spec.as_ref().unwrap().init_containers.is_none());
+        assert!(built_for_debug(&launcher));
         // Workers have no debug entry: they run the agent as usual.
         let worker = build(spec, Role::Worker(0));
         assert_eq!(mpi(&worker).args.as_ref().unwrap()[0], "worker");
+        assert!(built_for_debug(&worker));
         assert!(worker.spec.unwrap().init_containers.is_some());
+    }
+
+    fn init_names(p: &Pod) -> Vec<String> {
+        p.spec
+            .as_ref()
+            .unwrap()
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_debug_launcher_without_a_command_holds_after_the_hostfile() {
+        let spec = "  runMode: {debug: {enable: true, replicaSpecs: [{type: launcher, skipInitContainer: true}, {type: worker, command: [sleep, inf]}]}}\n  worker:\n    cmd: [x]\n    template: {spec: {initContainers: [{name: fetch-data, image: x}], containers: [{name: mpi-worker, image: x}]}}\n";
+        let launcher = build(spec, Role::Launcher);
+        let args = mpi(&launcher).args.clone().unwrap();
+        assert_eq!(args[0], "launcher");
+        assert!(args.contains(&"--hold".to_string()), "{args:?}");
+        assert_eq!(args.last().unwrap(), "x");
+        // The template's own init container is skipped, never the agent's.
+        assert_eq!(init_names(&launcher), ["mpijob-agent-install"]);
+        // A worker with a command of its own needs no agent, and so no
+        // agent probe or ssh port either.
+        let worker = build(spec, Role::Worker(0));
+        let c = mpi(&worker);
+        assert_eq!(c.command.as_ref().unwrap(), &["sleep", "inf"]);
+        assert!(c.readiness_probe.is_none() && c.ports.is_none());
+        assert_eq!(init_names(&worker), ["fetch-data"]);
+        // Without debug, nothing holds and nothing is marked.
+        let plain = build(fixtures::PI, Role::Launcher);
+        assert!(!mpi(&plain)
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--hold".to_string()));
+        assert!(!built_for_debug(&plain));
+    }
+
+    #[test]
+    fn a_resumed_launcher_starts_the_resume_command_under_mpirun() {
+        let spec = "  runMode: {pause: {enable: false, resumeSpecs: [{type: launcher, command: [/opt/pi], args: ['7'], skipInitContainer: true}]}}\n  worker:\n    cmd: [/opt/pi, '100']\n    template: {spec: {initContainers: [{name: fetch-data, image: x}], containers: [{name: mpi-worker, image: x}]}}\n";
+        let job = fixtures::job(spec);
+        let meta = JobMeta::of(&job).unwrap();
+        let fresh = pod(&job, &meta, Role::Launcher, &config(), false).unwrap();
+        let resumed = pod(&job, &meta, Role::Launcher, &config(), true).unwrap();
+        let tail = |p: &Pod| {
+            let a = mpi(p).args.clone().unwrap();
+            let at = a.iter().position(|x| x == "--").unwrap();
+            a[at + 1..].to_vec()
+        };
+        assert_eq!(tail(&fresh), ["/opt/pi", "100"]);
+        assert_eq!(tail(&resumed), ["/opt/pi", "7"]);
+        assert_eq!(init_names(&fresh), ["mpijob-agent-install", "fetch-data"]);
+        assert_eq!(init_names(&resumed), ["mpijob-agent-install"]);
     }
 }

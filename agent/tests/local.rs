@@ -390,6 +390,63 @@ fn mpich_in_the_2025_schema_gets_its_slots() {
     two_ranks_per_worker_in("m2025", true, &["-ppn", "2"], Era::Of2025);
 }
 
+/// Debug mode in local mode: the launcher prints the mpirun command and
+/// stays up; run by hand inside the launcher's host, it puts one rank on
+/// each worker. Ctrl-C ends the run and leaves nothing.
+#[test]
+fn debug_mode_prints_an_mpirun_command_that_runs_by_hand() {
+    require_local_tools();
+    let tmp = TempDir::new("local-debug");
+    let pi = compile_pi(&tmp);
+    let m = manifest(&tmp, "dbg", 2, &[pi.to_str().unwrap(), "100000"]);
+    let text = fs::read_to_string(&m).unwrap();
+    fs::write(
+        &m,
+        format!("{text}  runMode: {{debug: {{enable: true}}}}\n"),
+    )
+    .unwrap();
+    let mut run = Local::start(&m, &[], None);
+    run.proc
+        .wait_for("debug mode: the launcher waits", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        let out = run.proc.stdout();
+        if let Some(l) = out
+            .lines()
+            .find(|l| l.starts_with("env ") && l.contains("mpirun"))
+        {
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no command:\n{out}\n{}",
+            run.proc.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = run.proc.stderr();
+    let at = err.find("ip netns exec ").expect("says where to run it");
+    let ns = err[at + 14..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let out = hosts::run(Command::new("ip").args(["netns", "exec", &ns, "sh", "-c", &line]));
+    let got = ranks(&out);
+    let hosts: Vec<&str> = got.iter().map(|(_, h)| h.as_str()).collect();
+    assert_eq!(hosts, ["dbg-worker-0", "dbg-worker-1"], "{line}\n{out}");
+    // The job holds until stopped.
+    assert!(run.proc.child.try_wait().unwrap().is_none());
+    kill(Pid::from_raw(run.proc.child.id() as i32), Signal::SIGINT).unwrap();
+    let (code, _, err) = run.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("job dbg: debug mode ended by SIGINT after"),
+        "{err}"
+    );
+    run.assert_clean("");
+}
+
 #[test]
 fn mpich_ppn_gets_its_slots() {
     two_ranks_per_worker("ppn", true, &["-ppn", "2"]);

@@ -141,9 +141,20 @@ impl E2e {
         self.mpi_log(ns, pod, true).await
     }
 
+    /// The log of the MPI container: `mpi-worker`, or the first, as the
+    /// controller picks it.
     async fn mpi_log(&self, ns: &str, pod: &str, timestamps: bool) -> String {
+        let containers = match self.pods(ns).get(pod).await {
+            Ok(p) => p.spec.map(|s| s.containers).unwrap_or_default(),
+            Err(e) => return format!("(no log of {pod}: {e})"),
+        };
+        let mpi = containers
+            .iter()
+            .find(|c| c.name == "mpi-worker")
+            .or(containers.first())
+            .map_or("mpi-worker".to_string(), |c| c.name.clone());
         let lp = LogParams {
-            container: Some("mpi-worker".into()),
+            container: Some(mpi),
             timestamps,
             ..LogParams::default()
         };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::Api;
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
@@ -465,11 +465,13 @@ where
 /// `--enable-recovery`, `--oversubscribe` and `cleanUpWorkers: true`. The
 /// T9k API has no slots field, so the launcher's hostfile must give each
 /// worker the 9 slots `-N 9` asks for: 36 ranks, 9 on each worker.
-#[tokio::test]
-async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
+/// T9k's minigo manifest `file` (`../shared/peers/t9k/`), with pi for the
+/// program and this node's image: 9 ranks on each of its 4 workers, as its
+/// `-N 9` (seed schema) or `processesPerWorker: 9` (pre-2023) asks.
+async fn minigo_runs_nine_ranks_on_each_worker(file: &str, prefix: &str) {
     let e2e = E2e::get().await;
-    let ns = e2e.namespace("e2e-minigo").await;
-    let mut job = mpijob_tests::fixtures::peer_manifest("t9k/minigo-4gpu.yaml");
+    let ns = e2e.namespace(prefix).await;
+    let mut job = mpijob_tests::fixtures::peer_manifest(file);
     job["metadata"]["namespace"] = json!(ns.name);
     job["spec"]["mpiHome"] = json!("/usr");
     job["spec"]["worker"]["cmd"] = json!(["/opt/mpi-examples/pi", "100000"]);
@@ -500,6 +502,178 @@ async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
     }
     assert!(!log.contains("on host minigo-launcher"), "{log}");
     assert!(log.contains("pi is approximately 3.14159"), "{log}");
+}
+
+#[tokio::test]
+async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
+    minigo_runs_nine_ranks_on_each_worker("t9k/minigo-4gpu.yaml", "e2e-minigo").await;
+}
+
+#[tokio::test]
+async fn t9ks_pre_2023_minigo_manifest_runs_nine_ranks_on_each_worker() {
+    // processesPerWorker: 9, and processRecovery's --enable-recovery.
+    minigo_runs_nine_ranks_on_each_worker("t9k/minigo-oldest-2022.yaml", "e2e-oldest").await;
+}
+
+/// T9k's 2025-schema manifest (`mpiConfig`, `replicaSpecs` with an empty
+/// launcher template), with pi for its script, this node's image and no
+/// scheduler section: one rank on each of its 4 workers (`-N 1`).
+#[tokio::test]
+async fn t9ks_2025_manifest_runs_one_rank_on_each_worker() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-2025").await;
+    let mut job = mpijob_tests::fixtures::peer_manifest("t9k/torch-mnist-t9ksched-2025.yaml");
+    let name = "torch-mnist-mpijob";
+    job["metadata"]["namespace"] = json!(ns.name);
+    job["spec"].as_object_mut().unwrap().remove("scheduler");
+    job["spec"]["mpiConfig"]["home"] = json!("/usr");
+    job["spec"]["mpiConfig"]["script"] = json!(["/opt/mpi-examples/pi", "100000"]);
+    let spec = &mut job["spec"]["replicaSpecs"][0]["template"]["spec"];
+    spec.as_object_mut().unwrap().remove("volumes");
+    let c = &mut spec["containers"][0];
+    on_this_node(c, OPENMPI_IMAGE);
+    for gone in ["volumeMounts", "workingDir"] {
+        c.as_object_mut().unwrap().remove(gone);
+    }
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, name, Phase::Succeeded, Duration::from_secs(240))
+        .await;
+    let log = e2e.logs(&ns.name, &format!("{name}-launcher")).await;
+    for i in 0..4 {
+        let host = format!("{name}-worker-{i}");
+        let n = ranks_on(&log, &host);
+        assert_eq!(n, 1, "{n} ranks on {host}:\n{log}");
+    }
+    assert!(!log.contains(&format!("on host {name}-launcher")), "{log}");
+    assert!(log.contains("pi is approximately 3.14159"), "{log}");
+}
+
+/// Debug mode on the real node: the launcher waits, prints the mpirun
+/// command and stays up; run by hand through `kubectl exec`, it puts one
+/// rank on each worker. Turned off, the job runs for real.
+#[tokio::test]
+async fn debug_mode_prints_an_mpirun_command_that_runs_by_hand() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-debug").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("dbg");
+    job["spec"]["runMode"] = json!({"debug": {"enable": true}});
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "dbg", Phase::Running, Duration::from_secs(180))
+        .await;
+    let line = wait_for(
+        "the launcher to print the mpirun command",
+        Duration::from_secs(60),
+        || async {
+            let log = e2e.logs(&ns.name, "dbg-launcher").await;
+            log.lines()
+                .find(|l| l.starts_with("env ") && l.contains("mpirun"))
+                .map(str::to_string)
+                .ok_or(log)
+        },
+    )
+    .await;
+    // What a user does: a shell in the launcher, the printed line pasted.
+    let out = e2e.harness.kubectl_ok(&[
+        "exec",
+        "-n",
+        &ns.name,
+        "dbg-launcher",
+        "-c",
+        "mpi-worker",
+        "--",
+        "sh",
+        "-c",
+        &line,
+    ]);
+    for host in ["dbg-worker-0", "dbg-worker-1"] {
+        assert_eq!(ranks_on(&out, host), 1, "{line}\n{out}");
+    }
+    assert!(!out.contains("on host dbg-launcher"), "{out}");
+    assert!(out.contains("pi is approximately 3.14159"), "{out}");
+    // Still in debug mode: nothing ended the job.
+    let job = e2e.jobs(&ns.name).get("dbg").await.unwrap();
+    let status = job.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert!(status.is_true(ConditionType::Debug), "{status:?}");
+
+    // Debug off: the pods are replaced, and the job runs for real.
+    let off = json!({"spec": {"runMode": {"debug": {"enable": false}}}});
+    e2e.jobs(&ns.name)
+        .patch("dbg", &PatchParams::default(), &Patch::Merge(&off))
+        .await
+        .unwrap();
+    e2e.wait_phase(&ns.name, "dbg", Phase::Succeeded, Duration::from_secs(180))
+        .await;
+    let log = e2e.logs(&ns.name, "dbg-launcher").await;
+    assert_eq!(ranks_on(&log, "dbg-worker-0"), 1, "{log}");
+    assert!(!log.contains("--hold"), "{log}");
+}
+
+/// Pause on the real node deletes the pods of a running job and keeps its
+/// Secret; resume creates new pods whose mpirun starts the resumeSpecs
+/// command, which prints a marker on every worker.
+#[tokio::test]
+async fn pause_and_resume_run_the_resume_command_on_new_pods() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-pause").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("pz");
+    job["spec"]["worker"]["cmd"] = json!(["sleep", "600"]);
+    let pause = |on: bool| {
+        json!({"spec": {"runMode": {"pause": {"enable": on, "resumeSpecs": [{
+            "type": "launcher",
+            "command": ["sh", "-c", "echo resumed-marker on $(hostname)"]
+        }]}}}})
+    };
+    job["spec"]["runMode"] = pause(false)["spec"]["runMode"].clone();
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "pz", Phase::Running, Duration::from_secs(180))
+        .await;
+    let pods = e2e.pods(&ns.name);
+    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let secret = secrets.get("pz-ssh").await.unwrap().metadata.uid;
+    let launcher = pods.get("pz-launcher").await.unwrap().metadata.uid;
+
+    let jobs = e2e.jobs(&ns.name);
+    let set = |on: bool| {
+        let jobs = jobs.clone();
+        async move {
+            jobs.patch("pz", &PatchParams::default(), &Patch::Merge(&pause(on)))
+                .await
+                .unwrap();
+        }
+    };
+    set(true).await;
+    e2e.wait_phase(&ns.name, "pz", Phase::Paused, Duration::from_secs(60))
+        .await;
+    wait_for("the pods to go", Duration::from_secs(90), || async {
+        let left = pods.list(&ListParams::default()).await.unwrap().items.len();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} pods"))
+        }
+    })
+    .await;
+    assert_eq!(secrets.get("pz-ssh").await.unwrap().metadata.uid, secret);
+
+    set(false).await;
+    e2e.wait_phase(&ns.name, "pz", Phase::Succeeded, Duration::from_secs(180))
+        .await;
+    assert_ne!(
+        pods.get("pz-launcher").await.unwrap().metadata.uid,
+        launcher
+    );
+    let log = e2e.logs(&ns.name, "pz-launcher").await;
+    for host in ["pz-worker-0", "pz-worker-1"] {
+        assert!(
+            log.lines()
+                .any(|l| l == format!("resumed-marker on {host}")),
+            "no marker from {host}:\n{log}"
+        );
+    }
+    assert!(!log.contains("resumed-marker on pz-launcher"), "{log}");
 }
 
 /// MPICH on the real node: `-ppn 2` in `extraMPIArgs` on 2 workers gives

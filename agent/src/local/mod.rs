@@ -194,6 +194,9 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
     }
     check_stop(init)?;
     let launcher = start_launcher(plan, &dirs, &agent, opts, t)?;
+    if plan.debug {
+        say_debug(plan);
+    }
     let mut job = Job {
         plan,
         logs: &dirs.logs,
@@ -437,6 +440,19 @@ fn start_workers(
     })
 }
 
+/// Debug mode, as local mode has it: the launcher holds; the replicas'
+/// debug commands are for pods and are not run here.
+fn say_debug(plan: &Plan) {
+    let inside = plan.hosts[plan.launcher_index()]
+        .netns
+        .as_ref()
+        .map(|ns| format!(" inside the launcher's host: ip netns exec {ns} sh -c '<the command>'"))
+        .unwrap_or_default();
+    say(format!(
+        "debug mode: the launcher waits for the workers, prints the mpirun command on stdout and stays up instead of running it; run it by hand in another terminal{inside}; Ctrl-C ends the job and removes the hosts (the replicas' debug commands are for pods, and are not run here)"
+    ));
+}
+
 /// The launcher agent in its host, with the controller's arguments.
 fn start_launcher(
     plan: &Plan,
@@ -477,6 +493,12 @@ fn report(plan: &Plan, ended: &Ended, summary: &str, started: Instant) -> Result
     }
     let code = ended.code;
     match (code, ended.stop) {
+        (0, stop) if plan.debug => say(format!(
+            "job {}: debug mode ended{} after {:.1?}; nothing was run but what you ran by hand",
+            plan.job,
+            stop.map(|s| format!(" by {s}")).unwrap_or_default(),
+            started.elapsed()
+        )),
         (0, _) => say(format!(
             "job {} succeeded in {:.1?}",
             plan.job,

@@ -56,6 +56,8 @@ pub struct Plan {
     pub extra_args: Vec<String>,
     /// The pre-2023 schema's `worker.processesPerWorker`.
     pub processes_per_worker: Option<i32>,
+    /// `runMode.debug`: the launcher holds instead of running mpirun.
+    pub debug: bool,
     pub sshd_path: PathBuf,
     pub port: u16,
     /// A short random id: it names the namespaces, the bridge and the
@@ -202,6 +204,7 @@ impl Plan {
             mca: contract::LauncherArgs::mca_entries(&spec.mca),
             extra_args: spec.worker().extra_mpi_args.clone(),
             processes_per_worker: spec.worker().processes_per_worker,
+            debug: mpijob_api::defaults::debug_enabled(spec),
             sshd_path,
             port,
             bridge: format!("mjl-{id}"),
@@ -399,6 +402,7 @@ impl Plan {
             mpi_home: self.mpi_home.as_ref().map(PathBuf::from),
             mca: self.mca.clone(),
             extra_mpi_args: self.extra_args.clone(),
+            hold: self.debug,
             cmd: self.cmd.clone(),
             ..contract::LauncherArgs::default()
         }

@@ -4,6 +4,7 @@
 //! share one definition of what a valid job is.
 
 pub mod contract;
+pub mod convert;
 pub mod crd;
 pub mod defaults;
 pub mod duration;

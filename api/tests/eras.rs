@@ -3,25 +3,15 @@
 //! `replicaSpecs`). Real manifests of each validate, and one job written in
 //! each era means the same once normalised.
 
-use std::path::PathBuf;
+mod common;
 
 use mpijob_api::v1beta1::{CleanUpWorkers, MPIJob};
 use mpijob_api::{defaults, manifest, slots};
 
-/// A real user's manifest from `../shared/peers/t9k/`; panics, saying
-/// what is missing, without it.
+/// A real user's manifest from `../shared/peers/t9k/`.
 fn peer(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/peers/t9k")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: this test needs ../shared beside the repo",
-            path.display()
-        )
-    })
+    common::shared(&format!("peers/t9k/{name}"))
 }
-
 fn parse(text: &str) -> MPIJob {
     manifest::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }

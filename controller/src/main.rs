@@ -51,6 +51,24 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
+    /// Convert an MPIJob manifest to another API, and print it as YAML.
+    ///
+    /// Reads Kubeflow's kubeflow.org/v1alpha1, v1alpha2 (and v1) and v2beta1,
+    /// and T9k's batch.tensorstack.dev/v1beta1 in each of its schema eras.
+    /// Writes kubeflow.org/v2beta1 or batch.tensorstack.dev/v1beta1
+    /// [default: v2beta1 for older Kubeflow versions, else the other API].
+    /// Every field that cannot be carried over is named on stderr, with the
+    /// reason; the output passes `validate`. Exits 1 on invalid input.
+    ///
+    /// Example: mpijob-controller convert -f old.yaml --to kubeflow.org/v2beta1 > new.yaml
+    Convert {
+        /// The manifest file (YAML or JSON).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// The apiVersion to write.
+        #[arg(long, value_parser = ["kubeflow.org/v2beta1", "batch.tensorstack.dev/v1beta1"])]
+        to: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -141,6 +159,33 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { files } => validate(&files),
+        Command::Convert { file, to } => convert(&file, to.as_deref()),
+    }
+}
+
+fn convert(file: &std::path::Path, to: Option<&str>) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let to = to.and_then(mpijob_api::convert::Target::of);
+    match mpijob_api::convert::convert(&text, to) {
+        Ok(converted) => {
+            for note in &converted.notes {
+                eprintln!("{}: {note}", file.display());
+            }
+            print!("{}", converted.yaml());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors.0 {
+                eprintln!("{}: {e}", file.display());
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 

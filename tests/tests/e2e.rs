@@ -466,6 +466,17 @@ where
 /// `--enable-recovery`, `--oversubscribe` and `cleanUpWorkers: true`. The
 /// T9k API has no slots field, so the launcher's hostfile must give each
 /// worker the 9 slots `-N 9` asks for: 36 ranks, 9 on each worker.
+/// A peer manifest's pod `spec` made to run here: its first container on
+/// this node's Open MPI image, without the user's volumes and directory.
+fn peer_pod_on_this_node(spec: &mut serde_json::Value) {
+    spec.as_object_mut().unwrap().remove("volumes");
+    let c = &mut spec["containers"][0];
+    on_this_node(c, OPENMPI_IMAGE);
+    for gone in ["volumeMounts", "workingDir"] {
+        c.as_object_mut().unwrap().remove(gone);
+    }
+}
+
 /// T9k's minigo manifest `file` (`../shared/peers/t9k/`), with pi for the
 /// program and this node's image: 9 ranks on each of its 4 workers, as its
 /// `-N 9` (seed schema) or `processesPerWorker: 9` (pre-2023) asks.
@@ -477,12 +488,7 @@ async fn minigo_runs_nine_ranks_on_each_worker(file: &str, prefix: &str) {
     job["spec"]["mpiHome"] = json!("/usr");
     job["spec"]["worker"]["cmd"] = json!(["/opt/mpi-examples/pi", "100000"]);
     let spec = &mut job["spec"]["worker"]["template"]["spec"];
-    spec.as_object_mut().unwrap().remove("volumes");
-    let c = &mut spec["containers"][0];
-    on_this_node(c, OPENMPI_IMAGE);
-    for gone in ["volumeMounts", "workingDir"] {
-        c.as_object_mut().unwrap().remove(gone);
-    }
+    peer_pod_on_this_node(spec);
     e2e.create(&ns.name, job).await;
     e2e.wait_phase(
         &ns.name,
@@ -530,12 +536,7 @@ async fn t9ks_2025_manifest_runs_one_rank_on_each_worker() {
     job["spec"]["mpiConfig"]["home"] = json!("/usr");
     job["spec"]["mpiConfig"]["script"] = json!(["/opt/mpi-examples/pi", "100000"]);
     let spec = &mut job["spec"]["replicaSpecs"][0]["template"]["spec"];
-    spec.as_object_mut().unwrap().remove("volumes");
-    let c = &mut spec["containers"][0];
-    on_this_node(c, OPENMPI_IMAGE);
-    for gone in ["volumeMounts", "workingDir"] {
-        c.as_object_mut().unwrap().remove(gone);
-    }
+    peer_pod_on_this_node(spec);
     e2e.create(&ns.name, job).await;
     e2e.wait_phase(&ns.name, name, Phase::Succeeded, Duration::from_secs(240))
         .await;

@@ -37,7 +37,9 @@ pub enum Role {
     /// Wait for every worker's DNS name and ssh banner, then run mpirun over
     /// them as the container's PID 1.
     ///
-    /// Example: mpijob-agent launcher --hosts h1,h2 --slots 2 -- ./hello
+    /// Examples:
+    ///   mpijob-agent launcher --hosts h1,h2 --slots 2 -- ./hello
+    ///   mpijob-agent launcher --hostfile hosts --ssh-dir ./keys -- ./hello
     Launcher(LauncherCli),
     /// Wait until every other host in an MPI hostfile resolves in DNS and
     /// answers with an ssh banner, then exit 0: the init container of a
@@ -164,9 +166,17 @@ impl From<WorkerCli> for contract::WorkerArgs {
 #[derive(Debug, Args)]
 pub struct LauncherCli {
     /// The worker hosts, separated by commas; or use --job, --namespace and
-    /// --workers.
+    /// --workers, or --hostfile.
     #[arg(long, env = env::HOSTS, value_delimiter = ',')]
     hosts: Vec<String>,
+
+    /// Take the workers and their slots from an MPI hostfile: Open MPI's
+    /// `host slots=N` lines or MPICH's `host:N` (comments and other
+    /// options are passed over). A host without a count gets --slots; a
+    /// host listed twice gets the sum. The launcher writes its own hostfile
+    /// for the MPI it runs, so either syntax works with either MPI.
+    #[arg(long, env = env::HOSTFILE, value_name = "FILE")]
+    hostfile: Option<PathBuf>,
 
     /// The MPIJob's name: the workers are <job>-worker-<i>.<job>.<ns>.svc.
     #[arg(long, env = env::JOB)]
@@ -180,7 +190,8 @@ pub struct LauncherCli {
     #[arg(long, env = env::WORKERS)]
     workers: Option<u32>,
 
-    /// Slots (ranks) per worker.
+    /// Slots (ranks) per worker (with --hostfile: per host that gives no
+    /// count).
     #[arg(long, env = env::SLOTS, default_value_t = contract::DEFAULT_SLOTS)]
     slots: u32,
 
@@ -260,6 +271,7 @@ impl From<LauncherCli> for contract::LauncherArgs {
     fn from(a: LauncherCli) -> Self {
         contract::LauncherArgs {
             hosts: a.hosts.into_iter().filter(|h| !h.is_empty()).collect(),
+            hostfile: a.hostfile,
             job: a.job,
             namespace: a.namespace,
             workers: a.workers,
@@ -461,6 +473,7 @@ mod tests {
         for implementation in MpiImplementation::ALL {
             launcher_round_trip(contract::LauncherArgs {
                 hosts: vec!["h1".into(), "h2.example".into()],
+                hostfile: Some("-/etc/hosts file".into()),
                 job: Some("pi".into()),
                 namespace: Some("team-a".into()),
                 workers: Some(3),

@@ -6,11 +6,14 @@ use std::net::IpAddr;
 
 use crate::mpirun::Implementation;
 
-/// The hostfile text for `hosts`, each with `slots` slots.
-pub fn render(implementation: Implementation, hosts: &[String], slots: u32) -> String {
+/// The hostfile text for `hosts`, each with its slots: `slots[i]` for
+/// `hosts[i]`.
+pub fn render(implementation: Implementation, hosts: &[String], slots: &[u32]) -> String {
+    assert_eq!(hosts.len(), slots.len(), "one slot count per host");
     hosts
         .iter()
-        .map(|h| match implementation {
+        .zip(slots)
+        .map(|(h, slots)| match implementation {
             Implementation::OpenMpi => format!("{h} slots={slots}\n"),
             Implementation::Mpich | Implementation::Intel => format!("{h}:{slots}\n"),
         })
@@ -58,6 +61,27 @@ pub fn parse(text: &str) -> Result<Vec<HostEntry>, String> {
         );
     }
     Ok(entries)
+}
+
+/// Each host once, in the order of its first line, with its slots: the sum
+/// over its lines, as Open MPI counts a host listed twice, where a line
+/// without a count gives `default_slots`.
+pub fn merged(entries: &[HostEntry], default_slots: u32) -> (Vec<String>, Vec<u32>) {
+    let mut hosts: Vec<String> = Vec::new();
+    let mut slots: Vec<u32> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for e in entries {
+        let n = e.slots.unwrap_or(default_slots);
+        match index.get(e.host.as_str()) {
+            Some(&i) => slots[i] = u32::saturating_add(slots[i], n),
+            None => {
+                index.insert(e.host.as_str(), hosts.len());
+                hosts.push(e.host.clone());
+                slots.push(n);
+            }
+        }
+    }
+    (hosts, slots)
 }
 
 /// One line, comments and outer white space gone.
@@ -180,7 +204,7 @@ mod tests {
     #[test]
     fn open_mpi_uses_slots_equals() {
         assert_eq!(
-            render(Implementation::OpenMpi, &hosts(), 2),
+            render(Implementation::OpenMpi, &hosts(), &[2, 2]),
             "pi-worker-0.pi.team.svc slots=2\npi-worker-1.pi.team.svc slots=2\n"
         );
     }
@@ -188,9 +212,13 @@ mod tests {
     #[test]
     fn hydra_uses_host_colon_n() {
         let want = "pi-worker-0.pi.team.svc:4\npi-worker-1.pi.team.svc:4\n";
-        assert_eq!(render(Implementation::Mpich, &hosts(), 4), want);
-        assert_eq!(render(Implementation::Intel, &hosts(), 4), want);
-        assert_eq!(render(Implementation::Mpich, &[], 4), "");
+        assert_eq!(render(Implementation::Mpich, &hosts(), &[4, 4]), want);
+        assert_eq!(render(Implementation::Intel, &hosts(), &[4, 4]), want);
+        assert_eq!(render(Implementation::Mpich, &[], &[]), "");
+        assert_eq!(
+            render(Implementation::Mpich, &hosts(), &[1, 3]),
+            "pi-worker-0.pi.team.svc:1\npi-worker-1.pi.team.svc:3\n"
+        );
     }
 
     fn entry(host: &str, slots: Option<u32>) -> HostEntry {
@@ -269,6 +297,16 @@ mod tests {
     }
 
     #[test]
+    fn merged_lists_each_host_once_and_sums_its_slots() {
+        let entries = parse("h2\nh1 slots=2\nh2:3\n10.0.0.1\nh1 slots=1\n").unwrap();
+        let (hosts, slots) = merged(&entries, 4);
+        assert_eq!(hosts, ["h2", "h1", "10.0.0.1"]);
+        assert_eq!(slots, [4 + 3, 2 + 1, 4]);
+        let (hosts, slots) = merged(&parse("h1:4294967295\nh1:9").unwrap(), 1);
+        assert_eq!((hosts, slots), (vec!["h1".to_string()], vec![u32::MAX]));
+    }
+
+    #[test]
     fn what_render_writes_parses_back() {
         let hosts = hosts();
         for i in [
@@ -276,7 +314,7 @@ mod tests {
             Implementation::Mpich,
             Implementation::Intel,
         ] {
-            let parsed = parse(&render(i, &hosts, 3)).unwrap();
+            let parsed = parse(&render(i, &hosts, &[3, 3])).unwrap();
             let want: Vec<HostEntry> = hosts.iter().map(|h| entry(h, Some(3))).collect();
             assert_eq!(parsed, want, "{i:?}");
         }

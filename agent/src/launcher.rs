@@ -27,7 +27,7 @@ use crate::client;
 use crate::errors::io_reason;
 use crate::errors::Exit;
 use crate::files;
-use crate::hostfile;
+use crate::hostfile::{self, HostEntry};
 use crate::hosts::{self, Outcome};
 use crate::init::{self, Init};
 use crate::keys;
@@ -45,16 +45,54 @@ pub type Options = mpijob_api::contract::LauncherArgs;
 pub struct Checked {
     /// The workers, as mpirun and ssh will name them.
     pub hosts: Vec<String>,
+    /// The slots of each worker, in the order of `hosts`.
+    pub slots: Vec<u32>,
     /// ssh host patterns for the client config.
     pub peers: Vec<String>,
     pub mca: Vec<(String, String)>,
 }
 
-/// Check everything that needs no I/O. The error is the one line to show.
-pub fn check(o: &Options) -> Result<Checked, String> {
+/// Read and parse `--hostfile`. The error is the one line to show.
+pub fn read_hostfile(path: &Path) -> Result<Vec<HostEntry>, String> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| format!("--hostfile {}: {}", path.display(), io_reason(&e)))?;
+    hostfile::parse(&text).map_err(|e| format!("--hostfile {}: {e}", path.display()))
+}
+
+/// Check the settings. The only I/O is `read`, which reads `--hostfile`
+/// ([`read_hostfile`]) once the flags are known not to conflict. The error
+/// is the one line to show.
+pub fn check(
+    o: &Options,
+    read: impl FnOnce(&Path) -> Result<Vec<HostEntry>, String>,
+) -> Result<Checked, String> {
+    if o.slots == 0 {
+        return Err(
+            "--slots 0: each worker needs at least one slot; give --slots 1 or more".into(),
+        );
+    }
     let derived = [o.job.is_some(), o.namespace.is_some(), o.workers.is_some()];
-    let (hosts, peers) = match (o.hosts.is_empty(), derived) {
-        (false, [false, false, false]) => {
+    let (hosts, slots, peers) = match (o.hosts.is_empty(), o.hostfile.is_some(), derived) {
+        (false, true, _) => {
+            return Err("--hosts and --hostfile both given; give one or the other".into())
+        }
+        (true, true, [false, false, false]) => {
+            let entries = read(o.hostfile.as_deref().expect("--hostfile is given"))?;
+            for e in &entries {
+                if let Err(e) = client::check_peer(&e.host) {
+                    return Err(format!("--hostfile: {e}; give host names or addresses"));
+                }
+            }
+            let (hosts, slots) = hostfile::merged(&entries, o.slots);
+            (hosts.clone(), slots, hosts)
+        }
+        (true, true, _) => {
+            return Err(
+                "--hostfile and --job/--namespace/--workers both given; give one or the other"
+                    .into(),
+            )
+        }
+        (false, false, [false, false, false]) => {
             let mut seen = std::collections::HashSet::new();
             for h in &o.hosts {
                 if let Err(e) = client::check_peer(h) {
@@ -68,14 +106,15 @@ pub fn check(o: &Options) -> Result<Checked, String> {
                     ));
                 }
             }
-            (o.hosts.clone(), o.hosts.clone())
+            let slots = vec![o.slots; o.hosts.len()];
+            (o.hosts.clone(), slots, o.hosts.clone())
         }
-        (false, _) => {
+        (false, false, _) => {
             return Err(
                 "--hosts and --job/--namespace/--workers both given; give one or the other".into(),
             )
         }
-        (true, [true, true, true]) => {
+        (true, false, [true, true, true]) => {
             let (job, ns) = (o.job.as_deref().unwrap(), o.namespace.as_deref().unwrap());
             let workers = o.workers.unwrap();
             for (flag, v) in [("--job", job), ("--namespace", ns)] {
@@ -96,28 +135,24 @@ pub fn check(o: &Options) -> Result<Checked, String> {
                     "--workers 0: a job needs at least one worker; give --workers 1 or more".into(),
                 );
             }
-            let hosts = (0..workers)
+            let hosts: Vec<String> = (0..workers)
                 .map(|i| contract::worker_host(job, ns, i))
                 .collect();
-            (hosts, contract::peer_patterns(job, ns))
+            let slots = vec![o.slots; hosts.len()];
+            (hosts, slots, contract::peer_patterns(job, ns))
         }
-        (true, [false, false, false]) => {
+        (true, false, [false, false, false]) => {
             return Err(
-                "no workers given: pass --hosts h1,h2 or --job NAME --namespace NS --workers N"
+                "no workers given: pass --hosts h1,h2, --hostfile FILE, or --job NAME --namespace NS --workers N"
                     .into(),
             )
         }
-        (true, _) => {
+        (true, false, _) => {
             return Err(
                 "--job, --namespace and --workers go together; give all three, or --hosts".into(),
             )
         }
     };
-    if o.slots == 0 {
-        return Err(
-            "--slots 0: each worker needs at least one slot; give --slots 1 or more".into(),
-        );
-    }
     if o.port == 0 {
         return Err("--port 0: give the workers' ssh port, e.g. 2222".into());
     }
@@ -142,7 +177,12 @@ pub fn check(o: &Options) -> Result<Checked, String> {
     if let Some(dir) = &o.state_dir {
         check_quotable(dir, "--state-dir")?;
     }
-    Ok(Checked { hosts, peers, mca })
+    Ok(Checked {
+        hosts,
+        slots,
+        peers,
+        mca,
+    })
 }
 
 /// The state directory ends up in `ssh -F <dir>/ssh_config`, which Open MPI
@@ -210,7 +250,7 @@ pub fn run(opts: Options) -> Result<i32> {
 }
 
 fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
-    let checked = check(opts).map_err(Exit::bad_input)?;
+    let checked = check(opts, read_hostfile).map_err(Exit::bad_input)?;
     let (mpirun_path, implementation) = choose_mpi(init, opts, &checked)?;
     let mounted = keys::load(&opts.ssh_dir).map_err(|e| Exit::bad_input(format!("{e:#}")))?;
     let me = User::current();
@@ -220,7 +260,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
     drop(mounted);
     info!(
         workers = checked.hosts.len(),
-        slots = opts.slots,
+        ranks = checked.slots.iter().map(|&n| u64::from(n)).sum::<u64>(),
         port = opts.port,
         mpi = implementation.name(),
         mpirun = %mpirun_path.display(),
@@ -358,7 +398,7 @@ fn write_files(
         config: &paths.ssh_config,
     };
     client::write_files(&client_files, &checked.peers, opts.port, key)?;
-    let text = hostfile::render(implementation, &checked.hosts, opts.slots);
+    let text = hostfile::render(implementation, &checked.hosts, &checked.slots);
     files::write_private(&paths.hostfile, text.as_bytes())?;
     let wrapper = mpirun::ssh_wrapper_script(&paths.ssh_config);
     files::write_atomic(&paths.wrapper, wrapper.as_bytes(), 0o700)
@@ -580,6 +620,7 @@ mod tests {
     fn opts() -> Options {
         Options {
             hosts: Vec::new(),
+            hostfile: None,
             job: Some("pi".into()),
             namespace: Some("team-a".into()),
             workers: Some(2),
@@ -601,7 +642,7 @@ mod tests {
 
     #[test]
     fn job_flags_derive_the_worker_names_and_peers() {
-        let c = check(&opts()).unwrap();
+        let c = check(&opts(), no_file).unwrap();
         assert_eq!(
             c.hosts,
             ["pi-worker-0.pi.team-a.svc", "pi-worker-1.pi.team-a.svc"]
@@ -614,15 +655,78 @@ mod tests {
         let mut o = opts();
         (o.job, o.namespace, o.workers) = (None, None, None);
         o.hosts = vec!["node1".into(), "198.18.0.7".into()];
-        let c = check(&o).unwrap();
+        let c = check(&o, no_file).unwrap();
         assert_eq!(c.hosts, ["node1", "198.18.0.7"]);
         assert_eq!(c.peers, c.hosts);
         o.hosts.push("node1".into());
-        assert!(check(&o).unwrap_err().contains("node1 is listed twice"));
+        assert!(check(&o, no_file)
+            .unwrap_err()
+            .contains("node1 is listed twice"));
         o.hosts = vec!["a b".into()];
-        assert!(check(&o)
+        assert!(check(&o, no_file)
             .unwrap_err()
             .starts_with("--hosts: \"a b\" contains ' '"));
+    }
+
+    fn no_file(p: &Path) -> Result<Vec<HostEntry>, String> {
+        panic!("{} read without --hostfile", p.display())
+    }
+
+    #[test]
+    fn hostfile_gives_the_hosts_and_their_slots() {
+        let mut o = opts();
+        (o.job, o.namespace, o.workers) = (None, None, None);
+        o.hostfile = Some("hosts".into());
+        o.slots = 2;
+        let listed = || hostfile::parse("n1 slots=4\nn2\n10.0.0.3:1\nn1:1\n");
+        let read = |p: &Path| {
+            assert_eq!(p, Path::new("hosts"));
+            listed()
+        };
+        let c = check(&o, read).unwrap();
+        assert_eq!(c.hosts, ["n1", "n2", "10.0.0.3"]);
+        assert_eq!(c.slots, [5, 2, 1]);
+        assert_eq!(c.peers, c.hosts);
+        o.hosts = vec!["n1".into()];
+        assert_eq!(
+            check(&o, |_: &Path| listed()).unwrap_err(),
+            "--hosts and --hostfile both given; give one or the other"
+        );
+        o.hosts = Vec::new();
+        o.workers = Some(2);
+        assert_eq!(
+            check(&o, |_: &Path| listed()).unwrap_err(),
+            "--hostfile and --job/--namespace/--workers both given; give one or the other"
+        );
+    }
+
+    #[test]
+    fn a_bad_or_missing_hostfile_is_named() {
+        let dir = std::env::temp_dir().join(format!("hostfile-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let err = read_hostfile(&dir.join("missing")).unwrap_err();
+        assert!(
+            err.starts_with(&format!("--hostfile {}/missing: ", dir.display())),
+            "{err}"
+        );
+        let bad = dir.join("bad");
+        fs::write(&bad, "n1 slots=2\nn2 slots=zero\n").unwrap();
+        assert_eq!(
+            read_hostfile(&bad).unwrap_err(),
+            format!(
+                "--hostfile {}: line 2 \"n2 slots=zero\": slots must be a positive whole number, e.g. n2 slots=2",
+                bad.display()
+            )
+        );
+        fs::write(&bad, "n1:3\n").unwrap();
+        assert_eq!(
+            read_hostfile(&bad).unwrap(),
+            [HostEntry {
+                host: "n1".into(),
+                slots: Some(3)
+            }]
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -630,7 +734,7 @@ mod tests {
         let mut o = opts();
         o.mca = vec!["btl=^openib".into(), "plm_rsh_args=-p 22".into()];
         assert_eq!(
-            check(&o).unwrap().mca,
+            check(&o, no_file).unwrap().mca,
             [
                 ("btl".to_string(), "^openib".to_string()),
                 ("plm_rsh_args".to_string(), "-p 22".to_string())
@@ -652,7 +756,7 @@ mod tests {
             ("btl", "--mca \"btl\": missing '='"),
         ] {
             o.mca = vec![raw.into()];
-            let err = check(&o).unwrap_err();
+            let err = check(&o, no_file).unwrap_err();
             assert!(err.starts_with(want), "{raw:?}: {err}");
         }
     }
@@ -661,37 +765,41 @@ mod tests {
     fn other_bad_input_is_named() {
         let mut o = opts();
         o.cmd = Vec::new();
-        assert!(check(&o)
+        assert!(check(&o, no_file)
             .unwrap_err()
             .starts_with("no command: give the MPI program after --"));
         o.cmd = vec![String::new()];
-        assert!(check(&o).is_err());
+        assert!(check(&o, no_file).is_err());
         let mut o = opts();
         o.workers = Some(0);
-        assert!(check(&o).unwrap_err().starts_with("--workers 0"));
+        assert!(check(&o, no_file).unwrap_err().starts_with("--workers 0"));
         o.workers = None;
-        assert!(check(&o)
+        assert!(check(&o, no_file)
             .unwrap_err()
             .starts_with("--job, --namespace and --workers go together"));
         let mut o = opts();
         o.hosts = vec!["x".into()];
-        assert!(check(&o).unwrap_err().starts_with("--hosts and --job"));
+        assert!(check(&o, no_file)
+            .unwrap_err()
+            .starts_with("--hosts and --job"));
         let mut o = opts();
         o.slots = 0;
-        assert!(check(&o).unwrap_err().starts_with("--slots 0"));
+        assert!(check(&o, no_file).unwrap_err().starts_with("--slots 0"));
         let mut o = opts();
         o.job = Some("Pi".into());
-        assert!(check(&o)
+        assert!(check(&o, no_file)
             .unwrap_err()
             .starts_with("--job \"Pi\": not a DNS label"));
         let mut o = opts();
         o.state_dir = Some("/tmp/my state".into());
-        assert!(check(&o)
+        assert!(check(&o, no_file)
             .unwrap_err()
             .starts_with("--state-dir \"/tmp/my state\": contains ' '"));
         let mut o = opts();
         (o.job, o.namespace, o.workers) = (None, None, None);
-        assert!(check(&o).unwrap_err().starts_with("no workers given"));
+        assert!(check(&o, no_file)
+            .unwrap_err()
+            .starts_with("no workers given"));
     }
 
     #[test]

@@ -100,12 +100,25 @@ impl Job {
 
     /// The launcher command for this job, with `extra` flags before `--`.
     fn launcher(&self, slots: u32, timeout: &str, extra: &[&str], mode: &str) -> Proc {
+        let workers = self.workers.len().to_string();
+        let slots = slots.to_string();
+        let source = ["--job", JOB, "--namespace", NS, "--workers", &workers];
+        self.launcher_from(&source, &["--slots", &slots], timeout, extra, mode)
+    }
+
+    /// The launcher command, with the workers given by `source`.
+    fn launcher_from(
+        &self,
+        source: &[&str],
+        slots: &[&str],
+        timeout: &str,
+        extra: &[&str],
+        mode: &str,
+    ) -> Proc {
         let mut cmd = self.net.command(&self.launcher, AGENT);
-        cmd.args(["launcher", "--job", JOB, "--namespace", NS])
-            .arg("--workers")
-            .arg(self.workers.len().to_string())
-            .arg("--slots")
-            .arg(slots.to_string())
+        cmd.arg("launcher")
+            .args(source)
+            .args(slots)
             .arg("--ssh-dir")
             .arg(&self.secret)
             .arg("--state-dir")
@@ -180,6 +193,64 @@ fn ranks_follow_the_hostfile(mpi: &str) {
     assert_eq!(summary, "launcher: mpirun succeeded; exit code 0\n");
     // Ssh used the pinned host key: no "Permanently added" warnings.
     assert!(!err.contains("Permanently added"), "{err}");
+}
+
+/// `--hostfile` in the other MPI's syntax, with a slot count per host, a
+/// host without one (it gets --slots) and a host listed twice (its slots
+/// add up): the ranks land where the file says.
+fn ranks_follow_a_given_hostfile(mpi: &str) {
+    let mut job = Job::new(&format!("given-{mpi}"), 3, mpi);
+    job.start_all();
+    let given = match mpi {
+        "openmpi" => format!(
+            "# MPICH's syntax, read by the launcher for Open MPI\n{}:1\n{}:2\n{}\n{}:1 # once more\n",
+            worker_fqdn(0),
+            worker_fqdn(1),
+            worker_fqdn(2),
+            worker_fqdn(1)
+        ),
+        _ => format!(
+            "# Open MPI's syntax, read by the launcher for MPICH\n{} slots=1\n{} slots=2\n{}\n{} slots=1\n",
+            worker_fqdn(0),
+            worker_fqdn(1),
+            worker_fqdn(2),
+            worker_fqdn(1)
+        ),
+    };
+    let file = job.net.tmp.path("given-hostfile");
+    fs::write(&file, given).unwrap();
+    let file = file.display().to_string();
+    let mut launcher = job.launcher_from(&["--hostfile", &file], &["--slots", "2"], "60s", &[], "");
+    let status = launcher.wait_exit(Duration::from_secs(60));
+    let (out, err) = (launcher.stdout(), launcher.stderr());
+    assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    // worker-0: 1 slot; worker-1: 2 + 1; worker-2: --slots 2.
+    let on = |r: u32| match r {
+        0 => 0,
+        1..=3 => 1,
+        _ => 2,
+    };
+    let want: Vec<(u32, u32, String)> = (0..6)
+        .map(|r| (r, 6, format!("pi-worker-{}", on(r))))
+        .collect();
+    assert_eq!(ranks(&out), want, "stdout:\n{out}\nstderr:\n{err}");
+    let written = fs::read_to_string(job.net.tmp.path("launcher/hostfile")).unwrap();
+    let line = |i: usize, n: u32| match mpi {
+        "openmpi" => format!("{} slots={n}\n", worker_fqdn(i)),
+        _ => format!("{}:{n}\n", worker_fqdn(i)),
+    };
+    assert_eq!(written, line(0, 1) + &line(1, 3) + &line(2, 2));
+    assert!(!err.contains("Permanently added"), "{err}");
+}
+
+#[test]
+fn open_mpi_ranks_follow_a_given_hostfile() {
+    ranks_follow_a_given_hostfile("openmpi");
+}
+
+#[test]
+fn mpich_ranks_follow_a_given_hostfile() {
+    ranks_follow_a_given_hostfile("mpich");
 }
 
 #[test]

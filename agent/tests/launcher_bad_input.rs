@@ -113,3 +113,25 @@ fn extra_args_that_look_like_flags_stay_values() {
         "--mca \"-x=1\": key \"-x\" must not start with '-'",
     );
 }
+
+#[test]
+fn a_missing_or_bad_hostfile() {
+    fails_with(
+        &["--hostfile", "/nonexistent/hosts", "--", "./hello"],
+        "--hostfile /nonexistent/hosts: ",
+    );
+    let tmp = TempDir::new("bad-hostfile");
+    let file = tmp.path("hosts");
+    fs::write(&file, "h1 slots=2\nmpi@h2 slots=1\n").unwrap();
+    let file = file.display().to_string();
+    fails_with(
+        &["--hostfile", &file, "--", "./hello"],
+        &format!(
+            "--hostfile {file}: line 2 \"mpi@h2 slots=1\": host \"mpi@h2\" contains '@'; give a host name or an address"
+        ),
+    );
+    fails_with(
+        &["--hostfile", &file, "--hosts", "h1", "--", "./hello"],
+        "--hosts and --hostfile both given; give one or the other",
+    );
+}

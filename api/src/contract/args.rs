@@ -158,8 +158,13 @@ impl WorkerArgs {
 /// `mpijob-agent launcher …`: wait for the workers, then mpirun, as PID 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LauncherArgs {
-    /// The worker hosts; or give `job`, `namespace` and `workers`.
+    /// The worker hosts; or give `job`, `namespace` and `workers`, or
+    /// `hostfile`.
     pub hosts: Vec<String>,
+    /// An MPI hostfile to take the workers and their slots from (Open
+    /// MPI's `host slots=N` or MPICH's `host:N`): bare metal, where the
+    /// hosts are already listed.
+    pub hostfile: Option<PathBuf>,
     pub job: Option<String>,
     pub namespace: Option<String>,
     pub workers: Option<u32>,
@@ -193,6 +198,7 @@ impl Default for LauncherArgs {
     fn default() -> Self {
         LauncherArgs {
             hosts: Vec::new(),
+            hostfile: None,
             job: None,
             namespace: None,
             workers: None,
@@ -235,6 +241,9 @@ impl LauncherArgs {
         a.value("--port", self.port);
         if !self.hosts.is_empty() {
             a.joined("--hosts", &self.hosts.join(","));
+        }
+        if let Some(file) = &self.hostfile {
+            a.path("--hostfile", file);
         }
         if let Some(job) = &self.job {
             a.value("--job", job);

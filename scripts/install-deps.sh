@@ -11,7 +11,9 @@ set -euo pipefail
 what=${1:-run}
 pkgs=(openssh-server openssh-client openmpi-bin libopenmpi-dev gcc libc6-dev dnsmasq-base iproute2)
 if [[ $what == test ]]; then
-    pkgs+=(mpich libmpich-dev procps util-linux passwd hostname mount)
+    # systemd: systemd-analyze verifies the worker unit; dpkg installs the
+    # agent's package.
+    pkgs+=(mpich libmpich-dev procps util-linux passwd hostname mount systemd dpkg)
 fi
 
 missing=()

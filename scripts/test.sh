@@ -55,6 +55,10 @@ tests/cluster/cluster.sh start >/dev/null
 step "starting the end-to-end cluster in $MPIJOB_E2E_DIR (binaries and images built once, cached)"
 tests/e2e/e2e.sh start >/dev/null
 
+step "building the agent's Debian package (scripts/build-deb.sh; cargo-deb installed once)"
+MPIJOB_DEB="$(scripts/build-deb.sh)"
+export MPIJOB_DEB
+
 step "cargo test"
 cargo test --workspace
 step "done: every check and test passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"

@@ -77,6 +77,17 @@ pub enum Role {
     /// Exit 0 only when an SSH server answers with its banner (a readiness
     /// probe).
     Probe(ProbeCli),
+    /// Make a job's ssh directory for bare-metal hosts: a new key pair,
+    /// `authorized_keys`, `known_hosts` pinning the key as each host's host
+    /// key on --port, and an ssh client `config` for the hosts.
+    ///
+    /// Copy the directory to the same path on every host, then run
+    /// `mpijob-agent worker --ssh-dir DIR` on the workers and
+    /// `mpijob-agent launcher --ssh-dir DIR …` on the launcher. Every file
+    /// is 0600 in a 0700 directory; existing keys are kept unless --force.
+    ///
+    /// Example: mpijob-agent keygen --hosts h1,h2,h3 --out /etc/mpijob/job
+    Keygen(KeygenCli),
     /// Copy this binary into DIR (the init container's job), so that the
     /// job's own image can run it from a shared volume.
     ///
@@ -351,6 +362,45 @@ pub struct GuardCli {
 impl From<GuardCli> for contract::GuardArgs {
     fn from(a: GuardCli) -> Self {
         contract::GuardArgs { command: a.command }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenCli {
+    /// The job's hosts (the workers; and the launcher, if ssh should reach
+    /// it too), separated by commas.
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<String>,
+
+    /// Take the hosts from an MPI hostfile (Open MPI `host slots=N` or
+    /// MPICH `host:N` lines) instead of --hosts.
+    #[arg(long, value_name = "FILE")]
+    hostfile: Option<PathBuf>,
+
+    /// The port the workers' sshd listens on (the workers' and the
+    /// launcher's --port).
+    #[arg(long, default_value_t = contract::DEFAULT_SSH_PORT)]
+    port: u16,
+
+    /// The directory to write; made 0700 if new. Its absolute path is
+    /// written into `config`: copy it to the same path on every host.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+
+    /// Replace a key pair and files already in DIR.
+    #[arg(long)]
+    force: bool,
+}
+
+impl From<KeygenCli> for crate::keygen::Options {
+    fn from(a: KeygenCli) -> Self {
+        crate::keygen::Options {
+            hosts: a.hosts.into_iter().filter(|h| !h.is_empty()).collect(),
+            hostfile: a.hostfile,
+            port: a.port,
+            out: a.out,
+            force: a.force,
+        }
     }
 }
 

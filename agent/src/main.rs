@@ -10,6 +10,7 @@ mod hostfile;
 mod hosts;
 mod init;
 mod install;
+mod keygen;
 mod keys;
 mod launcher;
 mod local;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
                 0
             })
         }
+        Role::Keygen(a) => keygen::run(a.into()),
         Role::Install { dir } => install::run(&dir).map(|dest| {
             println!("installed {}", dest.display());
             0

@@ -6,6 +6,39 @@
 
 use std::path::Path;
 
+use crate::contract::secret_keys;
+use crate::sshkey::JobKey;
+
+/// A complete `~/.ssh` for a job, mounted or copied to `dir`: the key pair
+/// (`id_ed25519`, `id_ed25519.pub`), `authorized_keys` admitting it, a
+/// `known_hosts` pinning it as every peer's host key at `port`, and a
+/// client `config` for the peers that points into `dir`. The controller's
+/// Secret and `mpijob-agent keygen` both hold exactly these files.
+pub fn ssh_dir_files(
+    key: &JobKey,
+    peers: &[String],
+    port: u16,
+    dir: &Path,
+) -> Vec<(&'static str, String)> {
+    let public = format!("{}\n", key.public_openssh());
+    let config = ssh_config(
+        peers,
+        port,
+        &dir.join(secret_keys::ID_ED25519),
+        &dir.join(secret_keys::KNOWN_HOSTS),
+    );
+    vec![
+        (secret_keys::ID_ED25519, key.private_pem().to_string()),
+        (secret_keys::ID_ED25519_PUB, public.clone()),
+        (secret_keys::AUTHORIZED_KEYS, public),
+        (
+            secret_keys::KNOWN_HOSTS,
+            known_hosts(peers, port, &key.public_key_only()),
+        ),
+        (secret_keys::CONFIG, config),
+    ]
+}
+
 /// The `known_hosts` text pinning the job key (`ssh-ed25519 AAAA…`, no
 /// comment) for the peers at `port`.
 ///

@@ -15,33 +15,17 @@ use super::JobMeta;
 /// job lives. Mounted at `ssh_dir`, it is also a complete `~/.ssh`: a client
 /// config for the job's peers and a `known_hosts` pinning the job key.
 pub fn secret(meta: &JobMeta, key: &JobKey, ssh_dir: &str) -> Secret {
-    let public = format!("{}\n", key.public_openssh());
     let peers = contract::peer_patterns(&meta.name, &meta.namespace);
-    let port = contract::DEFAULT_SSH_PORT;
-    let dir = Path::new(ssh_dir);
-    let config = sshclient::ssh_config(
-        &peers,
-        port,
-        &dir.join(secret_keys::ID_ED25519),
-        &dir.join(secret_keys::KNOWN_HOSTS),
+    let files =
+        sshclient::ssh_dir_files(key, &peers, contract::DEFAULT_SSH_PORT, Path::new(ssh_dir));
+    let mut data: BTreeMap<String, String> = files
+        .into_iter()
+        .map(|(name, text)| (name.to_string(), text))
+        .collect();
+    data.insert(
+        secret_keys::PRIVATE_KEY.to_string(),
+        key.private_pem().to_string(),
     );
-    let data = BTreeMap::from([
-        (secret_keys::CONFIG.to_string(), config),
-        (
-            secret_keys::KNOWN_HOSTS.to_string(),
-            sshclient::known_hosts(&peers, port, &key.public_key_only()),
-        ),
-        (
-            secret_keys::PRIVATE_KEY.to_string(),
-            key.private_pem().to_string(),
-        ),
-        (
-            secret_keys::ID_ED25519.to_string(),
-            key.private_pem().to_string(),
-        ),
-        (secret_keys::ID_ED25519_PUB.to_string(), public.clone()),
-        (secret_keys::AUTHORIZED_KEYS.to_string(), public),
-    ]);
     Secret {
         metadata: meta.child(secret_name(&meta.name), BTreeMap::new()),
         type_: Some("kubernetes.io/ssh-auth".to_string()),

@@ -33,6 +33,16 @@ use mpijob_api::contract;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     log::init(cli.log_format);
+    if let Err(line) = version_as_expected(
+        std::env::var(contract::env::EXPECT_AGENT_VERSION)
+            .ok()
+            .as_deref(),
+        contract::VERSION,
+    ) {
+        tracing::error!("{line}");
+        log::termination_message(&line);
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Role::Worker(a) => worker::run(a.into()),
         Role::Launcher(a) => launcher::run(a.into()),
@@ -68,5 +78,38 @@ fn main() -> ExitCode {
             log::termination_message(&exit.line);
             ExitCode::from(u8::try_from(exit.code).unwrap_or(1))
         }
+    }
+}
+
+/// An agent baked into an image must be the release the controller
+/// expects (`MPIJOB_EXPECT_AGENT_VERSION`, set for jobs annotated
+/// `batch.tensorstack.dev/agent-in-image`): the pod contract, its flags and
+/// files, is a release's.
+fn version_as_expected(expected: Option<&str>, mine: &str) -> Result<(), String> {
+    match expected {
+        None => Ok(()),
+        Some(want) if want == mine => Ok(()),
+        Some(want) => Err(format!(
+            "this image's mpijob-agent is {mine}, but the controller expects {want} ({}): put agent {want} into the image (COPY --from=mpijob/agent:{want} /mpijob-agent {}), or remove the annotation {} from the MPIJob to have the agent copied in",
+            contract::env::EXPECT_AGENT_VERSION,
+            contract::agent_path(),
+            contract::AGENT_IN_IMAGE_ANNOTATION
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_baked_agent_of_another_release_refuses_to_run() {
+        assert_eq!(version_as_expected(None, "0.1.0"), Ok(()));
+        assert_eq!(version_as_expected(Some("0.1.0"), "0.1.0"), Ok(()));
+        let err = version_as_expected(Some("0.2.0"), "0.1.0").unwrap_err();
+        assert!(
+            err.starts_with("this image's mpijob-agent is 0.1.0, but the controller expects 0.2.0 (MPIJOB_EXPECT_AGENT_VERSION): put agent 0.2.0 into the image (COPY --from=mpijob/agent:0.2.0 /mpijob-agent /opt/mpijob/mpijob-agent)"),
+            "{err}"
+        );
     }
 }

@@ -36,6 +36,9 @@ pub fn validate_job(job: &MPIJob) -> Result<(), Vec<FieldError>> {
             }
         }
     }
+    if let Err(e) = agent_in_image(job.metadata.annotations.as_ref()) {
+        errors.push(e);
+    }
     if let Err(mut spec_errors) = validate_spec(&job.spec) {
         errors.append(&mut spec_errors);
     }
@@ -44,6 +47,32 @@ pub fn validate_job(job: &MPIJob) -> Result<(), Vec<FieldError>> {
     } else {
         Err(errors)
     }
+}
+
+/// Whether the job's image holds the agent
+/// ([`contract::AGENT_IN_IMAGE_ANNOTATION`]): `Ok(false)` without the
+/// annotation, `Ok(true)` when it names this release's agent, an error
+/// that says what to do otherwise. Both APIs read it.
+pub fn agent_in_image(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<bool, FieldError> {
+    let Some(value) = annotations.and_then(|a| a.get(contract::AGENT_IN_IMAGE_ANNOTATION)) else {
+        return Ok(false);
+    };
+    if value == contract::VERSION {
+        return Ok(true);
+    }
+    let v = contract::VERSION;
+    Err(FieldError::new(
+        format!(
+            "metadata.annotations[{:?}]",
+            contract::AGENT_IN_IMAGE_ANNOTATION
+        ),
+        format!(
+            "{value:?} is not the agent version this controller runs, {v}: put agent {v} into the image (COPY --from=mpijob/agent:{v} /mpijob-agent {}) and set {v:?}, or remove the annotation to have the agent copied into the pods",
+            contract::agent_path()
+        ),
+    ))
 }
 
 /// Where the workers are described, whatever the schema era: the field

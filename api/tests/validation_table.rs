@@ -135,6 +135,10 @@ fn the_base_job_is_valid() {
 
 #[test]
 fn every_invalid_input_gets_its_exact_message() {
+    let v = mpijob_api::contract::VERSION;
+    let agent_version_error = format!(
+        "metadata.annotations[\"batch.tensorstack.dev/agent-in-image\"]: \"0.0.9\" is not the agent version this controller runs, {v}: put agent {v} into the image (COPY --from=mpijob/agent:{v} /mpijob-agent /opt/mpijob/mpijob-agent) and set \"{v}\", or remove the annotation to have the agent copied into the pods"
+    );
     let long = "a".repeat(55);
     let cases: Vec<(&str, Value, &str)> = vec![
         (
@@ -370,6 +374,15 @@ fn every_invalid_input_gets_its_exact_message() {
             "name starting with a digit",
             set(base(), "/metadata/name", json!("1pi")),
             "metadata.name: \"1pi\" is not a DNS label: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, e.g. pi-job",
+        ),
+        (
+            "agent in the image of another release",
+            set(
+                base(),
+                "/metadata/annotations",
+                json!({"batch.tensorstack.dev/agent-in-image": "0.0.9"}),
+            ),
+            &agent_version_error,
         ),
         (
             "name missing",

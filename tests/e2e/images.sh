@@ -16,6 +16,8 @@
 #   docker.io/mpijob/kubeflow-openmpi4:latest  images/kubeflow/Dockerfile (bookworm, Open MPI 4)
 #   docker.io/mpijob/kubeflow-openmpi5:latest  images/kubeflow/Dockerfile (trixie, Open MPI 5)
 #   docker.io/mpijob/kubeflow-mpich:latest     images/kubeflow/Dockerfile (trixie, MPICH 4.2)
+#   docker.io/mpijob/openmpi-baked:latest      images/baked/Dockerfile: openmpi + the agent
+#   docker.io/mpijob/kubeflow-openmpi4-baked:latest  images/baked/Dockerfile: kubeflow-openmpi4 + the agent
 # The MPI images are built FROM a Debian minbase made by debootstrap, of
 # the release their Dockerfile names in `ARG BASE=debian:<suite>-slim`
 # (localhost/mpijob-e2e/debian:<suite>-minbase), passed as --build-arg
@@ -70,6 +72,8 @@ readonly IMAGES=(
   "kubeflow-openmpi4 docker.io/mpijob/kubeflow-openmpi4:latest"
   "kubeflow-openmpi5 docker.io/mpijob/kubeflow-openmpi5:latest"
   "kubeflow-mpich docker.io/mpijob/kubeflow-mpich:latest"
+  "openmpi-baked docker.io/mpijob/openmpi-baked:latest"
+  "kubeflow-openmpi4-baked docker.io/mpijob/kubeflow-openmpi4-baked:latest"
 )
 
 readonly BUILD_PACKAGES=(buildah debootstrap gcc libc6-dev file)
@@ -101,7 +105,8 @@ sha256() { sha256sum "$1" | cut -c1-64; }
 # archive_of NAME : the archive currently built for NAME, if any.
 archive_of() {
   local f newest=""
-  for f in "${IMG_DIR}/${1}"-*.oci.tar; do
+  # The key is 16 hex digits: `openmpi-*` would also match openmpi-baked's.
+  for f in "${IMG_DIR}/${1}"-????????????????.oci.tar; do
     [[ -f "${f}" ]] || continue
     [[ -z "${newest}" || "${f}" -nt "${newest}" ]] && newest="${f}"
   done
@@ -389,6 +394,17 @@ image_plan() {
       SUITE="$(sed -n 's/^ARG BASE=debian:\([a-z]*\)-slim$/\1/p' "${DOCKERFILE}")"
       [[ -n "${SUITE}" ]] || die "${DOCKERFILE}: no 'ARG BASE=debian:<suite>-slim' line"
       ;;
+    *-baked)
+      # An image above with the agent baked in, FROM the archives of both
+      # (built earlier in IMAGES' order): their names carry their keys.
+      local agent base
+      agent="$(archive_of agent)" || die "$1: the agent image is not built"
+      base="$(archive_of "${1%-baked}")" || die "$1: ${1%-baked} is not built"
+      DOCKERFILE="${REPO}/images/baked/Dockerfile"
+      CONTEXT="${REPO}/images/baked"
+      INPUTS=("${DOCKERFILE}")
+      PLAN_ARGS=(--build-arg "AGENT=oci-archive:${agent}" --build-arg "BASE=oci-archive:${base}")
+      ;;
     kubeflow-*)
       # One Dockerfile; the suite and the MPI differ.
       DOCKERFILE="${REPO}/images/kubeflow/Dockerfile"
@@ -456,7 +472,7 @@ build_one() {
   # Older archives of this image are stale now; the image itself lives on in
   # the archive, so buildah's copy (a full tree per layer with vfs) goes.
   local old
-  for old in "${IMG_DIR}/${name}"-*.oci.tar; do
+  for old in "${IMG_DIR}/${name}"-????????????????.oci.tar; do
     [[ "${old}" == "${archive}" ]] || rm -f "${old}"
   done
   bh rmi "${ref}" >/dev/null 2>&1 || true

@@ -29,6 +29,10 @@ pub const MPICH_IMAGE: &str = "mpijob/mpich:latest";
 pub const KUBEFLOW_OPENMPI4_IMAGE: &str = "mpijob/kubeflow-openmpi4:latest";
 pub const KUBEFLOW_OPENMPI5_IMAGE: &str = "mpijob/kubeflow-openmpi5:latest";
 pub const KUBEFLOW_MPICH_IMAGE: &str = "mpijob/kubeflow-mpich:latest";
+/// `OPENMPI_IMAGE` and `KUBEFLOW_OPENMPI4_IMAGE` with the agent baked in
+/// (images/baked/Dockerfile).
+pub const OPENMPI_BAKED_IMAGE: &str = "mpijob/openmpi-baked:latest";
+pub const KUBEFLOW_OPENMPI4_BAKED_IMAGE: &str = "mpijob/kubeflow-openmpi4-baked:latest";
 /// Where deploy/ runs the controller.
 pub const OPERATOR_NAMESPACE: &str = "mpijob-system";
 

@@ -12,7 +12,8 @@ use kube::Api;
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{
-    log_time, on_this_node, pi_example, ranks_on, E2e, MPICH_IMAGE, OPENMPI_IMAGE,
+    log_time, on_this_node, pi_example, ranks_on, E2e, MPICH_IMAGE, OPENMPI_BAKED_IMAGE,
+    OPENMPI_IMAGE,
 };
 use serde_json::json;
 
@@ -225,11 +226,7 @@ async fn a_rank_exiting_3_fails_the_job_with_the_launchers_code() {
     let status = e2e
         .wait_phase(&ns.name, "exit3", Phase::Failed, Duration::from_secs(180))
         .await;
-    let failed = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == ConditionType::Failed)
-        .expect("a Failed condition");
+    let failed = failed_condition(&status);
     assert_eq!(
         failed.reason.as_deref(),
         Some("LauncherFailed"),
@@ -288,11 +285,7 @@ async fn an_oom_killed_worker_is_named_in_the_status() {
         },
     )
     .await;
-    let failed = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == ConditionType::Failed)
-        .expect("a Failed condition");
+    let failed = failed_condition(&status);
     assert!(
         failed
             .message
@@ -696,4 +689,206 @@ async fn mpich_ppn_runs_two_ranks_on_each_worker() {
         assert_eq!(n, 2, "{n} ranks on {host}:\n{log}");
     }
     assert!(!log.contains("on host ppn-launcher"), "{log}");
+}
+
+/// The job's `Failed` condition.
+fn failed_condition(status: &MPIJobStatus) -> &mpijob_api::v1beta1::Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Failed)
+        .expect("a Failed condition")
+}
+
+/// How the first container of a hand-made pod ended, once it has.
+async fn terminated(
+    e2e: &E2e,
+    ns: &str,
+    pod: &str,
+    timeout: Duration,
+) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    let pods = e2e.pods(ns);
+    wait_for(&format!("{pod}'s container to end"), timeout, || async {
+        let p = pods.get(pod).await.map_err(|e| e.to_string())?;
+        p.status
+            .and_then(|s| s.container_statuses)
+            .and_then(|cs| cs.into_iter().next())
+            .and_then(|c| c.state)
+            .and_then(|s| s.terminated)
+            .ok_or_else(|| "still running or waiting".to_string())
+    })
+    .await
+}
+
+/// The annotation that says the image holds the agent, with this release.
+fn agent_in_image(job: &mut serde_json::Value, version: &str) {
+    job["metadata"]["annotations"] =
+        json!({ mpijob_api::contract::AGENT_IN_IMAGE_ANNOTATION: version });
+}
+
+/// An image with the agent baked in (images/baked/Dockerfile), and the job
+/// annotated so: no init container and no agent volume in any pod, and the
+/// job succeeds with a rank on each worker.
+#[tokio::test]
+async fn an_image_with_the_agent_baked_in_runs_without_the_init_container() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-baked").await;
+    let mut job = pi_example(&ns.name, OPENMPI_BAKED_IMAGE);
+    agent_in_image(&mut job, mpijob_api::contract::VERSION);
+    job["spec"]["runPolicy"]["cleanUpWorkers"] = json!("none");
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "pi", Phase::Succeeded, Duration::from_secs(180))
+        .await;
+    let log = e2e.logs(&ns.name, "pi-launcher").await;
+    for host in ["pi-worker-0", "pi-worker-1"] {
+        assert!(ranks_on(&log, host) > 0, "no rank on {host}:\n{log}");
+    }
+    let pods = e2e
+        .pods(&ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(pods.items.len(), 3, "the launcher and both workers kept");
+    for p in &pods.items {
+        let name = p.metadata.name.as_deref().unwrap();
+        let spec = p.spec.as_ref().unwrap();
+        assert!(
+            spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+            "{name} has init containers: {:?}",
+            spec.init_containers
+        );
+        assert!(
+            spec.volumes
+                .iter()
+                .flatten()
+                .all(|v| v.name != mpijob_api::contract::AGENT_VOLUME),
+            "{name} has the agent volume"
+        );
+        let c = &spec.containers[0];
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&[mpijob_api::contract::agent_path()][..]),
+            "{name} runs the image's agent"
+        );
+    }
+}
+
+/// An annotation naming another release: the job fails before any pod,
+/// and its status says what to do.
+#[tokio::test]
+async fn an_image_with_an_agent_of_another_release_fails_the_job_at_once() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-baked-old").await;
+    let mut job = pi_example(&ns.name, OPENMPI_BAKED_IMAGE);
+    agent_in_image(&mut job, "0.0.9");
+    e2e.create(&ns.name, job).await;
+    let status = e2e
+        .wait_phase(&ns.name, "pi", Phase::Failed, Duration::from_secs(60))
+        .await;
+    let failed = failed_condition(&status);
+    let message = failed.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains(
+            "metadata.annotations[\"batch.tensorstack.dev/agent-in-image\"]: \"0.0.9\" is not the agent version this controller runs"
+        ),
+        "{message}"
+    );
+    let pods = e2e
+        .pods(&ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        pods.items.is_empty(),
+        "pods of a failed job: {:?}",
+        pods.items.len()
+    );
+}
+
+/// The baked agent's own check, in a real pod: told to expect another
+/// release, it exits 2 at once and says why in the termination message.
+#[tokio::test]
+async fn a_baked_agent_told_to_expect_another_release_refuses_in_its_pod() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-baked-pod").await;
+    let mut container = json!({
+        "name": "mpi-worker",
+        "command": [mpijob_api::contract::agent_path(), "worker"],
+        "env": [{"name": "MPIJOB_EXPECT_AGENT_VERSION", "value": "0.0.9"}],
+    });
+    on_this_node(&mut container, OPENMPI_BAKED_IMAGE);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "old-agent"},
+        "spec": {"restartPolicy": "Never", "containers": [container]}
+    }))
+    .unwrap();
+    let pods = e2e.pods(&ns.name);
+    pods.create(&Default::default(), &pod).await.unwrap();
+    let terminated = terminated(&e2e, &ns.name, "old-agent", Duration::from_secs(120)).await;
+    assert_eq!(terminated.exit_code, 2, "{terminated:?}");
+    let message = terminated.message.unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "this image's mpijob-agent is {}, but the controller expects 0.0.9 (MPIJOB_EXPECT_AGENT_VERSION)",
+            mpijob_api::contract::VERSION
+        )),
+        "{message}"
+    );
+}
+
+/// `examples/plain/pi.yaml`: plain Kubernetes, no operator involved. A
+/// Secret with a key pair (what `mpijob-agent keygen` and `kubectl create
+/// secret` make), a headless Service and hand-written pods whose command
+/// is the agent baked into the image; the launcher runs pi across both
+/// workers and exits 0.
+#[tokio::test]
+async fn hand_written_pods_run_the_baked_agent_without_the_operator() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("e2e-plain").await;
+    let key = mpijob_api::sshkey::generate("e2e");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "pi-ssh"},
+        "stringData": {
+            "id_ed25519": key.private_pem(),
+            "authorized_keys": format!("{}\n", key.public_openssh()),
+        }
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(e2e.client.clone(), &ns.name)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let path = mpijob_tests::cluster::repo_root().join("examples/plain/pi.yaml");
+    let docs: Vec<serde_json::Value> =
+        mpijob_api::yaml::from_str_multiple(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(docs.len(), 4, "a Service and three pods");
+    for mut doc in docs {
+        match doc["kind"].as_str().unwrap() {
+            "Service" => {
+                let s: Service = serde_json::from_value(doc).unwrap();
+                Api::<Service>::namespaced(e2e.client.clone(), &ns.name)
+                    .create(&Default::default(), &s)
+                    .await
+                    .unwrap();
+            }
+            "Pod" => {
+                let c = &mut doc["spec"]["containers"][0];
+                assert_eq!(c["image"], json!(OPENMPI_BAKED_IMAGE));
+                on_this_node(c, OPENMPI_BAKED_IMAGE);
+                let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(doc).unwrap();
+                e2e.pods(&ns.name)
+                    .create(&Default::default(), &p)
+                    .await
+                    .unwrap();
+            }
+            other => panic!("unexpected {other} in {}", path.display()),
+        }
+    }
+    let terminated = terminated(&e2e, &ns.name, "pi-launcher", Duration::from_secs(180)).await;
+    let log = e2e.logs(&ns.name, "pi-launcher").await;
+    assert_eq!(terminated.exit_code, 0, "{terminated:?}\n{log}");
+    for host in ["pi-worker-0", "pi-worker-1"] {
+        assert!(ranks_on(&log, host) > 0, "no rank on {host}:\n{log}");
+    }
+    assert!(log.contains("pi is approximately 3.14159"), "{log}");
 }

@@ -13,8 +13,8 @@ use kube::{Api, ResourceExt};
 use mpijob_api::kubeflow::{JobStatus, MPIJob};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{
-    on_this_node, pi_example, ranks_on, E2e, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_IMAGE,
-    KUBEFLOW_OPENMPI5_IMAGE, OPENMPI_IMAGE,
+    on_this_node, pi_example, ranks_on, E2e, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_BAKED_IMAGE,
+    KUBEFLOW_OPENMPI4_IMAGE, KUBEFLOW_OPENMPI5_IMAGE, OPENMPI_IMAGE,
 };
 use serde_json::{json, Value};
 
@@ -547,4 +547,53 @@ async fn an_oom_killed_worker_fails_the_job_and_is_named() {
         .status
         .unwrap_or_default();
     assert!(js.failed.unwrap_or(0) <= 1, "{js:?}");
+}
+
+/// A Kubeflow-style image with the agent baked in, and the job annotated
+/// so: the workers' guard runs the image's agent, with no init container
+/// and no agent volume, and the job succeeds.
+#[tokio::test]
+async fn an_image_with_the_agent_baked_in_needs_no_init_container_on_the_workers() {
+    let e2e = E2e::get().await;
+    let ns = e2e.namespace("kf-baked").await;
+    let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_BAKED_IMAGE, false, PLAIN);
+    job["metadata"]["annotations"] = json!({
+        mpijob_api::contract::AGENT_IN_IMAGE_ANNOTATION: mpijob_api::contract::VERSION
+    });
+    create(&e2e, &ns.name, job).await;
+    let pods = e2e.pods(&ns.name);
+    // The workers as created (cleanPodPolicy Running deletes them at the end).
+    let workers = wait_for("both workers running", RUN, || async {
+        let list = pods
+            .list(&ListParams::default().labels("training.kubeflow.org/job-role=worker"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if list.items.len() == 2 {
+            Ok(list.items)
+        } else {
+            Err(format!("{} workers", list.items.len()))
+        }
+    })
+    .await;
+    for w in &workers {
+        let spec = w.spec.as_ref().unwrap();
+        assert!(
+            spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+            "{}: {:?}",
+            w.name_any(),
+            spec.init_containers
+        );
+        assert!(spec
+            .volumes
+            .iter()
+            .flatten()
+            .all(|v| v.name != mpijob_api::contract::AGENT_VOLUME));
+        let command = spec.containers[0].command.clone().unwrap();
+        assert_eq!(
+            command[..2],
+            [mpijob_api::contract::agent_path(), "guard".to_string()]
+        );
+    }
+    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    assert_ranks_on_workers(&e2e, &ns.name).await;
 }

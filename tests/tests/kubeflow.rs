@@ -664,6 +664,26 @@ async fn an_invalid_job_gets_a_validation_event_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn an_image_with_an_agent_of_another_release_gets_a_validation_event() {
+    let e = env("kf-baked-old").await;
+    let _c = RunningController::start(&e.client, &e.ns.name);
+    let mut bad = kubeflow_pi_job("pi");
+    bad["metadata"]["annotations"] =
+        json!({ mpijob_api::contract::AGENT_IN_IMAGE_ANNOTATION: "0.0.9" });
+    e.create(bad).await;
+    let v = mpijob_api::contract::VERSION;
+    e.wait_event(
+        "pi",
+        &format!("ValidationError: Found validation errors: metadata.annotations[\"batch.tensorstack.dev/agent-in-image\"]: \"0.0.9\" is not the agent version this controller runs, {v}: put agent {v} into the image (COPY --from=mpijob/agent:{v} /mpijob-agent /opt/mpijob/mpijob-agent) and set \"{v}\", or remove the annotation to have the agent copied into the pods"),
+    )
+    .await;
+    assert!(
+        e.pod_names().await.is_empty(),
+        "no pod for a job whose image holds the wrong agent"
+    );
+}
+
+#[tokio::test]
 async fn a_name_clash_is_reported_and_nothing_is_taken_over() {
     let e = env("kf-clash").await;
     let _c = RunningController::start(&e.client, &e.ns.name);

@@ -46,6 +46,15 @@ pub const MPI_CONTAINER: &str = "mpi-worker";
 /// Where the agent writes its one-line summary for the pod status.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
+/// This release's version: the controller's, and the agent's it delivers.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// On an MPIJob of either API: its MPI image already holds the agent, of
+/// version [`VERSION`] (the annotation's value), at [`agent_path`]. The
+/// controller then adds no init container and no agent volume, and the
+/// agent starts at once from the image. See `images/baked/`.
+pub const AGENT_IN_IMAGE_ANNOTATION: &str = "batch.tensorstack.dev/agent-in-image";
+
 /// The annotation the controller sets on a worker pod when the job is over.
 /// A downward API volume exposes it as [`FINISH_FILE_NAME`] under
 /// [`PODINFO_MOUNT_PATH`]; the worker agent finishes (stops sshd, exits 0)
@@ -122,6 +131,10 @@ pub mod env {
     pub const TERMINATION_LOG: &str = "MPIJOB_TERMINATION_LOG";
     // Wait (also reads PORT and TIMEOUT).
     pub const HOSTFILE: &str = "MPIJOB_HOSTFILE";
+    /// The agent version the controller expects of an agent baked into
+    /// the image ([`super::AGENT_IN_IMAGE_ANNOTATION`]): an agent of
+    /// another version exits 2 at once, saying so.
+    pub const EXPECT_AGENT_VERSION: &str = "MPIJOB_EXPECT_AGENT_VERSION";
 }
 
 /// `<job>-worker-<i>`: the worker pod's name and hostname.

@@ -99,6 +99,9 @@ pub struct Resolved {
     pub backoff_limit: Option<i32>,
     pub scheduling_policy: Option<SchedulingPolicy>,
     pub suspend: bool,
+    /// The image holds the agent ([`crate::contract::AGENT_IN_IMAGE_ANNOTATION`]):
+    /// the workers get no agent init container.
+    pub agent_in_image: bool,
     pub launcher: Replica,
     /// `None` for a launcher-only job.
     pub worker: Option<Replica>,
@@ -174,6 +177,12 @@ pub fn resolve(job: &MPIJob) -> Result<Resolved, Vec<FieldError>> {
             }
         }
     }
+
+    let agent_in_image = crate::validate::agent_in_image(job.metadata.annotations.as_ref())
+        .unwrap_or_else(|err| {
+            e.push(err);
+            false
+        });
 
     let slots_per_worker = match spec.slots_per_worker {
         None => DEFAULT_SLOTS,
@@ -346,6 +355,7 @@ pub fn resolve(job: &MPIJob) -> Result<Resolved, Vec<FieldError>> {
             backoff_limit: rp.backoff_limit,
             scheduling_policy: rp.scheduling_policy.clone(),
             suspend: rp.suspend.unwrap_or(false),
+            agent_in_image,
             launcher,
             worker,
         }),

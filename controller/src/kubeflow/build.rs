@@ -212,7 +212,7 @@ pub fn worker(i: Input, config: &Config, index: u32) -> Pod {
             .push(env(kf::ROLE_ENV, labels::ROLE_WORKER));
     }
     mount_keys(i, &mut spec);
-    guard(config, &mut spec);
+    guard(config, i.job.agent_in_image, &mut spec);
 
     Pod {
         metadata: ObjectMeta {
@@ -357,7 +357,7 @@ fn config_mount() -> VolumeMount {
 /// `mpijob-agent guard --help`). A container that sets no `command` runs
 /// its image's entrypoint, which the controller cannot know: it stays as
 /// it is, and such an OOM kill then shows only in the launcher's failure.
-fn guard(config: &Config, spec: &mut PodSpec) {
+fn guard(config: &Config, baked: bool, spec: &mut PodSpec) {
     let Some(c) = spec.containers.first_mut() else {
         return;
     };
@@ -369,6 +369,13 @@ fn guard(config: &Config, spec: &mut PodSpec) {
         .chain(c.args.take().unwrap_or_default())
         .collect();
     c.command = Some(contract::agent_guard_command(&GuardArgs { command }));
+    if baked {
+        // The image's own agent: no copy.
+        c.env
+            .get_or_insert_with(Vec::new)
+            .push(pod::expect_agent_version());
+        return;
+    }
     c.volume_mounts
         .get_or_insert_with(Vec::new)
         .push(pod::agent_mount());
@@ -547,6 +554,57 @@ mod tests {
             .unwrap()
             .iter()
             .any(|v| v.name == "mpijob-agent"));
+    }
+
+    #[test]
+    fn a_worker_whose_image_holds_the_agent_runs_it_without_a_copy() {
+        let (mut k, _, meta) = job(PI);
+        k.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            contract::AGENT_IN_IMAGE_ANNOTATION.to_string(),
+            contract::VERSION.to_string(),
+        )]));
+        let r = resolve(&k).unwrap();
+        assert!(r.agent_in_image);
+        let i = Input {
+            meta: &meta,
+            job: &r,
+            cluster_domain: None,
+        };
+        let spec = worker(i, &config(), 0).spec.unwrap();
+        assert_eq!(spec.init_containers, None);
+        assert!(spec
+            .volumes
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "mpijob-agent"));
+        let c = &spec.containers[0];
+        assert_eq!(
+            c.command.as_ref().unwrap()[..2],
+            [contract::agent_path(), "guard".to_string()]
+        );
+        assert!(c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.mount_path != contract::AGENT_MOUNT_PATH));
+        let env = c.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == "MPIJOB_EXPECT_AGENT_VERSION"
+            && e.value.as_deref() == Some(contract::VERSION)));
+
+        k.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            contract::AGENT_IN_IMAGE_ANNOTATION.to_string(),
+            "0.0.9".to_string(),
+        )]));
+        let errors = resolve(&k).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].to_string().starts_with(&format!(
+                "metadata.annotations[\"batch.tensorstack.dev/agent-in-image\"]: \"0.0.9\" is not the agent version this controller runs, {}",
+                contract::VERSION
+            )),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]

@@ -2,18 +2,19 @@
 //!
 //! The MPI container (named `mpi-worker`, or the first container) runs the
 //! agent from a shared emptyDir, which an init container fills from the
-//! agent image. Every value from the spec goes in as its own argv entry;
+//! agent image; or, for a job annotated
+//! [`contract::AGENT_IN_IMAGE_ANNOTATION`], from the image itself. Every value from the spec goes in as its own argv entry;
 //! nothing passes through a shell.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
-    ExecAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SecretVolumeSource, Volume, VolumeMount,
+    EnvVar, ExecAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SecretVolumeSource, Volume, VolumeMount,
 };
 use mpijob_api::contract::{self, labels};
-use mpijob_api::{FieldError, MPIJob};
+use mpijob_api::{validate, FieldError, MPIJob};
 
 use super::{JobMeta, Role};
 use crate::context::Config;
@@ -68,13 +69,18 @@ pub fn pod(
     spec.restart_policy = Some("Never".to_string());
     readable_keys_for_non_root(&mut spec);
 
+    // Validated before any pod is built: a wrong value never gets here.
+    let baked = validate::agent_in_image(job.metadata.annotations.as_ref()).unwrap_or(false);
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    if !baked {
+        volumes.push(agent_volume());
+    }
     volumes.extend(job_volumes(meta));
 
     if mode.skip_template_init {
         spec.init_containers = None;
     }
-    if mode.runs_agent() {
+    if mode.runs_agent() && !baked {
         spec.init_containers
             .get_or_insert_with(Vec::new)
             .insert(0, install_agent(config));
@@ -88,9 +94,11 @@ pub fn pod(
             "must list at least one container",
         ));
     };
-    c.volume_mounts
-        .get_or_insert_with(Vec::new)
-        .extend(job_mounts(&ssh_dir));
+    let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+    if !baked {
+        mounts.push(agent_mount());
+    }
+    mounts.extend(job_mounts(&ssh_dir));
     c.termination_message_policy = Some("FallbackToLogsOnError".to_string());
     let runs_agent = mode.runs_agent();
     let (command, args) = match mode.command {
@@ -102,6 +110,11 @@ pub fn pod(
     };
     c.command = Some(command);
     c.args = Some(args);
+    if baked && runs_agent {
+        c.env
+            .get_or_insert_with(Vec::new)
+            .push(expect_agent_version());
+    }
     if matches!(role, Role::Worker(_)) && runs_agent {
         c.ports.get_or_insert_with(Vec::new).push(ContainerPort {
             name: Some("ssh".to_string()),
@@ -236,9 +249,20 @@ pub(crate) fn agent_mount() -> VolumeMount {
     }
 }
 
+/// `MPIJOB_EXPECT_AGENT_VERSION`: an agent baked into the image checks
+/// that it is this release's.
+pub(crate) fn expect_agent_version() -> EnvVar {
+    EnvVar {
+        name: contract::env::EXPECT_AGENT_VERSION.to_string(),
+        value: Some(contract::VERSION.to_string()),
+        ..EnvVar::default()
+    }
+}
+
+/// The Secret's and the downward API's volumes (the agent's is added
+/// unless the image holds the agent).
 fn job_volumes(meta: &JobMeta) -> Vec<Volume> {
     vec![
-        agent_volume(),
         Volume {
             name: contract::SSH_VOLUME.to_string(),
             secret: Some(SecretVolumeSource {
@@ -278,7 +302,6 @@ fn job_mounts(ssh_dir: &str) -> Vec<VolumeMount> {
         ..VolumeMount::default()
     };
     vec![
-        agent_mount(),
         mount(contract::SSH_VOLUME, ssh_dir),
         mount(contract::PODINFO_VOLUME, contract::PODINFO_MOUNT_PATH),
     ]
@@ -421,6 +444,48 @@ mod tests {
             item.field_ref.as_ref().unwrap().field_path,
             "metadata.annotations['batch.tensorstack.dev/finished']"
         );
+    }
+
+    #[test]
+    fn an_image_with_the_agent_gets_no_copy_and_is_told_the_version() {
+        let mut job = fixtures::job(fixtures::PI);
+        job.metadata.annotations = Some(BTreeMap::from([(
+            contract::AGENT_IN_IMAGE_ANNOTATION.to_string(),
+            contract::VERSION.to_string(),
+        )]));
+        let meta = JobMeta::of(&job).unwrap();
+        for role in [Role::Launcher, Role::Worker(1)] {
+            let p = pod(&job, &meta, role, &config(), false).unwrap();
+            let spec = p.spec.as_ref().unwrap();
+            assert!(
+                spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+                "{role:?}"
+            );
+            let vols = spec.volumes.as_ref().unwrap();
+            assert!(vols.iter().all(|v| v.name != contract::AGENT_VOLUME));
+            let c = mpi(&p);
+            assert!(c
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|m| m.mount_path != contract::AGENT_MOUNT_PATH));
+            // The image's own agent, at the usual path.
+            assert_eq!(c.command.as_ref().unwrap(), &[contract::agent_path()]);
+            let env = c.env.as_ref().unwrap();
+            let v = env
+                .iter()
+                .find(|e| e.name == "MPIJOB_EXPECT_AGENT_VERSION")
+                .unwrap();
+            assert_eq!(v.value.as_deref(), Some(contract::VERSION));
+        }
+        // Without the annotation: the copy, and no version check.
+        let p = build(fixtures::PI, Role::Worker(0));
+        assert!(mpi(&p)
+            .env
+            .iter()
+            .flatten()
+            .all(|e| e.name != "MPIJOB_EXPECT_AGENT_VERSION"));
     }
 
     #[test]

@@ -260,6 +260,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
     drop(mounted);
     info!(
         workers = checked.hosts.len(),
+        slots = %slots_summary(&checked.slots),
         ranks = checked.slots.iter().map(|&n| u64::from(n)).sum::<u64>(),
         port = opts.port,
         mpi = implementation.name(),
@@ -293,6 +294,19 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         return Ok(hold(init, &plan));
     }
     run_mpirun(init, opts, &plan)
+}
+
+/// The slots per worker for the log: `2` when every worker has 2, else
+/// each worker's, in order (`1,3,2`).
+fn slots_summary(slots: &[u32]) -> String {
+    match slots.first() {
+        Some(first) if slots.iter().all(|s| s == first) => first.to_string(),
+        _ => slots
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// Debug mode: say how to run mpirun by hand, then stay up until stopped.
@@ -666,6 +680,12 @@ mod tests {
         assert!(check(&o, no_file)
             .unwrap_err()
             .starts_with("--hosts: \"a b\" contains ' '"));
+    }
+
+    #[test]
+    fn the_log_gives_one_slot_count_or_each() {
+        assert_eq!(slots_summary(&[2, 2, 2]), "2");
+        assert_eq!(slots_summary(&[1, 3, 2]), "1,3,2");
     }
 
     fn no_file(p: &Path) -> Result<Vec<HostEntry>, String> {

@@ -408,3 +408,49 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text is hosts or one error line, never a panic; every host
+        /// read is one word with no character ssh or MPI would take for
+        /// something else.
+        #[test]
+        fn any_text_is_hosts_or_one_error_line(text in ".{0,120}|([a-z0-9.:= #-]{0,20}\n){0,5}") {
+            match parse(&text) {
+                Ok(entries) => {
+                    prop_assert!(!entries.is_empty());
+                    for e in entries {
+                        prop_assert!(check_host(&e.host).is_ok(), "{:?}", e.host);
+                        prop_assert!(e.slots != Some(0));
+                    }
+                }
+                Err(line) => prop_assert!(!line.contains('\n'), "{line:?}"),
+            }
+        }
+
+        /// What `render` writes is one line per host and reads back the same,
+        /// in both syntaxes.
+        #[test]
+        fn rendered_hostfiles_read_back(
+            hosts in prop::collection::vec("[a-z][a-z0-9-]{0,10}(\\.[a-z0-9]{1,5}){0,3}", 1..6),
+            slots in prop::collection::vec(1u32..1000, 6),
+        ) {
+            let slots = &slots[..hosts.len()];
+            for i in [Implementation::OpenMpi, Implementation::Mpich, Implementation::Intel] {
+                let text = render(i, &hosts, slots);
+                prop_assert_eq!(text.lines().count(), hosts.len());
+                let back = parse(&text).unwrap();
+                let want: Vec<HostEntry> = hosts
+                    .iter()
+                    .zip(slots)
+                    .map(|(h, &n)| HostEntry { host: h.clone(), slots: Some(n) })
+                    .collect();
+                prop_assert_eq!(back, want);
+            }
+        }
+    }
+}

@@ -667,3 +667,39 @@ mod tests {
         assert!(Counter::open(dir.join("memory.events")).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the kernel files hold, the parsers answer or pass the
+        /// line over; they never panic.
+        #[test]
+        fn proc_and_mountinfo_parsers_never_panic(
+            cgroup in "[0-9:a-z,/\\\\ .-]{0,40}|.{0,40}",
+            mountinfo in "([0-9a-z/:\\\\ -]{0,30}\n){0,4}|.{0,80}",
+            counters in ".{0,60}",
+        ) {
+            let _ = parse_cgroup(&cgroup);
+            let _ = parse_mount(&mountinfo);
+            let _ = unescape(&mountinfo);
+            let _ = candidates(&cgroup, &mountinfo);
+            let _ = counter(&counters, "oom_kill");
+        }
+
+        /// What mountinfo escapes reads back as it was.
+        #[test]
+        fn unescape_undoes_octal_escapes(path in "[ -~\t\n]{0,30}") {
+            let escaped: String = path
+                .chars()
+                .map(|c| match c {
+                    ' ' | '\t' | '\n' | '\\' => format!("\\{:03o}", c as u32),
+                    c => c.to_string(),
+                })
+                .collect();
+            prop_assert_eq!(unescape(&escaped), path);
+        }
+    }
+}

@@ -225,3 +225,40 @@ mod tests {
         assert_eq!(first_error_line(""), "no message");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Each `--sshd-option` (split at line breaks by the command line)
+        /// is one line, after every line of the agent's own, whatever it
+        /// holds: an option can add itself, never a line before it.
+        #[test]
+        fn each_extra_option_is_one_last_line(
+            extra in prop::collection::vec("[^\r\n]{1,30}", 0..4),
+            port in 1u16..,
+        ) {
+            let extra: Vec<String> = extra.into_iter().filter(|e| !e.trim().is_empty()).collect();
+            let c = ServerConfig {
+                port,
+                listen: None,
+                host_key: Path::new("/run/mpijob/job_key"),
+                authorized_keys: Path::new("/run/mpijob/authorized_keys"),
+                pid_file: Path::new("/run/mpijob/sshd.pid"),
+                user: Some("mpiuser"),
+                root: false,
+                extra: &extra,
+            };
+            let text = render(&c);
+            let base = render(&ServerConfig { extra: &[], ..c.clone() });
+            let lines: Vec<&str> = text.lines().collect();
+            prop_assert_eq!(lines.len(), base.lines().count() + extra.len());
+            prop_assert!(text.starts_with(&base));
+            for (line, e) in lines[base.lines().count()..].iter().zip(&extra) {
+                prop_assert_eq!(*line, e.trim());
+            }
+        }
+    }
+}

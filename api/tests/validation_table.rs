@@ -326,6 +326,21 @@ fn every_invalid_input_gets_its_exact_message() {
             "spec.mca: key \"-x\" must not start with '-': give the parameter name without dashes, e.g. pml",
         ),
         (
+            "MCA key with a control character (BEL)",
+            set(base(), "/spec/mca", json!({"b\u{7}tl": "tcp"})),
+            "spec.mca: key \"b\\u{7}tl\" contains '\\u{7}': MCA parameter names are letters, digits and '_', e.g. btl_tcp_if_include",
+        ),
+        (
+            "MCA key with a dot",
+            set(base(), "/spec/mca", json!({"btl.tcp": "x"})),
+            "spec.mca: key \"btl.tcp\" contains '.': MCA parameter names are letters, digits and '_', e.g. btl_tcp_if_include",
+        ),
+        (
+            "MCA value with a control character (BEL)",
+            set(base(), "/spec/mca", json!({"btl": "tcp\u{7}"})),
+            "spec.mca.btl: value must not contain the control character '\\u{7}', got \"tcp\\u{7}\": give printable text, e.g. ^openib",
+        ),
+        (
             "MCA key empty",
             set(base(), "/spec/mca", json!({"": "y"})),
             "spec.mca: key \"\" must not be empty: name an MCA parameter, e.g. btl",

@@ -517,12 +517,28 @@ fn template_with_containers(at: &str, template: &PodTemplate, e: &mut Vec<FieldE
 }
 
 /// Entries that become argv: anything goes but NUL, which argv cannot hold.
+/// The longest single argument Linux passes to a program: MAX_ARG_STRLEN
+/// (32 pages of 4 KiB) less its terminating NUL. `execve` fails with E2BIG
+/// on a longer one.
+pub const MAX_ARGUMENT_BYTES: usize = 32 * 4096 - 1;
+
 fn argv_entries(field: &str, entries: &[String], e: &mut Vec<FieldError>) {
     for (i, entry) in entries.iter().enumerate() {
         if entry.contains('\0') {
+            // A megabyte of it is not worth echoing.
+            let shown: String = entry.chars().take(80).collect();
             e.push(FieldError::new(
                 format!("{field}[{i}]"),
-                format!("must not contain a NUL byte, got {entry:?}"),
+                format!("must not contain a NUL byte, got {shown:?}"),
+            ));
+        }
+        if entry.len() > MAX_ARGUMENT_BYTES {
+            e.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "is {} bytes, over the kernel's limit for one argument, {MAX_ARGUMENT_BYTES} (MAX_ARG_STRLEN): pass large input in a file or the environment",
+                    entry.len()
+                ),
             ));
         }
     }

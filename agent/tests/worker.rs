@@ -266,10 +266,11 @@ fn orphaned_grandchildren_are_adopted_and_reaped() {
         let (_, ppid) = stat(pid).expect("the orphan should still sleep");
         assert_eq!(ppid, me, "orphan {pid} was not adopted by the agent");
     }
-    std::thread::sleep(Duration::from_millis(2000));
-    for &pid in &orphans {
-        assert_eq!(stat(pid), None, "orphan {pid} was not reaped");
-    }
+    // Each sleeps 1 s; once they end, the agent must reap them (a zombie
+    // keeps its /proc entry, so "gone" means reaped).
+    wait_until("the orphans reaped", Duration::from_secs(30), || {
+        orphans.iter().all(|&pid| stat(pid).is_none())
+    });
     assert_eq!(zombies_of(me), Vec::<i32>::new());
     agent.signal(Signal::SIGTERM);
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).code(), Some(143));
@@ -315,9 +316,9 @@ fn as_pid_1_it_reaps_orphans_and_passes_sigterm_on() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(sleepers(), 5);
-    std::thread::sleep(Duration::from_millis(2000));
-    assert_eq!(sleepers(), 0);
-    assert_eq!(zombies_of(init), Vec::<i32>::new());
+    wait_until("the orphans reaped", Duration::from_secs(30), || {
+        sleepers() == 0 && zombies_of(init).is_empty()
+    });
     agent.signal(Signal::SIGTERM);
     // unshare --fork exits with the code of its child, the agent.
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).code(), Some(143));

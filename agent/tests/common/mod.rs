@@ -491,3 +491,14 @@ pub const AS_UID_1000: [&str; 7] = [
     "--clear-groups",
     "--",
 ];
+
+/// Poll `done` every 10 ms until it holds; panic with `what` after `limit`.
+/// For negative checks too: wait for the event that settles them, not a
+/// fixed time.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not after {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

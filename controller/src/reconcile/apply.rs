@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
+use futures::stream::{self, StreamExt, TryStreamExt};
+
 use super::build::{self, pod, roles, JobMeta, Role};
 use super::status::Observed;
 use crate::context::{Context, Write};
@@ -96,17 +98,22 @@ pub async fn children(
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let wanted = roles(job.spec.worker().replicas);
     if create_pods {
-        let results = futures::future::try_join_all(wanted.iter().map(|&role| {
-            let name = role.pod_name(&meta.name);
-            let pods = &pods;
-            async move {
-                ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
-                    Ok(pod::pod(job, meta, role, &ctx.config, resumed)?)
-                })
-                .await
-            }
-        }))
-        .await?;
+        // At most MAX_IN_FLIGHT creates at once: a 10001-pod job must not
+        // open 10001 requests.
+        let results: Vec<_> = stream::iter(wanted.clone())
+            .map(|role| {
+                let name = role.pod_name(&meta.name);
+                let pods = &pods;
+                async move {
+                    ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
+                        Ok(pod::pod(job, meta, role, &ctx.config, resumed)?)
+                    })
+                    .await
+                }
+            })
+            .buffer_unordered(MAX_IN_FLIGHT)
+            .try_collect()
+            .await?;
         for r in results {
             note(r, &mut conflicts, &mut rejected, &mut all, &mut created);
         }
@@ -266,41 +273,59 @@ pub fn owned_pod(store: &Store<Pod>, meta: &JobMeta, name: &str) -> Option<std::
         .filter(|p| is_owned(p, meta))
 }
 
+/// How many writes of one job's pods (creates, finish patches, deletes)
+/// may be in flight at once.
+pub const MAX_IN_FLIGHT: usize = 32;
+
 /// The job is over: workers must not run sshd forever. Workers the policy
 /// deletes are deleted; every other running worker is told to finish
 /// through the finish annotation.
 pub async fn finish_workers(ctx: &Context, meta: &JobMeta, policy: &CleanUpWorkers) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
-    for pod in owned_pods(&ctx.pods, meta) {
-        if !matches!(Role::of_labels(pod.labels()), Some(Role::Worker(_)))
-            || pod.metadata.deletion_timestamp.is_some()
-        {
-            continue;
-        }
-        let phase = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .unwrap_or("Pending");
-        let ended = matches!(phase, "Succeeded" | "Failed");
-        let delete = match policy {
-            CleanUpWorkers::All => true,
-            CleanUpWorkers::Unfinished => !ended,
-            CleanUpWorkers::None | CleanUpWorkers::Invalid(_) => false,
-        };
-        if delete {
-            ctx.wrote(Write::Cleanup);
-            delete_child(&api, &pod.name_any()).await?;
-        } else if !ended && !pod.annotations().contains_key(contract::FINISH_ANNOTATION) {
-            ctx.wrote(Write::Cleanup);
-            let patch = json!({"metadata": {"annotations": BTreeMap::from([(contract::FINISH_ANNOTATION, "true")])}});
-            api.patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-        }
+    // One write per worker, MAX_IN_FLIGHT at a time.
+    stream::iter(owned_pods(&ctx.pods, meta))
+        .map(|pod| finish_worker(ctx, &api, pod, policy))
+        .buffer_unordered(MAX_IN_FLIGHT)
+        .try_collect::<()>()
+        .await
+}
+
+/// [`finish_workers`] for one pod: delete it, tell it to finish, or leave
+/// it.
+async fn finish_worker(
+    ctx: &Context,
+    api: &Api<Pod>,
+    pod: std::sync::Arc<Pod>,
+    policy: &CleanUpWorkers,
+) -> Result<()> {
+    if !matches!(Role::of_labels(pod.labels()), Some(Role::Worker(_)))
+        || pod.metadata.deletion_timestamp.is_some()
+    {
+        return Ok(());
+    }
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    let ended = matches!(phase, "Succeeded" | "Failed");
+    let delete = match policy {
+        CleanUpWorkers::All => true,
+        CleanUpWorkers::Unfinished => !ended,
+        CleanUpWorkers::None | CleanUpWorkers::Invalid(_) => false,
+    };
+    if delete {
+        ctx.wrote(Write::Cleanup);
+        delete_child(api, &pod.name_any()).await?;
+    } else if !ended && !pod.annotations().contains_key(contract::FINISH_ANNOTATION) {
+        ctx.wrote(Write::Cleanup);
+        let patch = json!({"metadata": {"annotations": BTreeMap::from([(contract::FINISH_ANNOTATION, "true")])}});
+        api.patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;
+pub mod throttle;
 
 pub use context::{Config, Context};
 pub use error::Error;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mpijob_controller::{run, Config};
+use mpijob_controller::{run, throttle, Config};
 
 /// The MPIJob operator: turns each MPIJob into a Secret, a headless Service,
 /// worker Pods and a launcher Pod, and keeps its status true.
@@ -130,6 +130,17 @@ struct RunArgs {
     /// How often the leader renews the lease.
     #[arg(long, default_value = "5s", value_parser = mpijob_api::duration::parse)]
     lease_renew_every: std::time::Duration,
+
+    /// Requests per second to the API server, sustained (mpi-operator's
+    /// flag of the same name); 0 for no limit. Each job also has at most
+    /// 32 pod writes in flight, whatever this says.
+    #[arg(long, env = "MPIJOB_KUBE_API_QPS", default_value_t = 0.0)]
+    kube_api_qps: f64,
+
+    /// Requests the controller may send at once above --kube-api-qps
+    /// before it waits.
+    #[arg(long, env = "MPIJOB_KUBE_API_BURST", default_value_t = 10)]
+    kube_api_burst: u32,
 }
 
 /// The two MPIJob APIs.
@@ -308,9 +319,19 @@ fn run_operator(args: RunArgs) -> ExitCode {
                 .collect()
         }),
     };
+    let (qps, burst) = (args.kube_api_qps, args.kube_api_burst);
+    if !qps.is_finite() || qps < 0.0 || burst == 0 {
+        eprintln!(
+            "mpijob-controller: --kube-api-qps {qps} --kube-api-burst {burst}: give a rate of 0 (no limit) or more, and a burst of 1 or more, e.g. --kube-api-qps 50 --kube-api-burst 100"
+        );
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async move {
-        let client = kube::Client::try_default().await?;
+        let kube_config = kube::Config::infer().await?;
+        let client = kube::client::ClientBuilder::try_from(kube_config)?
+            .with_layer(&throttle::ThrottleLayer::new(qps, burst))
+            .build();
         run::run(client, config, opts).await
     });
     match result {

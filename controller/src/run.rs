@@ -84,7 +84,9 @@ impl Served {
 async fn installed(client: &Client, api: Served) -> anyhow::Result<bool> {
     match client.list_api_group_resources(api.api_version()).await {
         Ok(list) => Ok(list.resources.iter().any(|r| r.name == "mpijobs")),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+        // A group the server does not serve is a plain-text "404 page not
+        // found", not a NotFound Status: any 404 means not installed.
+        Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 404 => Ok(false),
         Err(e) => Err(anyhow::anyhow!("discovering {}: {e}", api.api_version())),
     }
 }

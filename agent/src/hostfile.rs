@@ -3,7 +3,9 @@
 //! `host:N`. [`render`] writes one; [`parse`] reads either kind back.
 
 use std::net::IpAddr;
+use std::path::Path;
 
+use crate::errors::io_reason;
 use crate::mpirun::Implementation;
 
 /// The hostfile text for `hosts`, each with its slots: `slots[i]` for
@@ -18,6 +20,14 @@ pub fn render(implementation: Implementation, hosts: &[String], slots: &[u32]) -
             Implementation::Mpich | Implementation::Intel => format!("{h}:{slots}\n"),
         })
         .collect()
+}
+
+/// Read and parse the hostfile given with `--hostfile` (the launcher's and
+/// keygen's). The error is the one line to show.
+pub fn read_given(path: &Path) -> Result<Vec<HostEntry>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--hostfile {}: {}", path.display(), io_reason(&e)))?;
+    parse(&text).map_err(|e| format!("--hostfile {}: {e}", path.display()))
 }
 
 /// One host line of a hostfile.
@@ -304,6 +314,35 @@ mod tests {
         assert_eq!(slots, [4 + 3, 2 + 1, 4]);
         let (hosts, slots) = merged(&parse("h1:4294967295\nh1:9").unwrap(), 1);
         assert_eq!((hosts, slots), (vec!["h1".to_string()], vec![u32::MAX]));
+    }
+
+    #[test]
+    fn a_bad_or_missing_hostfile_is_named() {
+        let dir = std::env::temp_dir().join(format!("hostfile-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = read_given(&dir.join("missing")).unwrap_err();
+        assert!(
+            err.starts_with(&format!("--hostfile {}/missing: ", dir.display())),
+            "{err}"
+        );
+        let bad = dir.join("bad");
+        std::fs::write(&bad, "n1 slots=2\nn2 slots=zero\n").unwrap();
+        assert_eq!(
+            read_given(&bad).unwrap_err(),
+            format!(
+                "--hostfile {}: line 2 \"n2 slots=zero\": slots must be a positive whole number, e.g. n2 slots=2",
+                bad.display()
+            )
+        );
+        std::fs::write(&bad, "n1:3\n").unwrap();
+        assert_eq!(
+            read_given(&bad).unwrap(),
+            [HostEntry {
+                host: "n1".into(),
+                slots: Some(3)
+            }]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -16,7 +16,6 @@ use crate::client;
 use crate::errors::io_reason;
 use crate::files;
 use crate::hostfile;
-use crate::launcher;
 
 /// `keygen`'s settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +71,7 @@ pub fn hosts(
 /// Write the directory; returns the exit code: 0, 2 for bad input (one
 /// error line), 1 when the files cannot be written.
 pub fn run(o: Options) -> Result<i32> {
-    let hosts = match hosts(&o, launcher::read_hostfile) {
+    let hosts = match hosts(&o, hostfile::read_given) {
         Ok(hosts) => hosts,
         Err(line) => return Ok(bad_input(&line)),
     };

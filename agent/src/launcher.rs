@@ -52,16 +52,9 @@ pub struct Checked {
     pub mca: Vec<(String, String)>,
 }
 
-/// Read and parse `--hostfile`. The error is the one line to show.
-pub fn read_hostfile(path: &Path) -> Result<Vec<HostEntry>, String> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| format!("--hostfile {}: {}", path.display(), io_reason(&e)))?;
-    hostfile::parse(&text).map_err(|e| format!("--hostfile {}: {e}", path.display()))
-}
-
 /// Check the settings. The only I/O is `read`, which reads `--hostfile`
-/// ([`read_hostfile`]) once the flags are known not to conflict. The error
-/// is the one line to show.
+/// ([`hostfile::read_given`]) once the flags are known not to conflict. The
+/// error is the one line to show.
 pub fn check(
     o: &Options,
     read: impl FnOnce(&Path) -> Result<Vec<HostEntry>, String>,
@@ -250,7 +243,7 @@ pub fn run(opts: Options) -> Result<i32> {
 }
 
 fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
-    let checked = check(opts, read_hostfile).map_err(Exit::bad_input)?;
+    let checked = check(opts, hostfile::read_given).map_err(Exit::bad_input)?;
     let (mpirun_path, implementation) = choose_mpi(init, opts, &checked)?;
     let mounted = keys::load(&opts.ssh_dir).map_err(|e| Exit::bad_input(format!("{e:#}")))?;
     let me = User::current();
@@ -718,35 +711,6 @@ mod tests {
             check(&o, |_: &Path| listed()).unwrap_err(),
             "--hostfile and --job/--namespace/--workers both given; give one or the other"
         );
-    }
-
-    #[test]
-    fn a_bad_or_missing_hostfile_is_named() {
-        let dir = std::env::temp_dir().join(format!("hostfile-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let err = read_hostfile(&dir.join("missing")).unwrap_err();
-        assert!(
-            err.starts_with(&format!("--hostfile {}/missing: ", dir.display())),
-            "{err}"
-        );
-        let bad = dir.join("bad");
-        fs::write(&bad, "n1 slots=2\nn2 slots=zero\n").unwrap();
-        assert_eq!(
-            read_hostfile(&bad).unwrap_err(),
-            format!(
-                "--hostfile {}: line 2 \"n2 slots=zero\": slots must be a positive whole number, e.g. n2 slots=2",
-                bad.display()
-            )
-        );
-        fs::write(&bad, "n1:3\n").unwrap();
-        assert_eq!(
-            read_hostfile(&bad).unwrap(),
-            [HostEntry {
-                host: "n1".into(),
-                slots: Some(3)
-            }]
-        );
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -189,11 +189,7 @@ async fn bad_input_through_kubectl_is_refused_or_failed_and_a_healthy_job_is_ser
                 }
             })
             .await;
-            let failed = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == ConditionType::Failed)
-                .unwrap();
+            let failed = status.condition(ConditionType::Failed).unwrap();
             assert_eq!(failed.reason.as_deref(), Some("InvalidSpec"), "{what}");
             assert_eq!(failed.message.as_deref(), Some(message.as_str()), "{what}");
         }

@@ -226,7 +226,9 @@ async fn a_rank_exiting_3_fails_the_job_with_the_launchers_code() {
     let status = e2e
         .wait_phase(&ns.name, "exit3", Phase::Failed, Duration::from_secs(180))
         .await;
-    let failed = failed_condition(&status);
+    let failed = status
+        .condition(ConditionType::Failed)
+        .expect("a Failed condition");
     assert_eq!(
         failed.reason.as_deref(),
         Some("LauncherFailed"),
@@ -285,7 +287,9 @@ async fn an_oom_killed_worker_is_named_in_the_status() {
         },
     )
     .await;
-    let failed = failed_condition(&status);
+    let failed = status
+        .condition(ConditionType::Failed)
+        .expect("a Failed condition");
     assert!(
         failed
             .message
@@ -691,15 +695,6 @@ async fn mpich_ppn_runs_two_ranks_on_each_worker() {
     assert!(!log.contains("on host ppn-launcher"), "{log}");
 }
 
-/// The job's `Failed` condition.
-fn failed_condition(status: &MPIJobStatus) -> &mpijob_api::v1beta1::Condition {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == ConditionType::Failed)
-        .expect("a Failed condition")
-}
-
 /// How the first container of a hand-made pod ended, once it has.
 async fn terminated(
     e2e: &E2e,
@@ -785,7 +780,9 @@ async fn an_image_with_an_agent_of_another_release_fails_the_job_at_once() {
     let status = e2e
         .wait_phase(&ns.name, "pi", Phase::Failed, Duration::from_secs(60))
         .await;
-    let failed = failed_condition(&status);
+    let failed = status
+        .condition(ConditionType::Failed)
+        .expect("a Failed condition");
     let message = failed.message.as_deref().unwrap_or_default();
     assert!(
         message.contains(

@@ -536,6 +536,10 @@ pub enum ConditionType {
     Paused,
     /// `runMode.debug`: True while the pods run in debug mode.
     Debug,
+    /// Gang scheduling (a PodGroup): True once the gang scheduler has
+    /// placed every pod; False while they wait for it, naming it, or when
+    /// its PodGroup CRD is not installed.
+    Scheduled,
 }
 
 /// A condition's status.

@@ -24,6 +24,9 @@ pub struct Config {
     /// The cluster's DNS domain (`--cluster-domain`), appended to the
     /// hosts of Kubeflow jobs' hostfiles; `None` leaves them at `….svc`.
     pub cluster_domain: Option<String>,
+    /// `--gang-scheduling`: the gang scheduler of the jobs that do not
+    /// name the T9k scheduler; `None` creates no PodGroup for them.
+    pub gang_scheduling: Option<crate::gang::GangScheduling>,
 }
 
 /// Shared state of the reconcilers.
@@ -43,6 +46,8 @@ pub struct Context {
     pub expectations: Expectations,
     /// Whether every cache above (and the API's own) has synced.
     pub synced: Synced,
+    /// The PodGroups of gang-scheduled jobs, shared by both APIs.
+    pub pod_groups: Arc<crate::gang::podgroups::PodGroups>,
 }
 
 /// Whether a set of caches has synced. Any number of reconciles may wait on

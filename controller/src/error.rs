@@ -22,6 +22,13 @@ pub enum Error {
     /// readable: someone edited the annotation.
     #[error("{0}")]
     StartedSpec(String),
+
+    /// The first list of a PodGroup kind did not finish: RBAC, or an API
+    /// server in trouble.
+    #[error(
+        "could not list {0} within 60 s: check that the controller's role may list and watch them"
+    )]
+    PodGroupsNotSynced(String),
 }
 
 impl Error {
@@ -33,6 +40,7 @@ impl Error {
             Error::Build(_) => "build",
             Error::CachesClosed => "caches_closed",
             Error::StartedSpec(_) => "started_spec",
+            Error::PodGroupsNotSynced(_) => "podgroups_not_synced",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod error;
+pub mod gang;
 pub mod health;
 pub mod kubeflow;
 pub mod leader;

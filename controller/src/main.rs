@@ -97,6 +97,16 @@ struct RunArgs {
     #[arg(long, env = "MPIJOB_CLUSTER_DOMAIN")]
     cluster_domain: Option<String>,
 
+    /// Gang-schedule every job: give each a PodGroup, so that all of its
+    /// pods start together or none do. `volcano` for Volcano
+    /// (scheduling.volcano.sh), any other value as the schedulerName of a
+    /// scheduler-plugins profile with coscheduling (scheduling.x-k8s.io),
+    /// as mpi-operator reads it. Kubeflow jobs' runPolicy.schedulingPolicy
+    /// fills the PodGroup. A T9k job with spec.scheduler.t9kScheduler keeps
+    /// the T9k scheduler [default: only those T9k jobs are gang-scheduled].
+    #[arg(long, env = "MPIJOB_GANG_SCHEDULING")]
+    gang_scheduling: Option<String>,
+
     /// Watch only this namespace [default: all namespaces].
     #[arg(long, env = "MPIJOB_WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -290,10 +300,21 @@ fn run_operator(args: RunArgs) -> ExitCode {
                 .map(|h| h.trim().to_string())
         })
         .unwrap_or_else(|| "mpijob-controller".into());
+    let gang_scheduling = match args.gang_scheduling.as_deref().filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => match mpijob_controller::gang::GangScheduling::parse(g) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("mpijob-controller: --gang-scheduling: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let config = Config {
         agent_image: args.agent_image,
         agent_image_pull_policy: args.agent_image_pull_policy,
         cluster_domain: args.cluster_domain.filter(|d| !d.is_empty()),
+        gang_scheduling,
     };
     let leader =
         args.leader_election_namespace

@@ -191,6 +191,13 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
             instance: Some(opts.instance.clone()),
         },
     );
+    let pod_groups = Arc::new(crate::gang::podgroups::PodGroups::new(
+        client.clone(),
+        opts.namespace.clone(),
+    ));
+    if let Some(g) = &config.gang_scheduling {
+        tracing::info!(scheduler = %g.flag(), "gang scheduling: every job that does not name the T9k scheduler gets a PodGroup");
+    }
     let context = |label: &str, synced: Synced| {
         // Only the jobs' own children are cached: they carry the API's
         // job-name label. Secrets are watched as metadata only: their key
@@ -209,6 +216,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
             metrics: metrics.clone(),
             expectations: Default::default(),
             synced,
+            pod_groups: pod_groups.clone(),
         };
         (ctx, pod_events, secret_events, service_events)
     };

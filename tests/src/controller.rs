@@ -23,11 +23,26 @@ impl RunningController {
         Self::start_with(client, namespace, None)
     }
 
+    /// Start one with `--gang-scheduling` set to `gang`.
+    pub fn start_gang(client: &Client, namespace: &str, gang: &str) -> RunningController {
+        let gang = mpijob_controller::gang::GangScheduling::parse(gang).expect("a scheduler name");
+        Self::start_full(client, namespace, None, Some(gang))
+    }
+
     /// Start one with leader election through `lease`.
     pub fn start_with(
         client: &Client,
         namespace: &str,
         lease: Option<mpijob_controller::leader::LeaseConfig>,
+    ) -> RunningController {
+        Self::start_full(client, namespace, lease, None)
+    }
+
+    fn start_full(
+        client: &Client,
+        namespace: &str,
+        lease: Option<mpijob_controller::leader::LeaseConfig>,
+        gang: Option<mpijob_controller::gang::GangScheduling>,
     ) -> RunningController {
         // The controller's logs show with a failing test's output.
         let _ = tracing_subscriber::fmt()
@@ -49,6 +64,7 @@ impl RunningController {
             agent_image: AGENT_IMAGE.to_string(),
             agent_image_pull_policy: "IfNotPresent".to_string(),
             cluster_domain: None,
+            gang_scheduling: gang,
         };
         let handle = tokio::spawn(async move {
             if let Err(e) = run::run(client, config, opts).await {

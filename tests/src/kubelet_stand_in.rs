@@ -90,6 +90,7 @@ impl KubeletStandIn {
                 "startTime": now(),
                 "containerStatuses": statuses,
                 "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
                     {"type": "Ready", "status": "True", "lastTransitionTime": now()},
                     {"type": "ContainersReady", "status": "True", "lastTransitionTime": now()},
                 ],
@@ -148,6 +149,18 @@ impl KubeletStandIn {
             status["phase"] = json!(if all_zero { "Succeeded" } else { "Failed" });
         }
         self.patch_status(pod, status).await;
+    }
+
+    /// What a scheduler writes: PodScheduled True (placed), or False with
+    /// its reason for not placing the pod.
+    pub async fn scheduled(&self, pod: &str, placed: bool, message: &str) {
+        let status = if placed { "True" } else { "False" };
+        let reason = if placed { "Scheduled" } else { "Unschedulable" };
+        self.patch_status(
+            pod,
+            json!({"conditions": [{"type": "PodScheduled", "status": status, "reason": reason, "message": message, "lastTransitionTime": now()}]}),
+        )
+        .await;
     }
 
     /// Set the pod's phase only, e.g. Pending or Unknown.

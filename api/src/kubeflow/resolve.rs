@@ -273,7 +273,12 @@ pub fn resolve(job: &MPIJob) -> Result<Resolved, Vec<FieldError>> {
         &mut e,
     );
     if let Some(sp) = &rp.scheduling_policy {
-        scheduling_policy(sp, worker_replicas.unwrap_or(0), &mut e);
+        scheduling_policy(
+            sp,
+            worker_replicas.unwrap_or(0),
+            launcher_creation_policy,
+            &mut e,
+        );
     }
     if let Err(err) = manager(spec) {
         e.push(err);
@@ -372,14 +377,30 @@ fn non_negative(path: &str, value: Option<i64>, what: &str, e: &mut Vec<FieldErr
     }
 }
 
-fn scheduling_policy(sp: &SchedulingPolicy, workers: i32, e: &mut Vec<FieldError>) {
+fn scheduling_policy(
+    sp: &SchedulingPolicy,
+    workers: i32,
+    launcher: LauncherCreationPolicy,
+    e: &mut Vec<FieldError>,
+) {
     let path = "spec.runPolicy.schedulingPolicy";
     if let Some(n) = sp.min_available {
-        let pods = workers.max(0) + 1;
+        let workers = workers.max(0);
+        let pods = workers + 1;
         if n < 1 || n > pods {
             e.push(FieldError::new(
                 format!("{path}.minAvailable"),
                 format!("must be between 1 and {pods} (the workers and the launcher), got {n}: or leave it unset for {pods}"),
+            ));
+        } else if n == pods
+            && workers > 0
+            && launcher == LauncherCreationPolicy::WaitForWorkersReady
+        {
+            // The gang would wait for the launcher, and the launcher for
+            // the gang: neither would ever start.
+            e.push(FieldError::new(
+                format!("{path}.minAvailable"),
+                format!("{n} counts the launcher, but spec.launcherCreationPolicy WaitForWorkersReady creates the launcher only once the {workers} worker(s) run, and a gang scheduler runs none of them until {n} pods exist: set it to {workers} or less, leave it unset, or use launcherCreationPolicy AtStartup"),
             ));
         }
     }

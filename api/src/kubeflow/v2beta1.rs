@@ -243,6 +243,10 @@ pub mod condition {
     pub const RUNNING: &str = "Running";
     pub const RESTARTING: &str = "Restarting";
     pub const SUCCEEDED: &str = "Succeeded";
+    /// Not mpi-operator's: gang scheduling's state (True once every pod is
+    /// placed). It is kept first in the list, so that the `State` column
+    /// (the last condition) still shows the job's lifecycle.
+    pub const SCHEDULED: &str = "Scheduled";
     pub const SUSPENDED: &str = "Suspended";
     pub const FAILED: &str = "Failed";
 }

@@ -475,6 +475,7 @@ mod tests {
         Config {
             agent_image: "mpijob/agent:test".into(),
             agent_image_pull_policy: "IfNotPresent".into(),
+            gang_scheduling: None,
             cluster_domain: None,
         }
     }

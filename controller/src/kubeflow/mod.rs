@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 
 use crate::context::{Context, Write};
 use crate::error::{Error, Result};
+use crate::gang::{self, podgroups};
 use crate::reconcile::apply::{controlled_by, delete_child, ensure, Ensured};
 use crate::reconcile::build::JobMeta;
 use crate::reconcile::event;
@@ -83,6 +84,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
         }
     };
 
+    let gang = podgroups::kubeflow_gang(ctx, &job, &r).await;
     let prev = job.status.clone().unwrap_or_default();
     let mut s = prev.clone();
     let mut notes = Vec::new();
@@ -103,6 +105,10 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
         // Finished: apply the clean-up policy, and nothing else.
         if r.clean_pod_policy != CleanPodPolicy::None {
             delete_workers(ctx, &meta, r.clean_pod_policy == CleanPodPolicy::Running).await?;
+            // The PodGroup goes with the workers, as in mpi-operator.
+            if let Some(g) = &gang {
+                podgroups::delete(ctx, &meta, g.kind).await?;
+            }
             if let Some(w) = s
                 .replica_statuses
                 .get_mut(mpijob_api::kubeflow::v2beta1::replica_type::WORKER)
@@ -119,8 +125,14 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
 
     let finished_launcher = launcher.as_deref().is_some_and(job_finished);
     let mut requeue = None;
+    let mut gang_state = None;
     if !finished_launcher {
-        let (problems, created) = children(&kctx, &r, input).await?;
+        let (problems, created, state) = children(&kctx, &r, input, gang.as_ref()).await?;
+        if matches!(state, Some(gang::State::Missing(_))) {
+            // No watch tells when the CRD is installed: look again.
+            requeue = Some(podgroups::PodGroups::RECHECK + Duration::from_secs(5));
+        }
+        gang_state = state;
         if !problems.is_empty() {
             for (reason, message) in &problems {
                 event(ctx, &*job, EventType::Warning, reason, message).await;
@@ -141,6 +153,9 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
             delete_launcher(ctx, &meta, l).await?;
         }
         delete_workers(ctx, &meta, r.clean_pod_policy == CleanPodPolicy::Running).await?;
+        if let Some(g) = &gang {
+            podgroups::delete(ctx, &meta, g.kind).await?;
+        }
     }
     notes.extend(status::suspension(&mut s, r.suspend, &now));
 
@@ -169,6 +184,10 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
         worker_pods: &worker_pods,
     };
     notes.extend(status::update(&mut s, &seen, &now));
+    if let Some(state) = &gang_state {
+        let live: Vec<&Pod> = worker_pods.iter().chain(&launcher_pods).copied().collect();
+        notes.extend(status::gang(&mut s, state, &live, &now));
+    }
     if !was_running && s.is_true(mpijob_api::kubeflow::v2beta1::condition::RUNNING) {
         if let Some(start) = &s.start_time {
             ctx.metrics.all_running("kubeflow", start, &now);
@@ -251,7 +270,8 @@ async fn children(
     kctx: &KubeflowContext,
     r: &Resolved,
     i: Input<'_>,
-) -> Result<(Vec<(String, String)>, bool)> {
+    gang: Option<&gang::Gang>,
+) -> Result<(Vec<(String, String)>, bool, Option<gang::State>)> {
     let ctx = &kctx.core;
     let meta = i.meta;
     let ns = &meta.namespace;
@@ -326,7 +346,27 @@ async fn children(
     }
     if !found.problems.is_empty() {
         // Pods would share someone else's Service or mount their Secret.
-        return Ok((found.problems, found.created));
+        return Ok((found.problems, found.created, None));
+    }
+
+    // The PodGroup before the pods, so that the gang scheduler knows the
+    // group when it sees them; no pods while its CRD is missing.
+    let mut gang_state = None;
+    if let Some(g) = gang.filter(|_| !r.suspend) {
+        let ensured = podgroups::ensure(ctx, meta, g).await?;
+        gang_state = ensured.state(g);
+        match ensured {
+            podgroups::Ensured::Missing(_) => {
+                return Ok((found.problems, found.created, gang_state))
+            }
+            podgroups::Ensured::Conflict(c) => {
+                found
+                    .problems
+                    .push((reason::RESOURCE_EXISTS.to_string(), c));
+                return Ok((found.problems, found.created, None));
+            }
+            podgroups::Ensured::Ready | podgroups::Ensured::Created => {}
+        }
     }
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
@@ -336,7 +376,11 @@ async fn children(
             let pods = &pods;
             async move {
                 let e = ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
-                    Ok(build::worker(i, &ctx.config, index))
+                    let mut p = build::worker(i, &ctx.config, index);
+                    if let (Some(g), Some(spec)) = (gang, p.spec.as_mut()) {
+                        gang::decorate(g, &mut p.metadata, spec);
+                    }
+                    Ok(p)
                 })
                 .await?;
                 Ok::<_, Error>((name, e))
@@ -358,12 +402,17 @@ async fn children(
     if !r.suspend && found.problems.is_empty() && (exists || launcher_may_start(ctx, meta, r)) {
         let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
         let e = ensure(ctx, &kctx.jobs, &jobs, "Job", &launcher_name, meta, || {
-            Ok(build::launcher(i, &ctx.config))
+            let mut job = build::launcher(i, &ctx.config);
+            if let (Some(g), Some(t)) = (gang, job.spec.as_mut().map(|s| &mut s.template)) {
+                let meta = t.metadata.get_or_insert_with(Default::default);
+                gang::decorate(g, meta, t.spec.get_or_insert_with(Default::default));
+            }
+            Ok(job)
         })
         .await?;
         found.note("Job", &launcher_name, e);
     }
-    Ok((found.problems, found.created))
+    Ok((found.problems, found.created, gang_state))
 }
 
 /// What ensuring the children found.

@@ -117,6 +117,68 @@ pub fn set_condition(
     true
 }
 
+/// The gang condition (see [`crate::gang::condition`]), kept first in the
+/// list. A Note when its reason changes, not for every pod placed.
+pub fn gang(
+    s: &mut JobStatus,
+    state: &crate::gang::State,
+    pods: &[&Pod],
+    now: &Time,
+) -> Option<Note> {
+    if s.is_finished() {
+        return None;
+    }
+    let (placed, why, message) = crate::gang::condition(state, pods)?;
+    let status = if placed { "True" } else { "False" };
+    let new = JobCondition {
+        type_: condition::SCHEDULED.to_string(),
+        status: status.to_string(),
+        reason: Some(why.to_string()),
+        message: Some(message.clone()),
+        last_update_time: Some(now.clone()),
+        last_transition_time: Some(now.clone()),
+    };
+    let at = s
+        .conditions
+        .iter()
+        .position(|c| c.type_ == condition::SCHEDULED);
+    let Some(i) = at else {
+        s.conditions.insert(0, new);
+        return Some(gang_note(why, message));
+    };
+    let c = &mut s.conditions[i];
+    if c.status == status
+        && c.reason.as_deref() == Some(why)
+        && c.message.as_deref() == Some(&message)
+    {
+        return None;
+    }
+    let reason_changed = c.reason.as_deref() != Some(why);
+    let transition = if c.status == status {
+        c.last_transition_time.clone()
+    } else {
+        Some(now.clone())
+    };
+    *c = JobCondition {
+        last_transition_time: transition,
+        ..new
+    };
+    reason_changed.then(|| gang_note(why, message))
+}
+
+fn gang_note(why: &str, message: String) -> Note {
+    Note {
+        type_: if why == crate::gang::reason::CRD_MISSING {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: why.to_string(),
+        message,
+        counts: None,
+    }
+}
+
 /// The Created condition of a new job.
 pub fn created(s: &mut JobStatus, name: &str, namespace: &str, now: &Time) -> Option<Note> {
     let message = format!("MPIJob {namespace}/{name} is created.");

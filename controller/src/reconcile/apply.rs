@@ -39,7 +39,7 @@ pub(crate) enum Ensured {
 }
 
 /// Create the job's Secret, Service and (when `create_pods`) its pods,
-/// where missing. Returns the name clashes found. The Secret and the Service
+/// where missing; the pods join `gang` when it is given. Returns the name clashes found. The Secret and the Service
 /// go out together, then all the pods together: two round trips for a new
 /// job, however many workers it has.
 pub async fn children(
@@ -48,6 +48,7 @@ pub async fn children(
     meta: &JobMeta,
     create_pods: bool,
     resumed: bool,
+    gang: Option<&crate::gang::Gang>,
 ) -> Result<Observed> {
     let ns = &meta.namespace;
     let mut conflicts = Vec::new();
@@ -106,7 +107,11 @@ pub async fn children(
                 let pods = &pods;
                 async move {
                     ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
-                        Ok(pod::pod(job, meta, role, &ctx.config, resumed)?)
+                        let mut p = pod::pod(job, meta, role, &ctx.config, resumed)?;
+                        if let (Some(g), Some(spec)) = (gang, p.spec.as_mut()) {
+                            crate::gang::decorate(g, &mut p.metadata, spec);
+                        }
+                        Ok(p)
                     })
                     .await
                 }

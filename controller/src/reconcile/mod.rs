@@ -21,7 +21,9 @@ use serde_json::json;
 
 use crate::context::{Context, Write};
 use crate::error::{Error, Result};
+use crate::gang::podgroups;
 use build::JobMeta;
+use mpijob_api::v1beta1::CleanUpWorkers;
 
 /// Bring the cluster in line with one job, and its status in line with the
 /// cluster.
@@ -87,17 +89,44 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         run.replaced = switched;
         run.resuming = switched || matches!(phase, Some(Phase::Paused | Phase::Resuming));
     }
+    let gang = podgroups::t9k_gang(&ctx, &job).await;
     let observed = if finished {
         status::Observed::default()
     } else {
         // Pods are created before the job runs; a pod lost while it runs
         // fails the job instead of being replaced behind its back.
-        let may_create_pods = !run.pause
+        let mut may_create_pods = !run.pause
             && matches!(
                 phase,
                 None | Some(Phase::Pending | Phase::Resuming | Phase::Paused)
             );
-        apply::children(&ctx, &job, &meta, may_create_pods, run.resuming).await?
+        // The PodGroup comes first: the gang scheduler must know the group
+        // before it sees the pods. A paused job has none.
+        let (mut gang_state, mut gang_conflict) = (None, None);
+        if let Some(g) = gang.as_ref().filter(|_| !run.pause) {
+            let found = podgroups::ensure(&ctx, &meta, g).await?;
+            gang_state = found.state(g);
+            match found {
+                podgroups::Ensured::Missing(_) => may_create_pods = false,
+                podgroups::Ensured::Conflict(c) => {
+                    may_create_pods = false;
+                    gang_conflict = Some(c);
+                }
+                podgroups::Ensured::Ready | podgroups::Ensured::Created => {}
+            }
+        }
+        let mut o = apply::children(
+            &ctx,
+            &job,
+            &meta,
+            may_create_pods,
+            run.resuming,
+            gang.as_ref(),
+        )
+        .await?;
+        o.conflicts.extend(gang_conflict);
+        o.gang = gang_state;
+        o
     };
     let observed = status::Observed {
         edits,
@@ -129,6 +158,20 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
             ctx.metrics.all_running("t9k", start, &now);
         }
     }
+    let gang_reason = |s: Option<&MPIJobStatus>| {
+        s.and_then(|s| s.condition(ConditionType::Scheduled))
+            .and_then(|c| c.reason.clone())
+    };
+    if let Some(why) = gang_reason(Some(&next)).filter(|r| gang_reason(prev).as_ref() != Some(r)) {
+        // Told once per change of reason, not per pod that is placed.
+        let kind = if why == crate::gang::reason::CRD_MISSING {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = status::condition_message(&next, ConditionType::Scheduled);
+        event(&ctx, &job, kind, &why, &note).await;
+    }
     if status::changed(prev, &next, ConditionType::Created) {
         for conflict in &observed.conflicts {
             event(
@@ -143,6 +186,9 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     }
     if next.phase == Some(Phase::Paused) {
         apply::delete_pods(&ctx, &meta).await?;
+        if let Some(g) = &gang {
+            podgroups::delete(&ctx, &meta, g.kind).await?;
+        }
     }
     write_status(&ctx, &job, &meta, prev, &next).await?;
     // The run modes' conditions are told as events when they change.
@@ -175,12 +221,26 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
             // kubelet: look again once they have had the time to land.
             return Ok(Action::requeue(left));
         }
-        apply::finish_workers(&ctx, &meta, &defaults::clean_up_workers(&job.spec)).await?;
+        let policy = defaults::clean_up_workers(&job.spec);
+        apply::finish_workers(&ctx, &meta, &policy).await?;
+        // The PodGroup goes with the workers the policy deletes.
+        if let Some(g) = gang
+            .as_ref()
+            .filter(|_| matches!(policy, CleanUpWorkers::All | CleanUpWorkers::Unfinished))
+        {
+            podgroups::delete(&ctx, &meta, g.kind).await?;
+        }
     }
     if !observed.conflicts.is_empty() {
         // The clashing object is not ours, so no watch tells us when it
         // goes: look again shortly.
         return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    if matches!(observed.gang, Some(crate::gang::State::Missing(_))) {
+        // No watch tells when the PodGroup CRD is installed: look again.
+        return Ok(Action::requeue(
+            podgroups::PodGroups::RECHECK + Duration::from_secs(5),
+        ));
     }
     Ok(Action::await_change())
 }

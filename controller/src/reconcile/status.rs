@@ -75,6 +75,8 @@ pub struct Observed {
     pub edits: Vec<String>,
     /// The run mode.
     pub run: Run,
+    /// The job's gang, when it has a PodGroup (or should have one).
+    pub gang: Option<crate::gang::State>,
 }
 
 /// Whether condition `type_` is True in `next` but was not in `prev`.
@@ -217,6 +219,23 @@ pub fn compute(
     apply_verdict(&mut s, verdict, now);
     if s.phase == Some(Phase::Failed) {
         name_oom_killed_workers(&mut s, name, &expected, &find);
+    }
+    if let Some(state) = observed
+        .gang
+        .as_ref()
+        .filter(|_| !s.phase.is_some_and(Phase::is_finished))
+    {
+        let live: Vec<&Pod> = expected.iter().filter_map(|r| find(*r)).collect();
+        if let Some((placed, why, message)) = crate::gang::condition(state, &live) {
+            set_condition(
+                &mut s.conditions,
+                ConditionType::Scheduled,
+                placed,
+                why,
+                &message,
+                now,
+            );
+        }
     }
     s
 }

@@ -73,3 +73,21 @@ pub async fn wait_established(client: &Client, name: &str) {
     }
     panic!("CRD {name} was not Established within 30 s");
 }
+
+/// Install the CRD in `file` (relative to the repository) unless it is
+/// there, and wait until it is Established. Returns its name.
+pub async fn install_file(client: &Client, file: &str) -> String {
+    let path = repo_root().join(file);
+    let crd: CustomResourceDefinition =
+        mpijob_api::yaml::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let name = crd.metadata.name.clone().expect("a CRD has a name");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match api.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+        Err(e) => panic!("installing {}: {e}", path.display()),
+    }
+    wait_established(client, &name).await;
+    name
+}

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::Api;
+use kube::{Api, ResourceExt};
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
+use mpijob_tests::crds;
 use mpijob_tests::e2e::{
     log_time, on_this_node, pi_example, ranks_on, E2e, MPICH_IMAGE, OPENMPI_BAKED_IMAGE,
     OPENMPI_IMAGE,
@@ -410,10 +411,16 @@ async fn deleting_the_mpijob_leaves_nothing_in_the_namespace() {
         .delete("gone", &DeleteParams::default())
         .await
         .unwrap();
-    let pods = e2e.pods(&ns.name);
-    let services: Api<Service> = Api::namespaced(e2e.client.clone(), &ns.name);
-    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &ns.name);
-    let jobs = e2e.jobs(&ns.name);
+    nothing_left(&e2e, &ns.name, None).await;
+}
+
+/// Wait until no MPIJob, pod, Service or Secret (but the namespace's own
+/// token) is left in `ns`, nor any object of `also`.
+async fn nothing_left(e2e: &E2e, ns: &str, also: Option<&Api<kube::api::DynamicObject>>) {
+    let pods = e2e.pods(ns);
+    let services: Api<Service> = Api::namespaced(e2e.client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), ns);
+    let jobs = e2e.jobs(ns);
     wait_for(
         "nothing of the job left in the namespace",
         Duration::from_secs(120),
@@ -425,6 +432,9 @@ async fn deleting_the_mpijob_leaves_nothing_in_the_namespace() {
             let not_token =
                 |s: &Secret| s.type_.as_deref() != Some("kubernetes.io/service-account-token");
             left.extend(names(&secrets, "secret", not_token).await?);
+            if let Some(api) = also {
+                left.extend(names(api, "other", |_| true).await?);
+            }
             if left.is_empty() {
                 Ok(())
             } else {
@@ -888,4 +898,90 @@ async fn hand_written_pods_run_the_baked_agent_without_the_operator() {
         assert!(ranks_on(&log, host) > 0, "no rank on {host}:\n{log}");
     }
     assert!(log.contains("pi is approximately 3.14159"), "{log}");
+}
+
+/// A job whose gang scheduler does not run here (T9k's) stays Pending, and
+/// its status names the scheduler its pods wait for; no pod starts or
+/// restarts, and deleting the job leaves nothing, its PodGroup included.
+#[tokio::test]
+async fn a_job_whose_gang_scheduler_is_absent_stays_pending_naming_it() {
+    let e2e = E2e::get().await;
+    crds::install_file(&e2e.client, "tests/fixtures/podgroups/t9k.yaml").await;
+    let ns = e2e.namespace("e2e-gang").await;
+    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    job["metadata"]["name"] = json!("gang");
+    job["spec"]["scheduler"] = json!({"t9kScheduler": {"queue": "default", "priority": 50}});
+    e2e.create(&ns.name, job).await;
+    let jobs = e2e.jobs(&ns.name);
+    let message = wait_for(
+        "the Scheduled condition",
+        Duration::from_secs(60),
+        || async {
+            let s = jobs
+                .get("gang")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            match s.condition(ConditionType::Scheduled) {
+                Some(c)
+                    if c.reason.as_deref() == Some("WaitingForGangScheduler")
+                        && c.message
+                            .as_deref()
+                            .is_some_and(|m| m.starts_with("3 of 3")) =>
+                {
+                    Ok((s.phase, c.message.clone().unwrap_or_default()))
+                }
+                _ => Err(format!("{s:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(message.0, Some(Phase::Pending));
+    assert_eq!(message.1, "3 of 3 pods wait for the gang scheduler t9k-scheduler, which starts PodGroup gang (minMember 3, queue default) only when all of its pods fit at once; no scheduler has looked at them yet: check that t9k-scheduler runs in the cluster");
+    let ar = kube::api::ApiResource {
+        group: "scheduler.tensorstack.dev".into(),
+        version: "v1beta1".into(),
+        api_version: "scheduler.tensorstack.dev/v1beta1".into(),
+        kind: "PodGroup".into(),
+        plural: "podgroups".into(),
+    };
+    let groups: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(e2e.client.clone(), &ns.name, &ar);
+    let g = groups.get("gang").await.unwrap();
+    assert_eq!(g.data["spec"]["minMember"], 3);
+    assert_eq!(g.owner_references()[0].name, "gang");
+    // The node's scheduler leaves them alone: no node, no container ever
+    // started, so none restarted.
+    let pods = e2e
+        .pods(&ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(pods.items.len(), 3);
+    for p in &pods.items {
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.scheduler_name.as_deref(),
+            Some("t9k-scheduler"),
+            "{}",
+            p.name_any()
+        );
+        assert_eq!(spec.node_name, None, "{}", p.name_any());
+        let statuses = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
+        assert!(
+            statuses.iter().all(|c| c.restart_count == 0),
+            "{statuses:?}"
+        );
+        assert_eq!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Pending")
+        );
+    }
+    jobs.delete("gang", &DeleteParams::default()).await.unwrap();
+    nothing_left(&e2e, &ns.name, Some(&groups)).await;
 }

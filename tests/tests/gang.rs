@@ -18,7 +18,6 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use mpijob_api::v1beta1::{ConditionType, Phase};
-use mpijob_tests::cluster::repo_root;
 use mpijob_tests::controller::{wait_for, RunningController};
 use mpijob_tests::fixtures::{kubeflow_pi_job, pi_job};
 use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
@@ -38,16 +37,7 @@ fn crd_name(kind: (&str, &str, &str)) -> String {
 
 /// Install a PodGroup CRD (idempotent) and wait until it is served.
 async fn install(client: &Client, kind: (&str, &str, &str)) {
-    let path = repo_root().join("tests/fixtures/podgroups").join(kind.0);
-    let crd: CustomResourceDefinition =
-        mpijob_api::yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match api.create(&PostParams::default(), &crd).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-        Err(e) => panic!("installing {}: {e}", path.display()),
-    }
-    crds::wait_established(client, &crd_name(kind)).await;
+    crds::install_file(client, &format!("tests/fixtures/podgroups/{}", kind.0)).await;
 }
 
 /// Remove a PodGroup CRD and wait until the API server no longer serves it.

@@ -292,7 +292,15 @@ impl CleanUpWorkers {
 
 impl Serialize for CleanUpWorkers {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+        match self {
+            // Written back as it was given (`"All"`, `3`), so that reading
+            // it again names the same value, not a quoted copy of it.
+            CleanUpWorkers::Invalid(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(v) => v.serialize(s),
+                Err(_) => s.serialize_str(raw),
+            },
+            other => s.serialize_str(other.as_str()),
+        }
     }
 }
 
@@ -605,7 +613,9 @@ pub struct Task {
     /// Index of the replica type, kept for compatibility with T9k.
     #[serde(default)]
     pub replica_index: i32,
-    /// The pods of this type.
+    /// The pods of this type. Above 1000 workers, a worker that runs with
+    /// every container running, or succeeded with every container exited
+    /// 0, is listed by name and phase only.
     #[serde(default)]
     pub replicas: Vec<ReplicaStatus>,
 }
@@ -680,6 +690,7 @@ pub struct ContainerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec_from(yaml: &str) -> MPIJobSpec {
         crate::yaml::from_str(yaml).unwrap()
@@ -697,6 +708,19 @@ mod tests {
         );
         let spec = spec_from("{worker: {cmd: [x]}, scheduler: {t9kScheduler: {queue: q}}}");
         assert_eq!(spec.scheduler.unwrap().t9k_scheduler.unwrap().priority, 0);
+    }
+
+    #[test]
+    fn an_invalid_clean_up_policy_survives_a_round_trip_unchanged() {
+        for given in [json!("All"), json!(3)] {
+            let spec = spec_from(&format!(
+                "{{worker: {{cmd: [x]}}, runPolicy: {{cleanUpWorkers: {given}}}}}"
+            ));
+            let again: MPIJobSpec =
+                serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+            let policy = again.run_policy.unwrap().clean_up_workers.unwrap();
+            assert_eq!(policy, CleanUpWorkers::Invalid(given.to_string()));
+        }
     }
 
     #[test]

@@ -48,6 +48,34 @@ pub struct Context {
     pub synced: Synced,
     /// The PodGroups of gang-scheduled jobs, shared by both APIs.
     pub pod_groups: Arc<crate::gang::podgroups::PodGroups>,
+    /// When each large job was last reconciled.
+    pub large_jobs: Pace,
+}
+
+/// Paces the reconciles of large jobs: at most one per [`Pace::EVERY`].
+#[derive(Default, Debug)]
+pub struct Pace {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Pace {
+    pub const EVERY: Duration = Duration::from_secs(1);
+
+    /// `None` (and the job counts as reconciled now) when the job may be
+    /// reconciled; otherwise how long until it may.
+    pub fn wait(&self, job: &crate::reconcile::build::JobMeta) -> Option<Duration> {
+        let mut m = self.last.lock().expect("pace lock");
+        let key = format!("{}/{}", job.namespace, job.name);
+        if let Some(left) = m
+            .get(&key)
+            .and_then(|at| Self::EVERY.checked_sub(at.elapsed()))
+        {
+            return Some(left);
+        }
+        m.retain(|_, at| at.elapsed() < Self::EVERY);
+        m.insert(key, Instant::now());
+        None
+    }
 }
 
 /// Whether a set of caches has synced. Any number of reconciles may wait on

@@ -217,6 +217,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
             expectations: Default::default(),
             synced,
             pod_groups: pod_groups.clone(),
+            large_jobs: Default::default(),
         };
         (ctx, pod_events, secret_events, service_events)
     };

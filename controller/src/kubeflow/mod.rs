@@ -84,6 +84,13 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
         }
     };
 
+    // A large job is reconciled at most once a second (see the T9k
+    // reconcile): the changes of its pods in between are taken together.
+    if r.workers() as usize > crate::reconcile::status::COMPACT_ABOVE {
+        if let Some(left) = ctx.large_jobs.wait(&meta) {
+            return Ok(Action::requeue(left));
+        }
+    }
     let gang = podgroups::kubeflow_gang(ctx, &job, &r).await;
     let prev = job.status.clone().unwrap_or_default();
     let mut s = prev.clone();

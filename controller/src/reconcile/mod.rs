@@ -36,6 +36,15 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     // that a restarted controller adopts what exists instead of re-creating.
     ctx.synced.wait().await?;
     let meta = JobMeta::of(&*job)?;
+    // A large job is reconciled at most once per Pace::EVERY: each
+    // reconcile reads all of its pods and writes its whole status, and its
+    // pods change thousands of times. The changes in between are taken
+    // together by the next one.
+    if job.spec.worker().replicas > status::COMPACT_ABOVE as i32 {
+        if let Some(left) = ctx.large_jobs.wait(&meta) {
+            return Ok(Action::requeue(left));
+        }
+    }
     let prev = job.status.as_ref();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 

@@ -10,6 +10,8 @@
 //!   while the job runs, is `Failed`;
 //! - every pod running is `Running`; anything else is `Pending`.
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use mpijob_api::v1beta1::{
@@ -140,14 +142,14 @@ pub fn compute(
     // Pods going while the job pauses or resumes are of the run before:
     // their ends (a SIGTERM'd mpirun) are not this run's.
     let past_going = run.pause || run.resuming;
-    let find = |role: Role| {
-        let pod_name = role.pod_name(name);
-        pods.iter().copied().find(|p| {
-            p.metadata.name.as_deref() == Some(pod_name.as_str())
-                && !run.replaced
-                && !(past_going && p.metadata.deletion_timestamp.is_some())
-        })
-    };
+    // By name, so that a reconcile costs time linear in the pods.
+    let by_name: HashMap<&str, &Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| !(run.replaced || past_going && p.metadata.deletion_timestamp.is_some()))
+        .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
+        .collect();
+    let find = |role: Role| by_name.get(role.pod_name(name).as_str()).copied();
     let (tasks, aggregate) = tasks(name, &expected, &find, &prev);
     let mut s = MPIJobStatus {
         phase: prev.phase,
@@ -250,6 +252,13 @@ fn tasks<'p>(
     prev: &MPIJobStatus,
 ) -> (Vec<Task>, Aggregate) {
     let mut aggregate = Aggregate::default();
+    let known: HashMap<&str, &ReplicaStatus> = prev
+        .tasks
+        .iter()
+        .flat_map(|t| t.replicas.iter())
+        .map(|r| (r.name.as_str(), r))
+        .collect();
+    let compact = expected.len() > COMPACT_ABOVE + 1;
     let mut tasks = [ReplicaType::Launcher, ReplicaType::Worker].map(|replica_type| Task {
         replica_index: i32::from(replica_type == ReplicaType::Worker),
         replica_type,
@@ -257,12 +266,18 @@ fn tasks<'p>(
     });
     for &role in expected {
         let pod_name = role.pod_name(job);
-        let replica = match (find(role), known_replica(prev, &pod_name)) {
+        let replica = match (find(role), known.get(pod_name.as_str())) {
+            (Some(pod), _) if compact && matches!(role, Role::Worker(_)) => {
+                compacted(replica_of(pod))
+            }
             (Some(pod), _) => replica_of(pod),
-            (None, Some(r)) if r.uid.is_some() => ReplicaStatus {
-                phase: ReplicaPhase::Deleted,
-                ..r.clone()
-            },
+            // It existed once: a uid, or (a compact entry) a phase.
+            (None, Some(r)) if r.uid.is_some() || r.phase != ReplicaPhase::Creating => {
+                ReplicaStatus {
+                    phase: ReplicaPhase::Deleted,
+                    ..(*r).clone()
+                }
+            }
             (None, _) => ReplicaStatus {
                 name: pod_name,
                 uid: None,
@@ -644,11 +659,37 @@ fn replica_of(pod: &Pod) -> ReplicaStatus {
     }
 }
 
-fn known_replica<'a>(prev: &'a MPIJobStatus, pod_name: &str) -> Option<&'a ReplicaStatus> {
-    prev.tasks
-        .iter()
-        .flat_map(|t| t.replicas.iter())
-        .find(|r| r.name == pod_name)
+/// Above this many workers, the status lists the plainly healthy ones
+/// compactly (see [`compacted`]), so that the largest job's status stays
+/// well below what etcd stores (1.5 MiB an object).
+pub const COMPACT_ABOVE: usize = 1000;
+
+/// A worker that runs with every container running, or succeeded with
+/// every container exited 0 and no message, listed by name and phase
+/// only: its uid and containers say nothing the phase does not. Any other
+/// worker keeps its full entry.
+fn compacted(r: ReplicaStatus) -> ReplicaStatus {
+    let plain = match r.phase {
+        ReplicaPhase::Running => r
+            .containers
+            .iter()
+            .all(|c| c.container_phase == ContainerPhase::Running && c.reason.is_none()),
+        ReplicaPhase::Succeeded => r.containers.iter().all(|c| {
+            c.container_phase == ContainerPhase::Terminated
+                && c.exit_code == Some(0)
+                && c.message.is_none()
+        }),
+        _ => false,
+    };
+    if plain {
+        ReplicaStatus {
+            uid: None,
+            containers: Vec::new(),
+            ..r
+        }
+    } else {
+        r
+    }
 }
 
 fn count(a: &mut Aggregate, phase: ReplicaPhase) {
@@ -749,6 +790,63 @@ mod tests {
             ..Observed::default()
         };
         compute(&job, &refs, prev, &observed, &at(now))
+    }
+
+    #[test]
+    fn above_the_threshold_healthy_workers_are_listed_by_name_and_phase() {
+        let workers = COMPACT_ABOVE + 1;
+        let mut job = fixtures::job(fixtures::PI);
+        job.spec.worker_mut().replicas = workers as i32;
+        let mut pods: Vec<Pod> = (0..workers)
+            .map(|i| running(&format!("pi-worker-{i}")))
+            .collect();
+        pods.push(running("pi-launcher"));
+        pods[1] = exited("pi-worker-1", 0, "Completed", None);
+        pods[2] = exited("pi-worker-2", 0, "Completed", Some("bye"));
+        pods[3] = pod(
+            "pi-worker-3",
+            "Running",
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+        );
+        let observed = Observed {
+            all_created: true,
+            ..Observed::default()
+        };
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let s = compute(&job, &refs, None, &observed, &at("2026-01-01T00:00:00Z"));
+        let listed = &s.tasks[1].replicas;
+        assert_eq!(listed.len(), workers);
+        let plain = |r: &ReplicaStatus| r.uid.is_none() && r.containers.is_empty();
+        assert!(plain(&listed[0]) && listed[0].phase == ReplicaPhase::Running);
+        assert!(plain(&listed[1]) && listed[1].phase == ReplicaPhase::Succeeded);
+        // Anything with something to say keeps its full entry.
+        assert_eq!(listed[2].containers[0].message.as_deref(), Some("bye"));
+        assert_eq!(
+            listed[3].containers[0].reason.as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        assert!(
+            !plain(&s.tasks[0].replicas[0]),
+            "the launcher is always in full"
+        );
+        // A compact worker whose pod goes is still known to have existed.
+        let gone: Vec<&Pod> = refs
+            .iter()
+            .copied()
+            .filter(|p| p.metadata.name.as_deref() != Some("pi-worker-0"))
+            .collect();
+        let next = compute(
+            &job,
+            &gone,
+            Some(&s),
+            &observed,
+            &at("2026-01-01T00:00:01Z"),
+        );
+        assert_eq!(next.tasks[1].replicas[0].phase, ReplicaPhase::Deleted);
+        // At the threshold, every entry is in full.
+        job.spec.worker_mut().replicas = COMPACT_ABOVE as i32;
+        let s = compute(&job, &refs, None, &observed, &at("2026-01-01T00:00:00Z"));
+        assert!(s.tasks[1].replicas[0].uid.is_some());
     }
 
     /// A value as the API server stores it: the enums keep the strings

@@ -177,12 +177,61 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         });
     }
     let apis = choose_apis(&client, opts.apis.as_deref()).await?;
-    if let Some(lease) = &opts.leader {
-        health.standby.store(true, Ordering::Relaxed);
-        crate::leader::acquire(&client, lease).await;
-        health.standby.store(false, Ordering::Relaxed);
+    // A leader that loses its lease (it could not renew in time: the API
+    // server was away, say) stops acting and stands by to lead again, in
+    // this process: its restart would gain nothing, and cost the caches.
+    loop {
+        if let Some(lease) = &opts.leader {
+            health.standby.store(true, Ordering::Relaxed);
+            tokio::select! {
+                _ = crate::leader::acquire(&client, lease) => {}
+                _ = shutdown_signal() => break,
+            }
+            health.standby.store(false, Ordering::Relaxed);
+        }
+        metrics.set_leader(true);
+        match serve(&client, &config, &opts, &apis, &health, &metrics).await {
+            Ended::Shutdown => break,
+            Ended::LostLease => {
+                metrics.set_leader(false);
+                health.ready.store(false, Ordering::Relaxed);
+                tracing::warn!("lost the leader lease: stopped acting; standing by to lead again");
+            }
+        }
     }
-    metrics.set_leader(true);
+    tracing::info!("mpijob-controller stopped");
+    Ok(())
+}
+
+/// How one term of serving ended.
+enum Ended {
+    /// SIGTERM or Ctrl-C.
+    Shutdown,
+    /// The lease was lost: another replica may lead now.
+    LostLease,
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Serve the APIs until shutdown or, with leader election, until the
+/// lease is lost.
+async fn serve(
+    client: &Client,
+    config: &Config,
+    opts: &Options,
+    apis: &[Served],
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+) -> Ended {
+    let client = client.clone();
 
     let recorder = Recorder::new(
         client.clone(),
@@ -254,7 +303,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
                 .owns_stream(service_events)
                 .shutdown_on_signal()
                 .run(measured, error_policy, Arc::new(ctx))
-                .for_each(counted(&metrics)),
+                .for_each(counted(metrics)),
         ));
     }
     if apis.contains(&Served::Kubeflow) {
@@ -293,7 +342,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
                 .owns_stream(job_events)
                 .shutdown_on_signal()
                 .run(measured_kubeflow, kubeflow::error_policy, kctx)
-                .for_each(counted(&metrics)),
+                .for_each(counted(metrics)),
         ));
     }
     {
@@ -308,19 +357,18 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
     match &opts.leader {
         None => {
             controllers.await;
+            Ended::Shutdown
         }
         Some(lease) => {
             tokio::select! {
-                _ = controllers => crate::leader::release(&client, lease).await,
-                _ = crate::leader::hold(&client, lease) => {
-                    metrics.set_leader(false);
-                    anyhow::bail!("lost the leader lease {}/{}: stopping so that another replica leads", lease.namespace, lease.name)
+                _ = controllers => {
+                    crate::leader::release(&client, lease).await;
+                    Ended::Shutdown
                 }
+                _ = crate::leader::hold(&client, lease) => Ended::LostLease,
             }
         }
     }
-    tracing::info!("mpijob-controller stopped");
-    Ok(())
 }
 
 /// Count each result of a controller's stream.

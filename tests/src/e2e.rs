@@ -393,6 +393,102 @@ fn free_node_port() -> u16 {
     port
 }
 
+/// One of the e2e cluster's processes (`kube-apiserver`, `etcd`,
+/// `kubelet`, …), by the pid file `cluster.sh` keeps for it.
+pub struct Component {
+    pub name: &'static str,
+}
+
+impl Component {
+    fn pidfile(&self) -> PathBuf {
+        state_dir().join("pids").join(format!("{}.pid", self.name))
+    }
+
+    /// Its pid now.
+    pub fn pid(&self) -> i32 {
+        let f = self.pidfile();
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Send it `signal`.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.pid();
+        // SAFETY: kill(2) on the pid cluster.sh recorded for the component.
+        let r = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            r,
+            0,
+            "signal {signal} to {} ({pid}): {}",
+            self.name,
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Stop it (SIGTERM, SIGKILL after 10 s) and start it again with the same command line and
+    /// environment, in its own session, logging where it logged, and
+    /// record the new pid where `cluster.sh stop` will find it.
+    pub fn restart(&self) {
+        use std::os::unix::process::CommandExt;
+        let pid = self.pid();
+        let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap();
+        let split = |b: Vec<u8>| -> Vec<String> {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        };
+        let argv = split(read("cmdline"));
+        let env = split(read("environ"));
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        // A clean stop when it takes one within 10 s (kube-apiserver
+        // drains its watches first), else SIGKILL, as a crash.
+        let gone = |secs: u64| {
+            (0..secs * 10).any(|_| {
+                let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+                if !gone {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                gone
+            })
+        };
+        self.signal(libc::SIGTERM);
+        if !gone(10) {
+            self.signal(libc::SIGKILL);
+            assert!(gone(30), "{} ({pid}) did not stop", self.name);
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(state_dir().join("logs").join(format!("{}.log", self.name)))
+            .unwrap();
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .env_clear()
+            .envs(env.iter().filter_map(|kv| kv.split_once('=')))
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // SAFETY: setsid(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("restarting {}: {e}", self.name));
+        std::fs::write(self.pidfile(), format!("{}\n", child.id())).unwrap();
+        // It runs on in its own session; cluster.sh stops it.
+        std::mem::forget(child);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::log_time;

@@ -271,15 +271,13 @@ fn late_worker_is_waited_for_and_named() {
     job.wait_worker(0);
     let t0 = Instant::now();
     let mut launcher = job.launcher(1, "60s", &[], "");
-    std::thread::sleep(Duration::from_secs(3).saturating_sub(t0.elapsed()));
-    assert!(launcher.child.try_wait().unwrap().is_none(), "exited early");
+    let window = Duration::from_secs(3).saturating_sub(t0.elapsed());
+    let exit = common::exit_within(&mut launcher.child, window);
+    assert_eq!(exit, None, "exited early:\n{}", launcher.stderr());
     job.publish(1);
-    std::thread::sleep(Duration::from_secs(5).saturating_sub(t0.elapsed()));
-    assert!(
-        launcher.child.try_wait().unwrap().is_none(),
-        "exited early:\n{}",
-        launcher.stderr()
-    );
+    let window = Duration::from_secs(5).saturating_sub(t0.elapsed());
+    let exit = common::exit_within(&mut launcher.child, window);
+    assert_eq!(exit, None, "exited early:\n{}", launcher.stderr());
     job.start_worker(1);
     let status = launcher.wait_exit(Duration::from_secs(60));
     let (out, err) = (launcher.stdout(), launcher.stderr());

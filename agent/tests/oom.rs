@@ -247,8 +247,8 @@ fn an_oom_kill_in_its_cgroup_stops_the_worker_with_137() {
     let out = other.run(HOG);
     assert!(!out.status.success(), "{out:?}");
     assert_eq!(other.oom_kills(), 1);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(agent.child.try_wait().unwrap().is_none(), "{}", agent.log());
+    let exit = common::exit_within(&mut agent.child, Duration::from_millis(500));
+    assert_eq!(exit, None, "{}", agent.log());
     assert!(!agent.log().contains(OOM_LINE));
     assert_eq!(cgroup.oom_kills(), 0);
 
@@ -354,8 +354,8 @@ fn with_the_watch_off_an_oom_kill_leaves_the_worker_running() {
     let out = ssh(&ssh_cmd, HOG);
     assert_eq!(out.status.code(), Some(137), "{out:?}");
     assert_eq!(cgroup.oom_kills(), 1);
-    std::thread::sleep(Duration::from_millis(600));
-    assert!(agent.child.try_wait().unwrap().is_none(), "{}", agent.log());
+    let exit = common::exit_within(&mut agent.child, Duration::from_millis(600));
+    assert_eq!(exit, None, "{}", agent.log());
     let out = ssh(&ssh_cmd, "echo still here");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

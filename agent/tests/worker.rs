@@ -229,8 +229,8 @@ fn a_non_empty_finish_file_stops_sshd_and_exits_0() {
     // The downward API file exists but is empty until the annotation is set.
     let finish = tmp.path("state.finished");
     fs::write(&finish, "").unwrap();
-    std::thread::sleep(Duration::from_millis(600));
-    assert!(agent.child.try_wait().unwrap().is_none(), "{}", agent.log());
+    let exit = common::exit_within(&mut agent.child, Duration::from_millis(600));
+    assert_eq!(exit, None, "{}", agent.log());
     fs::write(&finish, "true").unwrap();
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).code(), Some(0));
     assert!(!Path::new(&format!("/proc/{sshd}")).exists());

@@ -492,6 +492,22 @@ pub const AS_UID_1000: [&str; 7] = [
     "--",
 ];
 
+/// For a negative check on a process: watch `child` for `window`, and
+/// return at once if it exits, the event that would disprove the check (a
+/// fixed sleep would only look at the end). `None`: it stayed up.
+pub fn exit_within(child: &mut Child, window: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + window;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Poll `done` every 10 ms until it holds; panic with `what` after `limit`.
 /// For negative checks too: wait for the event that settles them, not a
 /// fixed time.

@@ -82,12 +82,24 @@ impl Served {
 /// installed and established). Discovery needs no RBAC beyond what every
 /// client has.
 async fn installed(client: &Client, api: Served) -> anyhow::Result<bool> {
-    match client.list_api_group_resources(api.api_version()).await {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.name == "mpijobs")),
+    serves(client, api.api_version(), "mpijobs")
+        .await
+        .map_err(|e| anyhow::anyhow!("discovering {}: {e}", api.api_version()))
+}
+
+/// Whether the API server serves `plural` in `api_version` (its CRD is
+/// installed and established): MPIJobs here, PodGroups in `gang`.
+pub(crate) async fn serves(
+    client: &Client,
+    api_version: &str,
+    plural: &str,
+) -> Result<bool, kube::Error> {
+    match client.list_api_group_resources(api_version).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
         // A group the server does not serve is a plain-text "404 page not
         // found", not a NotFound Status: any 404 means not installed.
-        Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 404 => Ok(false),
-        Err(e) => Err(anyhow::anyhow!("discovering {}: {e}", api.api_version())),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -122,15 +122,7 @@ impl PodGroups {
 
     /// Whether the API server serves `podgroups` of `kind`.
     async fn installed(&self, kind: Kind) -> Result<bool> {
-        match self
-            .client
-            .list_api_group_resources(&kind.api_version())
-            .await
-        {
-            Ok(list) => Ok(list.resources.iter().any(|r| r.name == "podgroups")),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(crate::run::serves(&self.client, &kind.api_version(), "podgroups").await?)
     }
 
     /// Forget that `kind` was there (its CRD went away under us).

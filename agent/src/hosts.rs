@@ -2,30 +2,83 @@
 //! resolve in DNS and answer with an SSH banner on its port before mpirun
 //! starts.
 //!
-//! One task per worker polls with exponential backoff: DNS at most every
-//! 250 ms, and, once a name resolves, the ssh port at most every 50 ms, so
-//! that mpirun starts within a few tens of milliseconds of the last sshd. A
-//! resolved address is looked up again after a second of refusals, in case
-//! the pod came back with a new one. Nothing is cached between polls: the
-//! resolver has no cache, so a name that appears is seen at the next poll.
+//! One task per worker polls, paced by how many workers still wait (see
+//! [`Pace`]): the last worker is polled every few milliseconds, so that
+//! mpirun starts within milliseconds of the last sshd, while the load on DNS
+//! and on the workers stays bounded however many there are. A resolved
+//! address is looked up again after a second of refusals, in case the pod
+//! came back with a new one. Nothing is cached between polls: the resolver
+//! has no cache, so a name that appears is seen at the next poll.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{LookupIpStrategy, ResolverOpts};
 use hickory_resolver::TokioResolver;
 use nix::sys::signal::Signal;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::banner;
 use crate::errors::Exit;
 use crate::init::Init;
 
-/// Backoff caps: DNS (the "about 250 ms") and the ssh port.
-pub const DNS_CAP: Duration = Duration::from_millis(250);
-pub const CONNECT_CAP: Duration = Duration::from_millis(50);
-const FIRST_DELAY: Duration = Duration::from_millis(10);
+/// How often one waiting worker is polled: a floor, a share of a budget
+/// for all waiting workers together, and a slower pace once it has waited
+/// long (it is then not about to come up within milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// The shortest interval, with one worker left.
+    pub floor: Duration,
+    /// Added up over every waiting worker: `waiting × per_waiting` is the
+    /// interval, so the rate over all of them stays at most
+    /// `1 / per_waiting`.
+    pub per_waiting: Duration,
+    /// After this long without success...
+    pub patience: Duration,
+    /// ...poll it at most this often.
+    pub slow: Duration,
+}
+
+impl Pace {
+    /// The interval before the next poll of a worker that has failed for
+    /// `failing`, while `waiting` workers (itself included) are not up.
+    pub fn interval(&self, waiting: usize, failing: Duration) -> Duration {
+        let shared = self
+            .per_waiting
+            .saturating_mul(u32::try_from(waiting).unwrap_or(u32::MAX));
+        let mut interval = self.floor.max(shared);
+        if failing >= self.patience {
+            interval = interval.max(self.slow);
+        }
+        interval
+    }
+}
+
+/// DNS: at most 1000 lookups a second in all (each is one to four queries
+/// with the search domains), every 25 ms for a name at best, every 250 ms
+/// once it has been missing for 10 s (the pod is being scheduled or its
+/// image pulled).
+pub const DNS_PACE: Pace = Pace {
+    floor: Duration::from_millis(25),
+    per_waiting: Duration::from_millis(1),
+    patience: Duration::from_secs(10),
+    slow: Duration::from_millis(250),
+};
+/// The ssh port of a resolved worker: at most 5000 connects a second in all
+/// (a refused connect is one SYN and one RST), every 2 ms for the last
+/// worker, every 50 ms once it has refused for 10 s.
+pub const CONNECT_PACE: Pace = Pace {
+    floor: Duration::from_millis(2),
+    per_waiting: Duration::from_micros(200),
+    patience: Duration::from_secs(10),
+    slow: Duration::from_millis(50),
+};
+/// At most this many DNS lookups in flight at once.
+pub const MAX_LOOKUPS: usize = 32;
+/// At most this many connections (connect and banner read) open at once.
+pub const MAX_CONNECTIONS: usize = 64;
 /// Look a resolved name up again after this long without a banner.
 const RERESOLVE_AFTER: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -155,6 +208,10 @@ pub enum Outcome {
 
 struct Shared {
     status: Mutex<Vec<Status>>,
+    /// How many hosts are not up yet.
+    waiting: AtomicUsize,
+    lookups: Semaphore,
+    connections: Semaphore,
     /// Our end of the last connection that got a banner.
     local: Mutex<Option<IpAddr>>,
     /// The address each host answered on.
@@ -195,6 +252,9 @@ pub async fn wait(
     };
     let shared = Arc::new(Shared {
         status: Mutex::new(vec![Status::Unknown; hosts.len()]),
+        waiting: AtomicUsize::new(hosts.len()),
+        lookups: Semaphore::new(MAX_LOOKUPS),
+        connections: Semaphore::new(MAX_CONNECTIONS),
         local: Mutex::new(None),
         answered: Mutex::new(vec![None; hosts.len()]),
         notify: Notify::new(),
@@ -208,8 +268,7 @@ pub async fn wait(
     }
     let mut printed: Option<(String, Instant)> = None;
     let outcome = loop {
-        let status = shared.status.lock().unwrap().clone();
-        if status.iter().all(|s| *s == Status::Up) {
+        if shared.waiting.load(Ordering::SeqCst) == 0 {
             break Outcome::AllUp(
                 *shared.local.lock().unwrap(),
                 shared.answered.lock().unwrap().clone(),
@@ -218,6 +277,7 @@ pub async fn wait(
         if let Some(sig) = stop() {
             break Outcome::Stopped(sig);
         }
+        let status = shared.status.lock().unwrap().clone();
         if start.elapsed() >= timeout {
             break Outcome::TimedOut(status);
         }
@@ -290,24 +350,35 @@ async fn poll_one(
         let up = s == Status::Up;
         shared.status.lock().unwrap()[i] = s;
         if up {
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
             shared.notify.notify_one();
         }
     };
+    let waiting = || shared.waiting.load(Ordering::Relaxed);
     let literal = host.parse::<IpAddr>().ok();
-    let mut dns_delay = FIRST_DELAY;
+    let no_dns_since = Instant::now();
+    // Kept across lookups: a worker refuses from when its pod has an
+    // address until its sshd listens, which is long while its image pulls.
+    let mut refused_since: Option<Instant> = None;
     loop {
         let addrs = match (literal, &resolver) {
             (Some(ip), _) => vec![ip],
-            (None, Some(r)) => match r.lookup_ip(host.as_str()).await {
-                Ok(found) => found.iter().collect(),
-                Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
-                Err(e) => {
-                    set(Status::DnsError(e.to_string()));
-                    tokio::time::sleep(dns_delay).await;
-                    dns_delay = (dns_delay * 2).min(DNS_CAP);
-                    continue;
+            (None, Some(r)) => {
+                let found = {
+                    let _turn = shared.lookups.acquire().await;
+                    r.lookup_ip(host.as_str()).await
+                };
+                match found {
+                    Ok(found) => found.iter().collect(),
+                    Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
+                    Err(e) => {
+                        set(Status::DnsError(e.to_string()));
+                        let pause = DNS_PACE.interval(waiting(), no_dns_since.elapsed());
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
                 }
-            },
+            }
             (None, None) => {
                 set(Status::DnsError("no usable /etc/resolv.conf".into()));
                 return;
@@ -315,19 +386,19 @@ async fn poll_one(
         };
         if addrs.is_empty() {
             set(Status::NoDns);
-            tokio::time::sleep(dns_delay).await;
-            dns_delay = (dns_delay * 2).min(DNS_CAP);
+            tokio::time::sleep(DNS_PACE.interval(waiting(), no_dns_since.elapsed())).await;
             continue;
         }
-        dns_delay = FIRST_DELAY;
         // Resolved: knock on the port until a banner comes, for a while.
         let resolved = Instant::now();
-        let mut delay = FIRST_DELAY;
         loop {
             let mut last = Status::Unknown;
             for ip in &addrs {
                 let local;
-                (last, local) = knock(SocketAddr::new(*ip, port)).await;
+                (last, local) = {
+                    let _turn = shared.connections.acquire().await;
+                    knock(SocketAddr::new(*ip, port)).await
+                };
                 if last == Status::Up {
                     *shared.local.lock().unwrap() = local;
                     shared.answered.lock().unwrap()[i] = Some(*ip);
@@ -339,8 +410,8 @@ async fn poll_one(
             if literal.is_none() && resolved.elapsed() >= RERESOLVE_AFTER {
                 break;
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(CONNECT_CAP);
+            let failing = refused_since.get_or_insert_with(Instant::now).elapsed();
+            tokio::time::sleep(CONNECT_PACE.interval(waiting(), failing)).await;
         }
     }
 }
@@ -363,6 +434,31 @@ pub async fn knock(addr: SocketAddr) -> (Status, Option<IpAddr>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_are_paced_by_how_many_wait_and_for_how_long() {
+        let ms = Duration::from_millis;
+        // The last worker: the floor.
+        assert_eq!(CONNECT_PACE.interval(1, ms(100)), ms(2));
+        assert_eq!(DNS_PACE.interval(1, ms(100)), ms(25));
+        // Many: the budget is shared, 5000 connects and 1000 lookups a
+        // second in all.
+        assert_eq!(
+            CONNECT_PACE.interval(1024, ms(100)),
+            Duration::from_micros(204_800)
+        );
+        assert_eq!(DNS_PACE.interval(1024, ms(100)), ms(1024));
+        for waiting in [1, 10, 100, 1000, 10_000] {
+            let rate = waiting as f64 / CONNECT_PACE.interval(waiting, ms(0)).as_secs_f64();
+            assert!(rate <= 5000.0, "{waiting}: {rate}");
+            let rate = waiting as f64 / DNS_PACE.interval(waiting, ms(0)).as_secs_f64();
+            assert!(rate <= 1000.0, "{waiting}: {rate}");
+        }
+        // Long waits slow down, never speed up.
+        assert_eq!(CONNECT_PACE.interval(1, Duration::from_secs(10)), ms(50));
+        assert_eq!(DNS_PACE.interval(1, Duration::from_secs(11)), ms(250));
+        assert_eq!(DNS_PACE.interval(1024, Duration::from_secs(11)), ms(1024));
+    }
 
     fn hosts(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("pi-worker-{i}.pi.ns.svc")).collect()

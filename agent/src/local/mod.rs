@@ -171,8 +171,10 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
     let dirs = make_dirs(plan, t)?;
     write_files(plan, &dirs)?;
     check_stop(init)?;
+    timing("files", started);
     if plan.root {
         make_network(init, plan, t)?;
+        timing("network", started);
         check_stop(init)?;
         start_dns(plan, &dirs, t)?;
     } else {
@@ -189,11 +191,14 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
     let workers = start_workers(plan, &dirs, &agent, t)?;
     // The launcher starts at once: its own wait for DNS and the ssh banners
     // is the one the cluster runs.
+    timing("workers started", started);
     if let Some(dns) = t.dns {
         wait_for_dns(init, &dirs, dns, t)?;
+        timing("dns", started);
     }
     check_stop(init)?;
     let launcher = start_launcher(plan, &dirs, &agent, opts, t)?;
+    timing("launcher started", started);
     if plan.debug {
         say_debug(plan);
     }
@@ -227,6 +232,11 @@ fn local(init: &mut Init, plan: &Plan, opts: &Options, t: &mut Teardown) -> Resu
         summary.trim().trim_start_matches("launcher: "),
         started,
     )
+}
+
+/// A debug line with the time since `since` (the benchmark reads them).
+fn timing(what: &str, since: Instant) {
+    tracing::debug!("timing: {what} {} us", since.elapsed().as_micros());
 }
 
 /// The private directory: key, state, logs, DNS files.
@@ -704,7 +714,9 @@ impl Teardown {
     /// Stop every process (SIGTERM, then SIGKILL after a second), remove
     /// the namespaces and the bridge, then the directory.
     fn run(&mut self, init: &mut Init) {
+        let started = Instant::now();
         self.stop_processes(init);
+        timing("processes stopped", started);
         if self.keep {
             self.say_kept();
         } else {

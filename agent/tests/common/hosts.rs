@@ -225,6 +225,40 @@ impl Net {
         addr
     }
 
+    /// Give `host` `n` more addresses from 198.19.0.0/16, for more hosts
+    /// than this net's /24 holds. Every host made so far reaches them
+    /// through `host`'s first address, as a node's pods are reached across
+    /// a cluster: on the link, 1024 addresses would overflow the others'
+    /// neighbour tables (gc_thresh3 is 1024). Each net has its own bridge,
+    /// so nets never clash.
+    pub fn add_addresses(&mut self, host: &Host, n: usize) -> Vec<String> {
+        assert!(n <= 250 * 250, "at most 62500 addresses");
+        let addrs: Vec<String> = (0..n)
+            .map(|i| format!("198.19.{}.{}", i / 250 + 1, i % 250 + 1))
+            .collect();
+        let commands: String = addrs
+            .iter()
+            .map(|a| format!("addr add {a}/32 dev eth0\n"))
+            .collect();
+        ip_batch(Some(&host.netns), &commands).unwrap();
+        for other in self.hosts.iter().filter(|h| h.netns != host.netns) {
+            let route = format!("route replace 198.19.0.0/16 via {} dev eth0\n", host.addr);
+            ip_batch(Some(&other.netns), &route).unwrap();
+        }
+        addrs
+    }
+
+    /// Make each `name.cluster.local` resolve to its `addr`, in one file.
+    pub fn publish_all(&self, file: &str, records: &[(String, String)]) {
+        let text: String = records
+            .iter()
+            .map(|(name, addr)| format!("{addr} {name}.{CLUSTER_DOMAIN}\n"))
+            .collect();
+        let tmp = self.tmp.path(&format!("{file}.hosts"));
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, self.hostsdir.join(file)).unwrap();
+    }
+
     /// Make `name.cluster.local` resolve to `addr` (dnsmasq watches the
     /// directory and reads new files at once).
     pub fn publish(&self, name: &str, addr: &str) {
@@ -276,6 +310,22 @@ impl Drop for Net {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// Run `f` on a thread inside the network namespace `netns`; the rest of
+/// this process stays outside. Sockets it opens stay in that namespace.
+pub fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let ns = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on an open namespace file changes only this thread.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
 }
 
 /// A child whose stdout and stderr are collected (and echoed to ours).

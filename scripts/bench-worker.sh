@@ -7,5 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . scripts/cargo-env.sh
 # --target keeps crt-static away from build scripts and proc macros.
+# --no-default-features: the agent as images carry it, without local mode
+# (scripts/build-static.sh agent).
 RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo bench -p mpijob-agent --bench worker --target x86_64-unknown-linux-gnu
+    cargo bench -p mpijob-agent --bench worker --target x86_64-unknown-linux-gnu --no-default-features

@@ -3,7 +3,8 @@
 #
 #   scripts/build-deb.sh   -> .../debian/mpijob-agent_<version>-1_amd64.deb
 #
-# It holds the static agent (scripts/build-static.sh) as /usr/bin/mpijob-agent,
+# It holds the static agent with local mode (scripts/build-static.sh agent-full)
+# as /usr/bin/mpijob-agent,
 # the disabled worker unit mpijob-agent-worker.service, and its settings in
 # /etc/default/mpijob-agent-worker (agent/debian/). cargo-deb, at the pinned
 # version, is installed on first use. The path goes to stdout, the rest to
@@ -23,7 +24,7 @@ if [[ "$(cargo deb --version 2>/dev/null || true)" != *" ${CARGO_DEB_VERSION}"* 
         cargo install --quiet --locked --version "${CARGO_DEB_VERSION}" cargo-deb >&2
 fi
 
-scripts/build-static.sh agent >/dev/null
+scripts/build-static.sh agent-full >/dev/null
 out="${CARGO_TARGET_DIR}/debian"
 mkdir -p "${out}"
 # --no-build: the binary is build-static's (crt-static); cargo-deb maps the

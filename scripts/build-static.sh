@@ -2,7 +2,13 @@
 # Builds a static (glibc, crt-static) release binary and prints its path.
 #
 #   scripts/build-static.sh agent        -> .../x86_64-unknown-linux-gnu/release/mpijob-agent
+#   scripts/build-static.sh agent-full   -> .../x86_64-unknown-linux-gnu/release/mpijob-agent
 #   scripts/build-static.sh controller   -> .../x86_64-unknown-linux-gnu/release/mpijob-controller
+#
+# `agent` is the agent images carry and pods run: without local mode (the
+# `local` feature), which no pod runs and which is 40 % of the binary.
+# `agent-full` keeps local mode, for the .deb (scripts/build-deb.sh). Both
+# land on the same path, so copy the binary before building the other.
 #
 # The binary is what Dockerfile.agent and Dockerfile.controller put on
 # `scratch`. The path goes to stdout, cargo's output to stderr. The script
@@ -19,18 +25,21 @@ cd "$(dirname "$0")/.."
 readonly TARGET=x86_64-unknown-linux-gnu
 
 usage() {
-    sed -n '2,6s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,7s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
 [[ $# -eq 1 ]] || usage
+features=()
 case "$1" in
-    agent | controller) pkg="mpijob-$1" ;;
+    agent) pkg=mpijob-agent features=(--no-default-features) ;;
+    agent-full) pkg=mpijob-agent ;;
+    controller) pkg=mpijob-controller ;;
     *) usage ;;
 esac
 
 RUSTFLAGS="${RUSTFLAGS:+${RUSTFLAGS} }-C target-feature=+crt-static" \
-    cargo build --release --locked -p "${pkg}" --bin "${pkg}" --target "${TARGET}" >&2
+    cargo build --release --locked -p "${pkg}" --bin "${pkg}" --target "${TARGET}" "${features[@]}" >&2
 
 bin="${CARGO_TARGET_DIR}/${TARGET}/release/${pkg}"
 [[ -x "${bin}" ]] || { echo "build-static: cargo did not produce ${bin}" >&2; exit 1; }

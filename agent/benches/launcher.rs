@@ -130,24 +130,7 @@ fn banner_time(addr: &str) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// The UTC time of day, in seconds, of the first log line holding
-/// `needle` (the agent's text log starts with an RFC 3339 timestamp).
-fn logged_at(log: &str, needle: &str) -> f64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"));
-    let clock = &line[line.find('T').unwrap() + 1..line.find('Z').unwrap()];
-    let mut parts = clock.split(':').map(|p| p.parse::<f64>().unwrap());
-    let (h, m, s) = (
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-    );
-    h * 3600.0 + m * 60.0 + s
-}
-
-/// The same instant as a time of day, like [`logged_at`].
+/// The same instant as a time of day, like [`common::logged_at`].
 fn time_of_day(epoch: f64) -> f64 {
     epoch % 86400.0
 }

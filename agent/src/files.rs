@@ -62,6 +62,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Write a new file with `mode` (whatever the umask); it must not exist
 /// yet, so that nothing planted beforehand is written through.
+#[cfg_attr(not(feature = "local"), allow(dead_code))] // local mode's
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)

@@ -165,6 +165,7 @@ impl Init {
     }
 
     /// [`Init::wait_for`] without blocking: how `pid` ended, if it has.
+    #[cfg_attr(not(feature = "local"), allow(dead_code))] // local mode's
     pub fn try_wait(&mut self, pid: Pid) -> Option<WaitStatus> {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => Some(status),

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use mpijob_api::contract;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -15,21 +17,30 @@ pub enum Format {
 }
 
 pub fn init(format: Format) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
         // Colour on a terminal only, and never under NO_COLOR (no-color.org).
-        Format::Text => builder
-            .with_ansi(
+        Format::Text => registry
+            .with(layer.with_ansi(
                 std::io::stderr().is_terminal()
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-            )
+            ))
             .init(),
-        Format::Json => builder.json().flatten_event(true).init(),
+        Format::Json => registry.with(layer.json().flatten_event(true)).init(),
     }
+}
+
+/// `RUST_LOG` as `level` and `target=level` directives, comma-separated
+/// (`info,mpijob_agent::local=debug`); `info` when unset or not that.
+fn filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// The one-line summary Kubernetes shows as the container's termination

@@ -13,6 +13,7 @@ mod install;
 mod keygen;
 mod keys;
 mod launcher;
+#[cfg(feature = "local")]
 mod local;
 mod log;
 mod mpirun;
@@ -51,12 +52,17 @@ fn main() -> ExitCode {
             let oom_watch = !a.no_oom_watch;
             guard::run(a.into(), oom_watch)
         }
+        #[cfg(feature = "local")]
         Role::Local(a) => local::run(local::Options {
             manifest: a.file,
             workers: a.workers,
             keep: a.keep,
             timeout: a.timeout,
         }),
+        #[cfg(not(feature = "local"))]
+        Role::Local(_) => Err(anyhow::anyhow!(
+            "local mode is not in this build of mpijob-agent (the lean one for images, built without the `local` feature): run it with the full agent, from the mpijob-agent .deb or `cargo install --path agent`"
+        )),
         Role::Probe(a) => {
             let a = contract::ProbeArgs::from(a);
             probe::banner(a.host, a.port, a.timeout).map(|banner| {

@@ -288,6 +288,7 @@ pub struct Look<'a> {
     pub exited: bool,
     /// Other children that ended in this round: the role's other
     /// processes, or orphans.
+    #[cfg_attr(not(feature = "local"), allow(dead_code))] // local mode's
     pub reaped: &'a [(Pid, WaitStatus)],
 }
 

@@ -45,7 +45,7 @@ use crate::supervise::{
 };
 use enter::Enter;
 pub use plan::Plan;
-use plan::DNSMASQ;
+use plan::{DNSMASQ, YIELD_WHEN_IDLE};
 
 /// The flags of `mpijob-agent local`.
 #[derive(Debug, Clone)]
@@ -405,8 +405,7 @@ fn start_workers(
     agent: &Path,
     t: &mut Teardown,
 ) -> Result<Workers, Exit> {
-    let (tx, rx) = mpsc::channel();
-    let mut workers = Vec::new();
+    let mut commands = Vec::new();
     for (w, host) in plan
         .hosts
         .iter()
@@ -429,24 +428,85 @@ fn start_workers(
         host_enter(plan, host, Some(&dirs.etc.join(format!("hosts-{w}"))))
             .map_err(failed)?
             .apply(&mut cmd);
-        let mut child: Child = cmd.spawn().map_err(|e| {
-            failed(format!(
-                "cannot start the worker agent {}: {}",
-                agent.display(),
-                io_reason(&e)
-            ))
-        })?;
+        commands.push((i as usize, host.hostname.clone(), cmd));
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut workers = Vec::new();
+    let mut first_error = None;
+    // Every one is recorded before any error returns, so that the teardown
+    // stops whatever started.
+    for (i, hostname, spawned) in spawn_all(commands) {
+        let mut child: Child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                first_error.get_or_insert_with(|| {
+                    failed(format!(
+                        "cannot start the worker agent {}: {}",
+                        agent.display(),
+                        io_reason(&e)
+                    ))
+                });
+                continue;
+            }
+        };
         let pid = child.id() as i32;
-        t.children.push((pid, host.hostname.clone()));
-        workers.push((pid, host.hostname.clone()));
-        let log = log_file(&dirs.logs, &host.hostname).map_err(failed)?;
+        t.children.push((pid, hostname.clone()));
+        workers.push((pid, hostname.clone()));
         let stderr = child.stderr.take().expect("piped");
-        let tx = tx.clone();
-        std::thread::spawn(move || follow(stderr, log, i as usize, tx));
+        match log_file(&dirs.logs, &hostname) {
+            Ok(log) => {
+                let tx = tx.clone();
+                std::thread::spawn(move || follow(stderr, log, i, tx));
+            }
+            Err(e) => {
+                first_error.get_or_insert(failed(e));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     Ok(Workers {
         agents: workers,
         ready: rx,
+    })
+}
+
+/// Spawn every command, from a few threads at once: entering a host (its
+/// namespaces and bind mounts) happens between fork and exec, and costs a
+/// few milliseconds that the parent would otherwise wait out one by one.
+/// In the order given.
+fn spawn_all<T: Send>(
+    commands: Vec<(T, String, std::process::Command)>,
+) -> Vec<(T, String, std::io::Result<Child>)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let per_thread = commands.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<Vec<_>> = Vec::new();
+    let mut commands = commands.into_iter().peekable();
+    while commands.peek().is_some() {
+        chunks.push(commands.by_ref().take(per_thread).collect());
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(tag, name, mut cmd)| {
+                            let child = cmd.spawn();
+                            (tag, name, child)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a spawning thread panicked"))
+            .collect()
     })
 }
 
@@ -483,6 +543,14 @@ fn start_launcher(
     .env_remove(contract::env::HOSTS)
     .stdin(Stdio::null())
     .process_group(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if plan.yield_when_idle(cores) && std::env::var_os(YIELD_WHEN_IDLE).is_none() {
+        say(format!(
+            "{} ranks share this machine's {cores} cores: Open MPI's ranks yield when idle ({YIELD_WHEN_IDLE}=1) instead of spinning",
+            plan.ranks()
+        ));
+        cmd.env(YIELD_WHEN_IDLE, "1");
+    }
     let launcher_hosts = dirs.etc.join(format!("hosts-{}", plan.launcher_index()));
     host_enter(plan, launcher_host, Some(&launcher_hosts))
         .map_err(failed)?

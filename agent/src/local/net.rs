@@ -108,22 +108,19 @@ pub fn netns_identity(name: &str) -> Option<(u64, u64)> {
     Some((m.dev(), m.ino()))
 }
 
-/// Processes, other than this one, whose network namespace is `ns`:
-/// (pid, command line).
-pub fn processes_in_netns(ns: (u64, u64)) -> Vec<(i32, String)> {
+/// Processes, other than this one, in any of these network namespaces: one
+/// pass over /proc, however many namespaces.
+pub fn pids_in_netns(namespaces: &[(u64, u64)]) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let wanted: std::collections::HashSet<(u64, u64)> = namespaces.iter().copied().collect();
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me)
-        .filter_map(|pid| {
-            let m = fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
-            if (m.dev(), m.ino()) != ns {
-                return None;
-            }
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        .filter(|pid| {
+            fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| wanted.contains(&(m.dev(), m.ino())))
         })
         .collect()
 }
@@ -134,20 +131,17 @@ pub fn processes_in_netns(ns: (u64, u64)) -> Vec<(i32, String)> {
 pub fn kill_all_in(namespaces: &[(u64, u64)], limit: Duration, mut reap: impl FnMut()) {
     let deadline = Instant::now() + limit;
     loop {
-        let mut any = false;
-        for &ns in namespaces {
-            for (pid, _) in processes_in_netns(ns) {
-                any = true;
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        let pids = pids_in_netns(namespaces);
+        for &pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         reap();
-        if !any || Instant::now() >= deadline {
+        if pids.is_empty() || Instant::now() >= deadline {
             return;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }

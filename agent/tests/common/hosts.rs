@@ -282,7 +282,7 @@ impl Net {
     /// Processes in `host`'s network namespace: (pid, command line).
     pub fn processes_in(&self, host: &Host) -> Vec<(i32, String)> {
         net::netns_identity(&host.netns)
-            .map(net::processes_in_netns)
+            .map(processes_in_netns)
             .unwrap_or_default()
     }
 
@@ -310,6 +310,18 @@ impl Drop for Net {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// Processes, other than this one, whose network namespace is `ns`:
+/// (pid, command line).
+pub fn processes_in_netns(ns: (u64, u64)) -> Vec<(i32, String)> {
+    net::pids_in_netns(&[ns])
+        .into_iter()
+        .filter_map(|pid| {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect()
 }
 
 /// Run `f` on a thread inside the network namespace `netns`; the rest of

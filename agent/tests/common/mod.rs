@@ -19,6 +19,18 @@ use std::time::{Duration, Instant};
 pub const AGENT: &str = env!("CARGO_BIN_EXE_mpijob-agent");
 pub const SSHD: &str = "/usr/sbin/sshd";
 
+/// The UTC time of day, in seconds, of the first log line holding
+/// `needle`: the agent's text log lines start with an RFC 3339 timestamp.
+pub fn logged_at(log: &str, needle: &str) -> f64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"));
+    let clock = &line[line.find('T').unwrap() + 1..line.find('Z').unwrap()];
+    let hms: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap()).collect();
+    hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
+}
+
 /// Panic unless the real tools are here, with the command that installs them.
 pub fn require_tools() {
     for (tool, package) in [

@@ -61,6 +61,31 @@ pub fn termination_message_to(path: &Path, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_takes_levels_and_targets() {
+        let f = filter(Some("info,mpijob_agent::local=debug"));
+        assert!(f.would_enable("mpijob_agent::local", &Level::DEBUG));
+        assert!(f.would_enable("mpijob_agent::local::net", &Level::DEBUG));
+        assert!(!f.would_enable("mpijob_agent::launcher", &Level::DEBUG));
+        assert!(f.would_enable("mpijob_agent::launcher", &Level::INFO));
+        let warn = filter(Some("warn"));
+        assert!(!warn.would_enable("mpijob_agent::worker", &Level::INFO));
+        assert!(warn.would_enable("mpijob_agent::worker", &Level::WARN));
+        // Unset, empty or unreadable: info.
+        for unset in [None, Some(""), Some("info,[span]=x")] {
+            let f = filter(unset);
+            assert!(
+                f.would_enable("mpijob_agent::worker", &Level::INFO),
+                "{unset:?}"
+            );
+            assert!(
+                !f.would_enable("mpijob_agent::worker", &Level::DEBUG),
+                "{unset:?}"
+            );
+        }
+    }
 
     #[test]
     fn termination_messages_never_create_files_in_dev() {

@@ -428,14 +428,14 @@ fn start_workers(
         host_enter(plan, host, Some(&dirs.etc.join(format!("hosts-{w}"))))
             .map_err(failed)?
             .apply(&mut cmd);
-        commands.push((i as usize, host.hostname.clone(), cmd));
+        commands.push(((i as usize, host.hostname.clone()), cmd));
     }
     let (tx, rx) = mpsc::channel();
     let mut workers = Vec::new();
     let mut first_error = None;
     // Every one is recorded before any error returns, so that the teardown
     // stops whatever started.
-    for (i, hostname, spawned) in spawn_all(commands) {
+    for ((i, hostname), spawned) in spawn_all(commands) {
         let mut child: Child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -477,8 +477,8 @@ fn start_workers(
 /// few milliseconds that the parent would otherwise wait out one by one.
 /// In the order given.
 fn spawn_all<T: Send>(
-    commands: Vec<(T, String, std::process::Command)>,
-) -> Vec<(T, String, std::io::Result<Child>)> {
+    commands: Vec<(T, std::process::Command)>,
+) -> Vec<(T, std::io::Result<Child>)> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
@@ -495,9 +495,9 @@ fn spawn_all<T: Send>(
                 scope.spawn(move || {
                     chunk
                         .into_iter()
-                        .map(|(tag, name, mut cmd)| {
+                        .map(|(tag, mut cmd)| {
                             let child = cmd.spawn();
-                            (tag, name, child)
+                            (tag, child)
                         })
                         .collect::<Vec<_>>()
                 })

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
@@ -37,7 +37,7 @@ pub struct Context {
     /// The job's pods, secrets and services, by the job-name label. Of
     /// Secrets only the metadata is watched: their data never reaches the
     /// controller.
-    pub pods: Store<Pod>,
+    pub pods: crate::pods::Pods,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     pub services: Store<Service>,
     /// What `/metrics` serves, API writes by kind among it.

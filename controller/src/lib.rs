@@ -11,6 +11,7 @@ pub mod health;
 pub mod kubeflow;
 pub mod leader;
 pub mod metrics;
+pub mod pods;
 pub mod reconcile;
 pub mod run;
 pub mod throttle;

@@ -148,6 +148,7 @@ fn cache<K>(
     client: &Client,
     ns: &Option<String>,
     label: &str,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> (
     reflector::Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -168,7 +169,13 @@ where
             api::<K>(client, ns),
             watcher::Config::default().labels(label),
         )
-        .modify(|o| o.meta_mut().managed_fields = None),
+        .modify(|o| o.meta_mut().managed_fields = None)
+        .map(move |e| {
+            if let Ok(e) = &e {
+                on_event(e);
+            }
+            e
+        }),
     )
     .default_backoff()
     .touched_objects();
@@ -263,10 +270,15 @@ async fn serve(
         // Only the jobs' own children are cached: they carry the API's
         // job-name label. Secrets are watched as metadata only: their key
         // material never reaches the controller.
-        let (pods, pod_events) = cache::<Pod>(&client, &opts.namespace, label);
+        let index = Arc::new(crate::pods::JobIndex::new(label));
+        let (pods, pod_events) = {
+            let index = index.clone();
+            cache::<Pod>(&client, &opts.namespace, label, move |e| index.apply(e))
+        };
+        let pods = crate::pods::Pods::new(pods, index);
         let (secrets, secret_events) =
-            cache::<PartialObjectMeta<Secret>>(&client, &opts.namespace, label);
-        let (services, service_events) = cache::<Service>(&client, &opts.namespace, label);
+            cache::<PartialObjectMeta<Secret>>(&client, &opts.namespace, label, |_| {});
+        let (services, service_events) = cache::<Service>(&client, &opts.namespace, label, |_| {});
         let ctx = Context {
             client: client.clone(),
             config: config.clone(),
@@ -322,8 +334,8 @@ async fn serve(
         let label = mpijob_api::kubeflow::contract::labels::JOB_NAME;
         let (ready, flag) = Synced::new();
         let (core, pod_events, secret_events, service_events) = context(label, flag);
-        let (config_maps, config_map_events) = cache::<ConfigMap>(&client, &opts.namespace, label);
-        let (jobs, job_events) = cache::<Job>(&client, &opts.namespace, label);
+        let (config_maps, config_map_events) = cache::<ConfigMap>(&client, &opts.namespace, label, |_| {});
+        let (jobs, job_events) = cache::<Job>(&client, &opts.namespace, label, |_| {});
         let kctx = Arc::new(KubeflowContext {
             core,
             config_maps,

@@ -166,7 +166,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
     }
     notes.extend(status::suspension(&mut s, r.suspend, &now));
 
-    let all_pods = job_pods(&ctx.pods, &meta.namespace, &meta.name);
+    let all_pods = ctx.pods.of_job(&meta.namespace, &meta.name);
     let launcher_pods: Vec<&Pod> = all_pods
         .iter()
         .map(|p| p.as_ref())
@@ -284,7 +284,7 @@ async fn children(
     let ns = &meta.namespace;
     let mut found = Found::default();
 
-    let running: Vec<String> = job_pods(&ctx.pods, ns, &meta.name)
+    let running: Vec<String> = ctx.pods.of_job(ns, &meta.name)
         .iter()
         .filter(|p| role(p) == Some(labels::ROLE_WORKER) && controlled_by(&***p, meta))
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
@@ -382,7 +382,7 @@ async fn children(
             let name = contract::worker_name(&meta.name, index);
             let pods = &pods;
             async move {
-                let e = ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
+                let e = ensure(ctx, &*ctx.pods, pods, "Pod", &name, meta, || {
                     let mut p = build::worker(i, &ctx.config, index);
                     if let (Some(g), Some(spec)) = (gang, p.spec.as_mut()) {
                         gang::decorate(g, &mut p.metadata, spec);
@@ -492,7 +492,7 @@ async fn restart_policy_warning(ctx: &Context, job: &MPIJob, r: &Resolved) {
 /// running.
 async fn delete_workers(ctx: &Context, meta: &JobMeta, keep_finished: bool) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
-    for pod in job_pods(&ctx.pods, &meta.namespace, &meta.name) {
+    for pod in ctx.pods.of_job(&meta.namespace, &meta.name) {
         if role(&pod) != Some(labels::ROLE_WORKER)
             || !controlled_by(&*pod, meta)
             || pod.metadata.deletion_timestamp.is_some()
@@ -517,7 +517,7 @@ async fn delete_workers(ctx: &Context, meta: &JobMeta, keep_finished: bool) -> R
 async fn prune_workers(ctx: &Context, meta: &JobMeta, replicas: u32) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &meta.namespace);
     let prefix = format!("{}-worker-", meta.name);
-    for pod in job_pods(&ctx.pods, &meta.namespace, &meta.name) {
+    for pod in ctx.pods.of_job(&meta.namespace, &meta.name) {
         let index = pod
             .name_any()
             .strip_prefix(&prefix)
@@ -548,18 +548,6 @@ async fn delete_launcher(ctx: &Context, meta: &JobMeta, job: &Job) -> Result<()>
 fn job_finished(job: &Job) -> bool {
     status::job_condition(job, "Complete").is_some()
         || status::job_condition(job, "Failed").is_some()
-}
-
-/// The job's pods in the cache, by Kubeflow's job-name label.
-fn job_pods(store: &Store<Pod>, namespace: &str, name: &str) -> Vec<Arc<Pod>> {
-    store
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.metadata.namespace.as_deref() == Some(namespace)
-                && p.labels().get(labels::JOB_NAME).map(String::as_str) == Some(name)
-        })
-        .collect()
 }
 
 fn role(p: &Pod) -> Option<&str> {

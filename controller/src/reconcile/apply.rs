@@ -24,6 +24,7 @@ use super::build::{self, pod, roles, JobMeta, Role};
 use super::status::Observed;
 use crate::context::{Context, Write};
 use crate::error::Result;
+use crate::pods::Pods;
 
 /// Whether an object with a child's name is ours.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +107,7 @@ pub async fn children(
                 let name = role.pod_name(&meta.name);
                 let pods = &pods;
                 async move {
-                    ensure(ctx, &ctx.pods, pods, "Pod", &name, meta, || {
+                    ensure(ctx, &*ctx.pods, pods, "Pod", &name, meta, || {
                         let mut p = pod::pod(job, meta, role, &ctx.config, resumed)?;
                         if let (Some(g), Some(spec)) = (gang, p.spec.as_mut()) {
                             crate::gang::decorate(g, &mut p.metadata, spec);
@@ -257,11 +258,10 @@ async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> R
 }
 
 /// The pods in the cache that this job owns.
-pub fn owned_pods(store: &Store<Pod>, meta: &JobMeta) -> Vec<std::sync::Arc<Pod>> {
-    store
-        .state()
+pub fn owned_pods(pods: &Pods, meta: &JobMeta) -> Vec<std::sync::Arc<Pod>> {
+    pods.of_job(&meta.namespace, &meta.name)
         .into_iter()
-        .filter(|p| is_owned(p, meta))
+        .filter(|p| controlled_by(&**p, meta))
         .collect()
 }
 

@@ -85,7 +85,11 @@ impl JobIndex {
     /// Follow one watch event.
     pub fn apply(&self, event: &Event<Pod>) {
         match event {
-            Event::Apply(pod) => self.names.write().expect("index lock").add(&self.label, pod),
+            Event::Apply(pod) => self
+                .names
+                .write()
+                .expect("index lock")
+                .add(&self.label, pod),
             Event::Delete(pod) => {
                 let key = (pod.namespace().unwrap_or_default(), pod.name_any());
                 self.names.write().expect("index lock").remove(&key);

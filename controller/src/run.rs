@@ -334,7 +334,8 @@ async fn serve(
         let label = mpijob_api::kubeflow::contract::labels::JOB_NAME;
         let (ready, flag) = Synced::new();
         let (core, pod_events, secret_events, service_events) = context(label, flag);
-        let (config_maps, config_map_events) = cache::<ConfigMap>(&client, &opts.namespace, label, |_| {});
+        let (config_maps, config_map_events) =
+            cache::<ConfigMap>(&client, &opts.namespace, label, |_| {});
         let (jobs, job_events) = cache::<Job>(&client, &opts.namespace, label, |_| {});
         let kctx = Arc::new(KubeflowContext {
             core,

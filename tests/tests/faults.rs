@@ -423,19 +423,27 @@ async fn the_standby_takes_over_when_the_leader_is_killed_mid_job() {
 /// The pid of the controller process of pod `pod` (its `POD_NAME`).
 fn leader_pid(pod: &str) -> Option<i32> {
     let want = format!("POD_NAME={pod}");
+    controller_in_pod(|name| name == want.as_bytes())
+}
+
+/// The controller's pid on the node: the one in a pod (it has a
+/// `POD_NAME`), not one that a harness test beside this binary started.
+fn controller_pid() -> Option<i32> {
+    controller_in_pod(|_| true)
+}
+
+/// The first controller process whose `POD_NAME=…` entry `pick` takes.
+fn controller_in_pod(pick: impl Fn(&[u8]) -> bool) -> Option<i32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
         let env = std::fs::read(e.path().join("environ")).ok()?;
         (comm.starts_with("mpijob-control")
-            && env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()))
+            && env
+                .split(|b| *b == 0)
+                .any(|kv| kv.starts_with(b"POD_NAME=") && pick(kv)))
         .then_some(pid)
     })
-}
-
-/// The controller's pid on the node.
-fn controller_pid() -> Option<i32> {
-    process(|comm, cmdline| comm.starts_with("mpijob-control") && cmdline.contains(" run"))
 }
 
 /// Restart a component of the cluster, off the async runtime.

@@ -284,7 +284,9 @@ async fn children(
     let ns = &meta.namespace;
     let mut found = Found::default();
 
-    let running: Vec<String> = ctx.pods.of_job(ns, &meta.name)
+    let running: Vec<String> = ctx
+        .pods
+        .of_job(ns, &meta.name)
         .iter()
         .filter(|p| role(p) == Some(labels::ROLE_WORKER) && controlled_by(&***p, meta))
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))

@@ -9,14 +9,30 @@
 //! Succeeded. The rounds alternate, each in a fresh namespace; medians and
 //! their ratio are printed, with the operator launcher's reaction time
 //! (from the later worker's sshd accepting connections to mpirun starting).
+//!
+//! Where the time goes, on both sides, from the launcher's point of view
+//! (the path to mpirun): `kubectl apply` until the launcher pod exists
+//! (kubectl itself, and for the operator its reconcile), until it is
+//! scheduled, until its container runs (image, sandbox, the init container
+//! that copies the agent, the container start: up to the launcher's first
+//! log line), its wait for the workers until mpirun starts, and mpirun
+//! until the job is seen done. Pod events come from a watch the bench
+//! holds (millisecond clock; the API's own timestamps have seconds only),
+//! log lines from the kubelet's and the agent's stamps, all on this
+//! machine's clock.
 //! Kubeflow: `kubectl apply` of `examples/kubeflow/pi.yaml` on the
 //! Kubeflow-style Open MPI 4 image until its Succeeded condition, as a
 //! ratio to the T9k job's time.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
-use kube::Api;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
 use mpijob_api::kubeflow;
 use mpijob_api::v1beta1::Phase;
 use mpijob_tests::e2e::{
@@ -42,9 +58,10 @@ async fn main() {
     kubeflow_round(&e2e, "warm").await;
     let (mut operator, mut by_hand, mut reaction, mut kubeflow) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut op_split, mut hand_split) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        let (t, r) = operator_round(&e2e, &i.to_string()).await;
-        let h = by_hand_round(&e2e, &i.to_string()).await;
+        let (t, r, os) = operator_round(&e2e, &i.to_string()).await;
+        let (h, hs) = by_hand_round(&e2e, &i.to_string()).await;
         let k = kubeflow_round(&e2e, &i.to_string()).await;
         println!(
             "round {i}: operator {:.2} s (launcher reaction {:.0} ms), by hand {:.2} s, Kubeflow {:.2} s",
@@ -53,10 +70,14 @@ async fn main() {
             h.as_secs_f64(),
             k.as_secs_f64()
         );
+        println!("  operator: {}", os.line());
+        println!("  by hand:  {}", hs.line());
         operator.push(t.as_secs_f64());
         by_hand.push(h.as_secs_f64());
         reaction.push(r);
         kubeflow.push(k.as_secs_f64());
+        op_split.push(os);
+        hand_split.push(hs);
     }
     let (o, h, r) = (median(operator), median(by_hand), median(reaction));
     let k = median(kubeflow);
@@ -70,6 +91,133 @@ async fn main() {
         "  launcher reaction (later worker's sshd ready -> mpirun start): {:.0} ms",
         r * 1000.0
     );
+    println!("where the time goes, launcher's path, median of each step in ms:");
+    println!("  {:<10} {}", "", Split::HEADER);
+    println!("  {:<10} {}", "operator", Split::median(&op_split).line());
+    println!("  {:<10} {}", "by hand", Split::median(&hand_split).line());
+}
+
+/// Seconds of the day, the clock of the log stamps (`log_time`).
+fn now_of_day() -> f64 {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    t.as_secs_f64() % 86400.0
+}
+
+/// When the bench's watch first saw each pod exist and be scheduled
+/// (seconds of the day).
+#[derive(Default, Clone, Copy, Debug)]
+struct Seen {
+    created: Option<f64>,
+    scheduled: Option<f64>,
+}
+
+/// The bench's watch of one namespace's pods: when each pod was first
+/// seen, and first seen scheduled. Stops when dropped.
+struct PodWatch {
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodWatch {
+    /// Watch `ns` from now on; returns once the watch is listening.
+    async fn start(e2e: &E2e, ns: &str) -> PodWatch {
+        let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
+        let noted = seen.clone();
+        let api: Api<Pod> = e2e.pods(ns);
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready);
+            let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(event) = events.next().await {
+                let now = now_of_day();
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                        let mut m = noted.lock().unwrap();
+                        let s = m.entry(p.name_any()).or_default();
+                        s.created.get_or_insert(now);
+                        if p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
+                            s.scheduled.get_or_insert(now);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(10), listening).await;
+        PodWatch { seen, task }
+    }
+
+    fn of(&self, pod: &str) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .get(pod)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One round's time by step on the launcher's path, in ms; NaN where a
+/// stamp is missing.
+#[derive(Clone, Copy, Debug)]
+struct Split([f64; 6]);
+
+impl Split {
+    const HEADER: &str = "apply->pod  scheduling  container  wait(reaction)  run+status";
+
+    /// From `apply` (seconds of the day), the launcher's events and log
+    /// stamps, the later worker's sshd ready time and when the job was
+    /// seen done.
+    fn new(
+        apply: f64,
+        launcher: Seen,
+        started: Option<f64>,
+        mpirun: Option<f64>,
+        workers_ready: Option<f64>,
+        done: f64,
+    ) -> Split {
+        let d = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => (b - a) * 1000.0,
+            _ => f64::NAN,
+        };
+        Split([
+            d(Some(apply), launcher.created),
+            d(launcher.created, launcher.scheduled),
+            d(launcher.scheduled, started),
+            d(started, mpirun),
+            d(workers_ready, mpirun),
+            d(mpirun, Some(done)),
+        ])
+    }
+
+    fn median(all: &[Split]) -> Split {
+        let mut m = [0.0; 6];
+        for (i, v) in m.iter_mut().enumerate() {
+            let col: Vec<f64> = all.iter().map(|s| s.0[i]).filter(|x| !x.is_nan()).collect();
+            *v = if col.is_empty() {
+                f64::NAN
+            } else {
+                median(col)
+            };
+        }
+        Split(m)
+    }
+
+    fn line(&self) -> String {
+        let [a, s, c, w, r, d] = self.0;
+        format!("{a:>10.0}  {s:>10.0}  {c:>9.0}  {w:>6.0} ({r:>5.0})  {d:>10.0}")
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -85,11 +233,13 @@ fn apply(e2e: &E2e, name: &str, doc: &Value) {
         .kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
 }
 
-async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64) {
+async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64, Split) {
     let ns = e2e.namespace(&format!("bench-op-{tag}")).await;
     let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
     // Kept (and finished) workers keep their logs for the reaction time.
     job["spec"]["runPolicy"]["cleanUpWorkers"] = json!("none");
+    let watch = PodWatch::start(e2e, &ns.name).await;
+    let applied = now_of_day();
     let start = Instant::now();
     apply(e2e, &ns.name, &job);
     let jobs = e2e.jobs(&ns.name);
@@ -106,19 +256,24 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64) {
         }
     }
     let took = start.elapsed();
+    let done = now_of_day();
     let mpirun = first_stamp(e2e, &ns.name, "pi-launcher", "mpirun").await;
+    let started = first_stamp(e2e, &ns.name, "pi-launcher", "").await;
     let mut sshd = Vec::new();
     for w in ["pi-worker-0", "pi-worker-1"] {
         if let Some(t) = first_stamp(e2e, &ns.name, w, "ready: sshd accepts connections").await {
             sshd.push(t);
         }
     }
-    let reaction = match (mpirun, sshd.len()) {
-        (Some(m), 2) => m - sshd.iter().cloned().fold(f64::MIN, f64::max),
+    let workers_ready = (sshd.len() == 2).then(|| sshd.iter().cloned().fold(f64::MIN, f64::max));
+    let reaction = match (mpirun, workers_ready) {
+        (Some(m), Some(w)) => m - w,
         _ => f64::NAN,
     };
+    let launcher = watch.of("pi-launcher");
+    let split = Split::new(applied, launcher, started, mpirun, workers_ready, done);
     delete_and_wait(&e2e.client, &ns.name).await;
-    (took, reaction)
+    (took, reaction, split)
 }
 
 /// The Kubeflow pi (`examples/kubeflow/pi.yaml` on the Kubeflow-style Open
@@ -159,7 +314,7 @@ async fn first_stamp(e2e: &E2e, ns: &str, pod: &str, what: &str) -> Option<f64> 
 }
 
 /// The hand-written equivalent of the pi job.
-async fn by_hand_round(e2e: &E2e, tag: &str) -> Duration {
+async fn by_hand_round(e2e: &E2e, tag: &str) -> (Duration, Split) {
     let ns = e2e.namespace(&format!("bench-hand-{tag}")).await;
     let key = mpijob_api::sshkey::generate("bench");
     let n = &ns.name;
@@ -168,12 +323,13 @@ async fn by_hand_round(e2e: &E2e, tag: &str) -> Duration {
     let worker_setup = "set -e; mkdir -p /run/sshd /root/.ssh; \
         cp /etc/bench-key/pub /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys; \
         exec /usr/sbin/sshd -D -e -p 2222 -o PermitRootLogin=prohibit-password";
+    // Two echoes mark the container's start and mpirun's for the split.
     let launcher_script = format!(
-        "set -e; mkdir -p /root/.ssh; cp /etc/bench-key/key /root/.ssh/id_ed25519; \
+        "set -e; echo started; mkdir -p /root/.ssh; cp /etc/bench-key/key /root/.ssh/id_ed25519; \
          chmod 600 /root/.ssh/id_ed25519; \
          printf 'Host *\\n  Port 2222\\n  StrictHostKeyChecking no\\n  UserKnownHostsFile /dev/null\\n  LogLevel ERROR\\n' > /root/.ssh/config; \
          for h in {h0} {h1}; do until ssh -o ConnectTimeout=1 $h true; do sleep 0.1; done; done; \
-         exec mpirun --allow-run-as-root --mca orte_keep_fqdn_hostnames 1 -H {h0},{h1} -np 2 /opt/mpi-examples/pi",
+         echo mpirun; exec mpirun --allow-run-as-root --mca orte_keep_fqdn_hostnames 1 -H {h0},{h1} -np 2 /opt/mpi-examples/pi",
         h0 = host(0),
         h1 = host(1)
     );
@@ -203,6 +359,8 @@ async fn by_hand_round(e2e: &E2e, tag: &str) -> Duration {
         pod("hand-worker-1", worker_setup, json!({"bench": "hand"})),
         pod("hand-launcher", &launcher_script, json!({"bench": "hand"})),
     ]});
+    let watch = PodWatch::start(e2e, n).await;
+    let applied = now_of_day();
     let start = Instant::now();
     apply(e2e, n, &list);
     let pods = e2e.pods(n);
@@ -223,6 +381,12 @@ async fn by_hand_round(e2e: &E2e, tag: &str) -> Duration {
         }
     }
     let took = start.elapsed();
+    let done = now_of_day();
+    let started = first_stamp(e2e, n, "hand-launcher", "started").await;
+    let mpirun = first_stamp(e2e, n, "hand-launcher", "mpirun").await;
+    let launcher = watch.of("hand-launcher");
+    // The hand-written workers log nothing when sshd is up.
+    let split = Split::new(applied, launcher, started, mpirun, None, done);
     delete_and_wait(&e2e.client, n).await;
-    took
+    (took, split)
 }

@@ -15,12 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_resolver::config::{LookupIpStrategy, ResolverOpts};
-use hickory_resolver::TokioResolver;
 use nix::sys::signal::Signal;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::banner;
+use crate::dns::Resolver;
 use crate::errors::Exit;
 use crate::init::Init;
 
@@ -219,18 +218,6 @@ struct Shared {
     notify: Notify,
 }
 
-/// A resolver that reads `/etc/resolv.conf` (name servers, search domains,
-/// ndots, timeout, attempts) and caches nothing.
-pub fn resolver() -> Result<TokioResolver, String> {
-    let mut builder = TokioResolver::builder_tokio().map_err(|e| e.to_string())?;
-    let opts: &mut ResolverOpts = builder.options_mut();
-    opts.cache_size = 0;
-    opts.positive_max_ttl = Some(Duration::ZERO);
-    opts.negative_max_ttl = Some(Duration::ZERO);
-    opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
-    Ok(builder.build())
-}
-
 /// Wait until every host is up, the timeout passes, or `stop` reports a
 /// terminating signal (it is called every few milliseconds). Progress lines
 /// go to the log.
@@ -241,7 +228,7 @@ pub async fn wait(
     mut stop: impl FnMut() -> Option<Signal>,
 ) -> Outcome {
     let start = Instant::now();
-    let resolver = match resolver() {
+    let resolver = match Resolver::from_system() {
         Ok(r) => Some(Arc::new(r)),
         Err(e) => {
             if hosts.iter().any(|h| h.parse::<IpAddr>().is_err()) {
@@ -343,7 +330,7 @@ async fn poll_one(
     i: usize,
     host: String,
     port: u16,
-    resolver: Option<Arc<TokioResolver>>,
+    resolver: Option<Arc<Resolver>>,
     shared: Arc<Shared>,
 ) {
     let set = |s: Status| {
@@ -369,8 +356,7 @@ async fn poll_one(
                     r.lookup_ip(host.as_str()).await
                 };
                 match found {
-                    Ok(found) => found.iter().collect(),
-                    Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
+                    Ok(found) => found,
                     Err(e) => {
                         set(Status::DnsError(e.to_string()));
                         let pause = DNS_PACE.interval(waiting(), no_dns_since.elapsed());

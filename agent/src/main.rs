@@ -3,6 +3,7 @@
 mod banner;
 mod cli;
 mod client;
+mod dns;
 mod errors;
 mod files;
 mod guard;

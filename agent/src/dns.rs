@@ -10,7 +10,10 @@
 //!   is tried as it is first, others after the search domains; a name
 //!   ending in `.` is tried only as it is;
 //! - A, then AAAA when the name exists without an A record; NXDOMAIN or
-//!   no address moves on to the next candidate;
+//!   no address moves on to the next candidate; the lookup fails only when
+//!   no server answered for any candidate (a refusal for one candidate,
+//!   as a cluster DNS gives names outside its domain, is not a failure
+//!   when another was answered "no such name");
 //! - UDP only, one socket per query, connected to the server (answers from
 //!   anywhere else are dropped), a random query id, and the question
 //!   checked in the answer;
@@ -225,8 +228,8 @@ fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
-/// A lookup's failure: no server gave an answer for some candidate and
-/// none had an address.
+/// A lookup's failure: no candidate had an address, and no server said
+/// that any candidate does not exist (they all failed or timed out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupError(pub String);
 
@@ -269,22 +272,27 @@ impl Resolver {
         if !local.is_empty() {
             return Ok(local);
         }
-        let mut failure = None;
+        let (mut failure, mut denied) = (None, false);
         for candidate in self.conf.candidates(name) {
-            match self.ask(&candidate, A).await {
-                Answer::Found(ips) => return Ok(ips),
+            let answer = match self.ask(&candidate, A).await {
                 Answer::NoData => match self.ask(&candidate, AAAA).await {
-                    Answer::Found(ips) => return Ok(ips),
-                    Answer::Failed(e) => failure = Some(e),
-                    Answer::NoData | Answer::NoName => {}
+                    Answer::NoName => Answer::NoData,
+                    other => other,
                 },
-                Answer::NoName => {}
+                other => other,
+            };
+            match answer {
+                Answer::Found(ips) => return Ok(ips),
+                Answer::NoData | Answer::NoName => denied = true,
                 Answer::Failed(e) => failure = Some(e),
             }
         }
+        // A server that said "no such name" for one candidate works: a
+        // failure for another (a cluster DNS refusing a name outside its
+        // domain) does not make the name's absence an error.
         match failure {
-            Some(e) => Err(LookupError(e)),
-            None => Ok(Vec::new()),
+            Some(e) if !denied => Err(LookupError(e)),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -549,6 +557,42 @@ mod tests {
         );
         let asked = serve.join().unwrap();
         assert_eq!(asked.len(), 2, "{asked:?}");
+    }
+
+    /// NXDOMAIN through the search list, then REFUSED for the name as it
+    /// is (outside the cluster domain): the name is missing, not an error.
+    #[tokio::test]
+    async fn refused_outside_the_domain_after_nxdomain_is_no_record() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = server.recv_from(&mut buf) {
+                let q = buf[..n].to_vec();
+                let in_domain = String::from_utf8_lossy(&q).contains("cluster");
+                let a = reply(&q, if in_domain { 3 } else { 5 }, false, &[]);
+                server.send_to(&a, from).unwrap();
+            }
+        });
+        let conf = Conf {
+            nameservers: vec![addr],
+            search: vec!["ns.svc.cluster".into()],
+            ndots: 5,
+            timeout: Duration::from_secs(2),
+            attempts: 1,
+        };
+        let r = Resolver::new(conf, String::new());
+        assert_eq!(r.lookup_ip("w.pi.ns.svc").await, Ok(Vec::new()));
+        // Only refusals: an error, naming what the server said.
+        let conf = Conf {
+            nameservers: vec![addr],
+            ndots: 1,
+            attempts: 1,
+            ..Conf::default()
+        };
+        let r = Resolver::new(conf, String::new());
+        let e = r.lookup_ip("w.pi.ns.svc").await.unwrap_err();
+        assert!(e.0.contains("REFUSED"), "{e}");
     }
 
     #[tokio::test]

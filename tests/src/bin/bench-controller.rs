@@ -99,6 +99,8 @@ impl Drop for Controller {
 struct ControllerRun {
     elapsed: Duration,
     writes: [f64; 4],
+    /// Reconciles run, per job.
+    reconciles: f64,
     cpu: Option<f64>,
     hwm_kib: Option<u64>,
 }
@@ -150,6 +152,10 @@ async fn main() {
         "API writes per job:     {:>6.1}  ({cr:.1} creates for {} children, {st:.1} status patches, {ev:.1} events, {cl:.1} clean-ups)",
         cr + st + ev + cl,
         workers + 3
+    );
+    println!(
+        "reconciles per job:     {:>6.1}  (each child's watch event can trigger one)",
+        last.reconciles
     );
     if let Some(cpu) = last.cpu {
         println!("controller CPU time:    {cpu:>6.2} s  (user + system, one round)");
@@ -282,15 +288,15 @@ async fn controller_run(
     // Let status writes settle, then read the write counters.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let body = http_get(port, "/metrics").await.unwrap_or_default();
-    let per_job = |kind: &str| -> f64 {
-        let prefix = format!("mpijob_api_writes_total{{kind=\"{kind}\"}} ");
+    let per_job_of = |prefix: &str| -> f64 {
         let n: f64 = body
             .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .find_map(|l| l.strip_prefix(prefix))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(f64::NAN);
         n / jobs as f64
     };
+    let per_job = |kind: &str| per_job_of(&format!("mpijob_api_writes_total{{kind=\"{kind}\"}} "));
     let run = ControllerRun {
         elapsed,
         writes: [
@@ -299,6 +305,7 @@ async fn controller_run(
             per_job("event"),
             per_job("cleanup"),
         ],
+        reconciles: per_job_of("mpijob_reconciles_total "),
         cpu: cpu_seconds(pid),
         hwm_kib: vm_hwm_kib(pid),
     };

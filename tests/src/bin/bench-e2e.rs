@@ -13,16 +13,20 @@
 //! Where the time goes, on both sides, from the launcher's point of view
 //! (the path to mpirun): `kubectl apply` until the launcher pod exists
 //! (kubectl itself, and for the operator its reconcile), until it is
-//! scheduled, until its container runs (image, sandbox, the init container
-//! that copies the agent, the container start: up to the launcher's first
-//! log line), its wait for the workers until mpirun starts, and mpirun
-//! until the job is seen done. Pod events come from a watch the bench
+//! scheduled, until its init container (which copies the agent) is seen
+//! done, until its main container runs (up to the launcher's first log
+//! line), its wait for the workers until mpirun starts (and the reaction,
+//! from the later worker's sshd ready), mpirun until the launcher's last
+//! log line, and from there until the job is seen done (the kubelet
+//! noticing the exit, and for the operator its status write). Pod events come from a watch the bench
 //! holds (millisecond clock; the API's own timestamps have seconds only),
 //! log lines from the kubelet's and the agent's stamps, all on this
 //! machine's clock.
 //! Kubeflow: `kubectl apply` of `examples/kubeflow/pi.yaml` on the
 //! Kubeflow-style Open MPI 4 image until its Succeeded condition, as a
-//! ratio to the T9k job's time.
+//! ratio to the T9k job's time. Baked: the pi example on the same image
+//! with the agent baked in (images/baked), annotated so: no init
+//! container.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,7 +41,7 @@ use mpijob_api::kubeflow;
 use mpijob_api::v1beta1::Phase;
 use mpijob_tests::e2e::{
     kubeflow_pi_example, log_time, pi_example, state_dir, E2e, KUBEFLOW_OPENMPI4_IMAGE,
-    OPENMPI_IMAGE,
+    OPENMPI_BAKED_IMAGE, OPENMPI_IMAGE,
 };
 use mpijob_tests::namespace::delete_and_wait;
 use serde_json::{json, Value};
@@ -53,31 +57,39 @@ async fn main() {
     let e2e = E2e::get().await;
     // One warm-up of each, not counted: the first pods of an image pay for
     // its first container start on the node.
-    operator_round(&e2e, "warm").await;
+    operator_round(&e2e, "warm", Agent::Copied).await;
+    operator_round(&e2e, "warm-baked", Agent::Baked).await;
     by_hand_round(&e2e, "warm").await;
     kubeflow_round(&e2e, "warm").await;
     let (mut operator, mut by_hand, mut reaction, mut kubeflow) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut op_split, mut hand_split) = (Vec::new(), Vec::new());
+    let (mut baked, mut baked_split) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        let (t, r, os) = operator_round(&e2e, &i.to_string()).await;
+        let (t, r, os) = operator_round(&e2e, &i.to_string(), Agent::Copied).await;
+        let (b, _, bs) = operator_round(&e2e, &format!("{i}-baked"), Agent::Baked).await;
         let (h, hs) = by_hand_round(&e2e, &i.to_string()).await;
         let k = kubeflow_round(&e2e, &i.to_string()).await;
         println!(
-            "round {i}: operator {:.2} s (launcher reaction {:.0} ms), by hand {:.2} s, Kubeflow {:.2} s",
+            "round {i}: operator {:.2} s (launcher reaction {:.0} ms), baked {:.2} s, by hand {:.2} s, Kubeflow {:.2} s",
             t.as_secs_f64(),
             r * 1000.0,
+            b.as_secs_f64(),
             h.as_secs_f64(),
             k.as_secs_f64()
         );
-        println!("  operator: {}", os.line());
-        println!("  by hand:  {}", hs.line());
+        println!("  {:<9} {}", "", Split::HEADER);
+        println!("  {:<9} {}", "operator", os.line());
+        println!("  {:<9} {}", "baked", bs.line());
+        println!("  {:<9} {}", "by hand", hs.line());
         operator.push(t.as_secs_f64());
         by_hand.push(h.as_secs_f64());
         reaction.push(r);
         kubeflow.push(k.as_secs_f64());
         op_split.push(os);
         hand_split.push(hs);
+        baked.push(b.as_secs_f64());
+        baked_split.push(bs);
     }
     let (o, h, r) = (median(operator), median(by_hand), median(reaction));
     let k = median(kubeflow);
@@ -85,6 +97,9 @@ async fn main() {
     println!("  kubectl apply -> MPIJob Succeeded (operator): {o:.2} s");
     println!("  kubectl apply -> launcher Succeeded (by hand): {h:.2} s");
     println!("  ratio operator / by hand: {:.2}", o / h);
+    let b = median(baked);
+    println!("  kubectl apply -> MPIJob Succeeded, agent baked into the image: {b:.2} s");
+    println!("  ratio baked / by hand: {:.2}", b / h);
     println!("  kubectl apply -> Kubeflow MPIJob Succeeded (kubeflow-openmpi4): {k:.2} s");
     println!("  ratio Kubeflow / T9k: {:.2}", k / o);
     println!(
@@ -92,9 +107,10 @@ async fn main() {
         r * 1000.0
     );
     println!("where the time goes, launcher's path, median of each step in ms:");
-    println!("  {:<10} {}", "", Split::HEADER);
-    println!("  {:<10} {}", "operator", Split::median(&op_split).line());
-    println!("  {:<10} {}", "by hand", Split::median(&hand_split).line());
+    println!("  {:<9} {}", "", Split::HEADER);
+    println!("  {:<9} {}", "operator", Split::median(&op_split).line());
+    println!("  {:<9} {}", "baked", Split::median(&baked_split).line());
+    println!("  {:<9} {}", "by hand", Split::median(&hand_split).line());
 }
 
 /// Seconds of the day, the clock of the log stamps (`log_time`).
@@ -109,6 +125,8 @@ fn now_of_day() -> f64 {
 struct Seen {
     created: Option<f64>,
     scheduled: Option<f64>,
+    /// Every init container terminated (only pods that have one).
+    init_done: Option<f64>,
 }
 
 /// The bench's watch of one namespace's pods: when each pod was first
@@ -143,6 +161,18 @@ impl PodWatch {
                         if p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
                             s.scheduled.get_or_insert(now);
                         }
+                        let inits = p
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.init_container_statuses.as_ref())
+                            .filter(|i| !i.is_empty());
+                        let all_done = |i: &Vec<k8s_openapi::api::core::v1::ContainerStatus>| {
+                            i.iter()
+                                .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+                        };
+                        if inits.is_some_and(all_done) {
+                            s.init_done.get_or_insert(now);
+                        }
                     }
                     _ => {}
                 }
@@ -169,40 +199,46 @@ impl Drop for PodWatch {
 }
 
 /// One round's time by step on the launcher's path, in ms; NaN where a
-/// stamp is missing.
+/// stamp is missing (no init container, or no worker log to react to).
 #[derive(Clone, Copy, Debug)]
-struct Split([f64; 6]);
+struct Split([f64; 8]);
+
+/// The stamps of one round, in seconds of the day.
+struct Stamps {
+    applied: f64,
+    launcher: Seen,
+    /// The launcher's first log line, its mpirun start, its last line.
+    started: Option<f64>,
+    mpirun: Option<f64>,
+    ended: Option<f64>,
+    /// The later worker's sshd ready, where the workers log it.
+    workers_ready: Option<f64>,
+    done: f64,
+}
 
 impl Split {
-    const HEADER: &str = "apply->pod  scheduling  container  wait(reaction)  run+status";
+    const HEADER: &str = "apply->pod  scheduling  init  container  wait (reaction)  mpirun  status";
 
-    /// From `apply` (seconds of the day), the launcher's events and log
-    /// stamps, the later worker's sshd ready time and when the job was
-    /// seen done.
-    fn new(
-        apply: f64,
-        launcher: Seen,
-        started: Option<f64>,
-        mpirun: Option<f64>,
-        workers_ready: Option<f64>,
-        done: f64,
-    ) -> Split {
+    fn new(t: &Stamps) -> Split {
         let d = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => (b - a) * 1000.0,
             _ => f64::NAN,
         };
+        let l = &t.launcher;
         Split([
-            d(Some(apply), launcher.created),
-            d(launcher.created, launcher.scheduled),
-            d(launcher.scheduled, started),
-            d(started, mpirun),
-            d(workers_ready, mpirun),
-            d(mpirun, Some(done)),
+            d(Some(t.applied), l.created),
+            d(l.created, l.scheduled),
+            d(l.scheduled, l.init_done),
+            d(l.init_done.or(l.scheduled), t.started),
+            d(t.started, t.mpirun),
+            d(t.workers_ready, t.mpirun),
+            d(t.mpirun, t.ended),
+            d(t.ended, Some(t.done)),
         ])
     }
 
     fn median(all: &[Split]) -> Split {
-        let mut m = [0.0; 6];
+        let mut m = [0.0; 8];
         for (i, v) in m.iter_mut().enumerate() {
             let col: Vec<f64> = all.iter().map(|s| s.0[i]).filter(|x| !x.is_nan()).collect();
             *v = if col.is_empty() {
@@ -215,9 +251,32 @@ impl Split {
     }
 
     fn line(&self) -> String {
-        let [a, s, c, w, r, d] = self.0;
-        format!("{a:>10.0}  {s:>10.0}  {c:>9.0}  {w:>6.0} ({r:>5.0})  {d:>10.0}")
+        let [a, s, i, c, w, r, m, d] = self.0;
+        format!("{a:>10.0}  {s:>10.0}  {i:>4.0}  {c:>9.0}  {w:>4.0} ({r:>6.0})  {m:>6.0}  {d:>6.0}")
     }
+}
+
+/// How the pods get the agent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Agent {
+    /// The init container copies it (the pi example as it is).
+    Copied,
+    /// The image has it (images/baked), and the job says so.
+    Baked,
+}
+
+/// The launcher's log: its first line, the agent's mpirun start, its last
+/// line (mpirun's end, reported).
+async fn launcher_stamps(e2e: &E2e, ns: &str, pod: &str, mpirun: &str) -> [Option<f64>; 3] {
+    let log = e2e.stamped_logs(ns, pod).await;
+    let mut lines = log.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.clone().next().and_then(log_time);
+    let start = lines
+        .clone()
+        .find(|l| l.contains(mpirun))
+        .and_then(log_time);
+    let last = lines.next_back().and_then(log_time);
+    [first, start, last]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -233,9 +292,18 @@ fn apply(e2e: &E2e, name: &str, doc: &Value) {
         .kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
 }
 
-async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64, Split) {
+async fn operator_round(e2e: &E2e, tag: &str, agent: Agent) -> (Duration, f64, Split) {
     let ns = e2e.namespace(&format!("bench-op-{tag}")).await;
-    let mut job = pi_example(&ns.name, OPENMPI_IMAGE);
+    let mut job = match agent {
+        Agent::Copied => pi_example(&ns.name, OPENMPI_IMAGE),
+        Agent::Baked => {
+            let mut job = pi_example(&ns.name, OPENMPI_BAKED_IMAGE);
+            job["metadata"]["annotations"] = json!({
+                mpijob_api::contract::AGENT_IN_IMAGE_ANNOTATION: mpijob_api::contract::VERSION
+            });
+            job
+        }
+    };
     // Kept (and finished) workers keep their logs for the reaction time.
     job["spec"]["runPolicy"]["cleanUpWorkers"] = json!("none");
     let watch = PodWatch::start(e2e, &ns.name).await;
@@ -257,8 +325,10 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64, Split) {
     }
     let took = start.elapsed();
     let done = now_of_day();
-    let mpirun = first_stamp(e2e, &ns.name, "pi-launcher", "mpirun").await;
-    let started = first_stamp(e2e, &ns.name, "pi-launcher", "").await;
+    // The agent's "starting /usr/bin/mpirun …" (its first line names
+    // mpirun too, as "launcher starting: … mpirun=…").
+    let [started, mpirun, ended] =
+        launcher_stamps(e2e, &ns.name, "pi-launcher", " starting /").await;
     let mut sshd = Vec::new();
     for w in ["pi-worker-0", "pi-worker-1"] {
         if let Some(t) = first_stamp(e2e, &ns.name, w, "ready: sshd accepts connections").await {
@@ -270,8 +340,15 @@ async fn operator_round(e2e: &E2e, tag: &str) -> (Duration, f64, Split) {
         (Some(m), Some(w)) => m - w,
         _ => f64::NAN,
     };
-    let launcher = watch.of("pi-launcher");
-    let split = Split::new(applied, launcher, started, mpirun, workers_ready, done);
+    let split = Split::new(&Stamps {
+        applied,
+        launcher: watch.of("pi-launcher"),
+        started,
+        mpirun,
+        ended,
+        workers_ready,
+        done,
+    });
     delete_and_wait(&e2e.client, &ns.name).await;
     (took, reaction, split)
 }
@@ -382,11 +459,17 @@ async fn by_hand_round(e2e: &E2e, tag: &str) -> (Duration, Split) {
     }
     let took = start.elapsed();
     let done = now_of_day();
-    let started = first_stamp(e2e, n, "hand-launcher", "started").await;
-    let mpirun = first_stamp(e2e, n, "hand-launcher", "mpirun").await;
-    let launcher = watch.of("hand-launcher");
+    let [started, mpirun, ended] = launcher_stamps(e2e, n, "hand-launcher", "mpirun").await;
     // The hand-written workers log nothing when sshd is up.
-    let split = Split::new(applied, launcher, started, mpirun, None, done);
+    let split = Split::new(&Stamps {
+        applied,
+        launcher: watch.of("hand-launcher"),
+        started,
+        mpirun,
+        ended,
+        workers_ready: None,
+        done,
+    });
     delete_and_wait(&e2e.client, n).await;
     (took, split)
 }

@@ -107,12 +107,32 @@ impl Synced {
 /// from the caches and create them again (to be refused with 409).
 #[derive(Default, Debug)]
 pub struct Expectations {
-    created: Mutex<HashMap<String, Instant>>,
+    created: Mutex<Created>,
+}
+
+/// What was created and when, and when the old entries were last dropped.
+#[derive(Debug)]
+struct Created {
+    at: HashMap<String, Instant>,
+    pruned: Instant,
+}
+
+impl Default for Created {
+    fn default() -> Self {
+        Created {
+            at: HashMap::new(),
+            pruned: Instant::now(),
+        }
+    }
 }
 
 impl Expectations {
     /// How long to trust a create whose watch event never comes.
     const TTL: Duration = Duration::from_secs(30);
+    /// How often entries past their TTL are dropped: once per create
+    /// walked every entry, and 9000 creates in a burst made that
+    /// quadratic.
+    const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
     fn key(kind: &str, namespace: &str, name: &str) -> String {
         format!("{kind}/{namespace}/{name}")
@@ -120,15 +140,18 @@ impl Expectations {
 
     /// Remember that we created it.
     pub fn created(&self, kind: &str, namespace: &str, name: &str) {
-        let mut m = self.created.lock().expect("expectations lock");
-        m.retain(|_, at| at.elapsed() < Self::TTL);
-        m.insert(Self::key(kind, namespace, name), Instant::now());
+        let mut c = self.created.lock().expect("expectations lock");
+        if c.pruned.elapsed() >= Self::PRUNE_EVERY {
+            c.at.retain(|_, at| at.elapsed() < Self::TTL);
+            c.pruned = Instant::now();
+        }
+        c.at.insert(Self::key(kind, namespace, name), Instant::now());
     }
 
     /// Whether we created it recently.
     pub fn pending(&self, kind: &str, namespace: &str, name: &str) -> bool {
-        let m = self.created.lock().expect("expectations lock");
-        m.get(&Self::key(kind, namespace, name))
+        let c = self.created.lock().expect("expectations lock");
+        c.at.get(&Self::key(kind, namespace, name))
             .is_some_and(|at| at.elapsed() < Self::TTL)
     }
 
@@ -137,6 +160,7 @@ impl Expectations {
         self.created
             .lock()
             .expect("expectations lock")
+            .at
             .remove(&Self::key(kind, namespace, name));
     }
 }

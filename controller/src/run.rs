@@ -24,13 +24,6 @@ use crate::kubeflow::{self, KubeflowContext};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 
-/// How long a reconcile waits for more events of the same job: a job's
-/// eleven children are created together, and their watch events arrive
-/// within a few milliseconds. 3.7 reconciles per job at 100 jobs created
-/// at once (7.6 at 300 without it); each reaction of the controller comes
-/// this much later.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
-
 /// Where to watch and serve.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -305,11 +298,11 @@ async fn serve(
         namespace = opts.namespace.as_deref().unwrap_or("<all>"),
         "mpijob-controller starting"
     );
-    // A job's pods change in bursts (created together, started together):
-    // one reconcile per burst, not one per pod. Each reconcile waits this
-    // long for the rest of its burst; the events that arrive meanwhile
-    // join it.
-    let tuning = controller::Config::default().debounce(DEBOUNCE);
+    // No debounce: a reconcile runs as soon as an event comes. A 50 ms
+    // debounce took a burst of child events in one reconcile (3.7 per job
+    // instead of 7.6, BENCHMARKS.md) but did not move the controller's
+    // time, and it hid the Pending phase of jobs whose pods start at once.
+    let tuning = controller::Config::default().debounce(Duration::ZERO);
 
     let mut running: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();
     let mut synced: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();

@@ -59,34 +59,6 @@ step "building the agent's Debian package (scripts/build-deb.sh; cargo-deb insta
 MPIJOB_DEB="$(scripts/build-deb.sh)"
 export MPIJOB_DEB
 
-# The two slowest test binaries run side by side: the 10000-worker scale
-# test loads the harness's API server, the fault tests mostly wait on the
-# real node (restarts, a paused etcd) of the other cluster. Everything
-# else runs first, as `cargo test` would run it.
-side_by_side=(scale faults)
-others=()
-for f in tests/tests/*.rs; do
-    t=$(basename "$f" .rs)
-    [[ " ${side_by_side[*]} " == *" $t "* ]] || others+=(--test "$t")
-done
-step "cargo test, all but tests/{scale,faults}.rs"
-cargo test --workspace --exclude mpijob-tests
-cargo test -p mpijob-tests --lib --bins "${others[@]}"
-
-step "cargo test: tests/scale.rs and tests/faults.rs side by side"
-cargo test -p mpijob-tests --no-run --test scale --test faults
-scale_log=$(mktemp)
-cargo test -p mpijob-tests --test scale >"$scale_log" 2>&1 &
-scale_pid=$!
-faults=0
-cargo test -p mpijob-tests --test faults || faults=$?
-scale=0
-wait "$scale_pid" || scale=$?
-echo "--- tests/scale.rs (ran beside tests/faults.rs) ---" >&2
-cat "$scale_log" >&2
-rm -f "$scale_log"
-if ((faults != 0 || scale != 0)); then
-    echo "test: tests/faults.rs exited $faults, tests/scale.rs exited $scale" >&2
-    exit 1
-fi
+step "cargo test"
+cargo test --workspace
 step "done: every check and test passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"

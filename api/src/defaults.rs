@@ -1,25 +1,10 @@
-//! Defaults. Pure functions, shared by serde (so a parsed job is already
-//! defaulted), the CRD schema (so `kubectl explain` shows them) and
-//! [`normalize`], which folds the alternative spellings into the canonical
-//! ones.
+//! Defaults that need the whole spec, and [`normalize`], which folds the
+//! schema eras and alternative spellings into the canonical ones. A
+//! field's own default sits beside it in `v1beta1`, where serde (so a
+//! parsed job is already defaulted) and the CRD schema (so `kubectl
+//! explain` shows it) find it.
 
-use crate::contract;
-use crate::v1beta1::{CleanUpWorkers, MPIJobSpec, ReplicaType};
-
-/// `spec.worker.replicas`.
-pub fn replicas() -> i32 {
-    1
-}
-
-/// `spec.ssh.sshAuthMountPath`.
-pub fn ssh_auth_mount_path() -> String {
-    contract::DEFAULT_SSH_AUTH_MOUNT_PATH.to_string()
-}
-
-/// `spec.ssh.sshdPath`.
-pub fn sshd_path() -> String {
-    contract::DEFAULT_SSHD_PATH.to_string()
-}
+use crate::v1beta1::{default_replicas, CleanUpWorkers, MPIJobSpec, ReplicaType};
 
 /// `spec.runPolicy.cleanUpWorkers` when absent: keep the workers (their
 /// sshd is still told to finish when the job ends).
@@ -53,7 +38,7 @@ pub fn normalize(spec: &mut MPIJobSpec) {
         .position(|r| r.replica_type == ReplicaType::Worker)
     {
         let r = spec.replica_specs.remove(i);
-        worker.replicas = r.replicas.unwrap_or_else(replicas);
+        worker.replicas = r.replicas.unwrap_or_else(default_replicas);
         worker.template = r.template;
     }
     spec.replica_specs

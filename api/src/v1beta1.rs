@@ -8,7 +8,7 @@
 //! Deserialisation is deliberately never stricter than the CRD schema: a
 //! value the API server stores must always load, so that one bad job cannot
 //! break the controller's watch of all the others. Values the schema cannot
-//! express are carried through as-is and rejected by [`crate::validate`].
+//! express are carried through as-is and rejected by `validate`.
 
 use std::collections::BTreeMap;
 
@@ -88,12 +88,17 @@ pub struct MPIJobSpec {
     pub run_mode: Option<RunMode>,
 }
 
+/// `spec.worker.replicas` when absent.
+pub fn default_replicas() -> i32 {
+    1
+}
+
 /// The worker replicas and the MPI command.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerSpec {
     /// Number of worker pods.
-    #[serde(default = "crate::defaults::replicas")]
+    #[serde(default = "default_replicas")]
     pub replicas: i32,
 
     /// Extra arguments for mpirun, placed after the MCA parameters and
@@ -129,7 +134,7 @@ pub struct WorkerSpec {
 impl Default for WorkerSpec {
     fn default() -> Self {
         WorkerSpec {
-            replicas: crate::defaults::replicas(),
+            replicas: default_replicas(),
             extra_mpi_args: Vec::new(),
             cmd: Vec::new(),
             template: PodTemplate::default(),
@@ -192,7 +197,7 @@ static NO_WORKER: std::sync::LazyLock<WorkerSpec> = std::sync::LazyLock::new(Wor
 
 impl MPIJobSpec {
     /// The workers, in the seed schema's terms. After
-    /// [`crate::defaults::normalize`] every schema era has them here.
+    /// `defaults::normalize` every schema era has them here.
     pub fn worker(&self) -> &WorkerSpec {
         self.worker.as_ref().unwrap_or(&NO_WORKER)
     }
@@ -221,19 +226,29 @@ impl MPIJobSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SshConfig {
     /// Where the job Secret (the ssh key pair) is mounted, read-only.
-    #[serde(default = "crate::defaults::ssh_auth_mount_path")]
+    #[serde(default = "default_ssh_auth_mount_path")]
     pub ssh_auth_mount_path: String,
 
     /// The sshd binary the workers run.
-    #[serde(default = "crate::defaults::sshd_path")]
+    #[serde(default = "default_sshd_path")]
     pub sshd_path: String,
+}
+
+/// `spec.ssh.sshAuthMountPath` when absent.
+pub fn default_ssh_auth_mount_path() -> String {
+    contract::DEFAULT_SSH_AUTH_MOUNT_PATH.to_string()
+}
+
+/// `spec.ssh.sshdPath` when absent.
+pub fn default_sshd_path() -> String {
+    contract::DEFAULT_SSHD_PATH.to_string()
 }
 
 impl Default for SshConfig {
     fn default() -> Self {
         SshConfig {
-            ssh_auth_mount_path: contract::DEFAULT_SSH_AUTH_MOUNT_PATH.to_string(),
-            sshd_path: contract::DEFAULT_SSHD_PATH.to_string(),
+            ssh_auth_mount_path: default_ssh_auth_mount_path(),
+            sshd_path: default_sshd_path(),
         }
     }
 }

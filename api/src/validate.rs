@@ -88,7 +88,7 @@ fn workers(spec: &MPIJobSpec) -> (String, i32, String, &PodTemplate) {
             let r = &spec.replica_specs[i];
             (
                 format!("spec.replicaSpecs[{i}].replicas"),
-                r.replicas.unwrap_or_else(crate::defaults::replicas),
+                r.replicas.unwrap_or_else(crate::v1beta1::default_replicas),
                 format!("spec.replicaSpecs[{i}].template"),
                 &r.template,
             )

@@ -14,11 +14,13 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::store;
 use kube::runtime::watcher;
+use mpijob_api::contract::labels;
 use mpijob_api::contract::labels::JOB_NAME;
 use mpijob_api::MPIJob;
-use mpijob_controller::pods::{JobIndex, Pods};
-use mpijob_controller::reconcile::build::JobMeta;
-use mpijob_controller::reconcile::{apply, status};
+use mpijob_controller::core::apply::owned_pods;
+use mpijob_controller::core::meta::JobMeta;
+use mpijob_controller::core::pods::{JobIndex, Pods};
+use mpijob_controller::t9k::status;
 use serde_json::json;
 
 fn job(workers: usize) -> MPIJob {
@@ -58,7 +60,7 @@ fn main() {
     let mut per_pod = Vec::new();
     for workers in [100usize, 1000, 5000, 10_000] {
         let job = job(workers);
-        let meta = JobMeta::of(&job).unwrap();
+        let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
         let (reader, mut writer) = store::<Pod>();
         let index = Arc::new(JobIndex::new(JOB_NAME));
         let cache = Pods::new(reader, index.clone());
@@ -92,7 +94,7 @@ fn main() {
             ..Default::default()
         };
         let once = || {
-            let pods = apply::owned_pods(&cache, &meta);
+            let pods = owned_pods(&cache, &meta);
             let refs: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
             let prev = job.status.as_ref();
             let next = status::compute(&job, &refs, prev, &observed, &now);
@@ -103,7 +105,7 @@ fn main() {
         // Where the time goes: the cache read, the status, the body.
         let split = {
             let t = Instant::now();
-            let pods = apply::owned_pods(&cache, &meta);
+            let pods = owned_pods(&cache, &meta);
             let read = t.elapsed();
             let refs: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
             let t = Instant::now();

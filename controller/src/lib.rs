@@ -1,20 +1,19 @@
-//! The MPIJob operator.
+//! The MPIJob operator: two APIs as peers over one core.
 //!
-//! Reconcile is a pipeline, one module per step (see `reconcile`):
-//! validate → build (pure) → apply → status. `run` wires it to the API
-//! server; `main.rs` only parses arguments.
+//! - `core`: what both APIs share (context and caches, apply, events,
+//!   the status of pods); it imports nothing above it.
+//! - `gang`: PodGroups for gang scheduling; it imports only `core`.
+//! - `t9k` and `kubeflow`: one reconciler each, as a pipeline of
+//!   dereference → resolve → build (pure) → apply → status. Neither imports
+//!   the other.
+//! - `runtime`: the wiring (watches, controllers, leader election, health,
+//!   API discovery, the client's throttle). Only it and `main.rs` see every
+//!   part.
 
-pub mod context;
-pub mod error;
+pub mod core;
 pub mod gang;
-pub mod health;
 pub mod kubeflow;
-pub mod leader;
-pub mod metrics;
-pub mod pods;
-pub mod reconcile;
-pub mod run;
-pub mod throttle;
+pub mod runtime;
+pub mod t9k;
 
-pub use context::{Config, Context};
-pub use error::Error;
+pub use core::{Config, Context, Error};

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mpijob_controller::{run, throttle, Config};
+use mpijob_controller::runtime::{self, throttle};
+use mpijob_controller::Config;
 
 /// The MPIJob operator: turns each MPIJob into a Secret, a headless Service,
 /// worker Pods and a launcher Pod, and keeps its status true.
@@ -313,20 +314,20 @@ fn run_operator(args: RunArgs) -> ExitCode {
     let config = Config {
         agent_image: args.agent_image,
         agent_image_pull_policy: args.agent_image_pull_policy,
+    };
+    let leader = args
+        .leader_election_namespace
+        .map(|namespace| runtime::leader::LeaseConfig {
+            namespace,
+            name: args.lease_name,
+            identity: instance.clone(),
+            duration: args.lease_duration,
+            renew_every: args.lease_renew_every,
+        });
+    let opts = runtime::Options {
+        namespace: args.namespace,
         cluster_domain: args.cluster_domain.filter(|d| !d.is_empty()),
         gang_scheduling,
-    };
-    let leader =
-        args.leader_election_namespace
-            .map(|namespace| mpijob_controller::leader::LeaseConfig {
-                namespace,
-                name: args.lease_name,
-                identity: instance.clone(),
-                duration: args.lease_duration,
-                renew_every: args.lease_renew_every,
-            });
-    let opts = run::Options {
-        namespace: args.namespace,
         health_addr,
         instance,
         leader,
@@ -334,8 +335,8 @@ fn run_operator(args: RunArgs) -> ExitCode {
             args.apis
                 .iter()
                 .map(|a| match a {
-                    Api::T9k => run::Served::T9k,
-                    Api::Kubeflow => run::Served::Kubeflow,
+                    Api::T9k => runtime::Served::T9k,
+                    Api::Kubeflow => runtime::Served::Kubeflow,
                 })
                 .collect()
         }),
@@ -353,7 +354,7 @@ fn run_operator(args: RunArgs) -> ExitCode {
         let client = kube::client::ClientBuilder::try_from(kube_config)?
             .with_layer(&throttle::ThrottleLayer::new(qps, burst))
             .build();
-        run::run(client, config, opts).await
+        runtime::run(client, config, opts).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

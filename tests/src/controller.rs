@@ -5,7 +5,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use mpijob_controller::{run, Config};
+use mpijob_controller::runtime;
+use mpijob_controller::Config;
 use tokio::task::JoinHandle;
 
 /// The agent image name the controller puts in its init containers. No
@@ -33,7 +34,7 @@ impl RunningController {
     pub fn start_with(
         client: &Client,
         namespace: &str,
-        lease: Option<mpijob_controller::leader::LeaseConfig>,
+        lease: Option<runtime::leader::LeaseConfig>,
     ) -> RunningController {
         Self::start_full(client, namespace, lease, None)
     }
@@ -41,7 +42,7 @@ impl RunningController {
     fn start_full(
         client: &Client,
         namespace: &str,
-        lease: Option<mpijob_controller::leader::LeaseConfig>,
+        lease: Option<runtime::leader::LeaseConfig>,
         gang: Option<mpijob_controller::gang::GangScheduling>,
     ) -> RunningController {
         // The controller's logs show with a failing test's output.
@@ -53,8 +54,10 @@ impl RunningController {
             )
             .try_init();
         let client = client.clone();
-        let opts = run::Options {
+        let opts = runtime::Options {
             namespace: Some(namespace.to_string()),
+            cluster_domain: None,
+            gang_scheduling: gang,
             health_addr: None,
             instance: format!("test-{namespace}"),
             leader: lease,
@@ -63,11 +66,9 @@ impl RunningController {
         let config = Config {
             agent_image: AGENT_IMAGE.to_string(),
             agent_image_pull_policy: "IfNotPresent".to_string(),
-            cluster_domain: None,
-            gang_scheduling: gang,
         };
         let handle = tokio::spawn(async move {
-            if let Err(e) = run::run(client, config, opts).await {
+            if let Err(e) = runtime::run(client, config, opts).await {
                 panic!("the controller stopped: {e:#}");
             }
         });

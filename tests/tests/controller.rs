@@ -527,7 +527,7 @@ async fn deleting_the_job_leaves_nothing_behind() {
 #[tokio::test]
 async fn with_leader_election_one_replica_acts_and_another_takes_over() {
     use k8s_openapi::api::coordination::v1::Lease;
-    use mpijob_controller::leader::LeaseConfig;
+    use mpijob_controller::runtime::leader::LeaseConfig;
     let e = env("leader").await;
     let lease = |who: &str| LeaseConfig {
         namespace: e.ns.name.clone(),

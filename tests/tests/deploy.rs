@@ -94,7 +94,7 @@ async fn the_controller_runs_a_job_as_its_service_account() {
     let admin = h.client().await;
     let ns = TestNamespace::new(&admin, &h, "deploy").await;
     // With leader election, as deploy/ runs it: the Lease RBAC is tested too.
-    let lease = mpijob_controller::leader::LeaseConfig {
+    let lease = mpijob_controller::runtime::leader::LeaseConfig {
         namespace: "mpijob-system".into(),
         name: format!("mpijob-controller-{}", ns.name),
         identity: "deploy-test".into(),

@@ -344,12 +344,32 @@ fn assert_in_gang(p: &Pod, kind: (&str, &str, &str), group: &str, scheduler: &st
     }
 }
 
+/// The PodGroup is controlled by the job, and labelled with its API's
+/// job-name label only: a Kubeflow job's carries no T9k label.
 fn owned_by(g: &DynamicObject, kind: &str, job: &str) {
     let o = &g.owner_references()[0];
     assert_eq!(
         (o.kind.as_str(), o.name.as_str(), o.controller),
         (kind, job, Some(true))
     );
+    let (ours, other) = if o.api_version.starts_with("kubeflow.org/") {
+        (
+            "training.kubeflow.org/job-name",
+            "batch.tensorstack.dev/mpi-job-name",
+        )
+    } else {
+        (
+            "batch.tensorstack.dev/mpi-job-name",
+            "training.kubeflow.org/job-name",
+        )
+    };
+    assert_eq!(
+        g.labels().get(ours).map(String::as_str),
+        Some(job),
+        "{:?}",
+        g.labels()
+    );
+    assert!(!g.labels().contains_key(other), "{:?}", g.labels());
 }
 
 const PODS: [&str; 3] = ["pi-launcher", "pi-worker-0", "pi-worker-1"];

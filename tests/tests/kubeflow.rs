@@ -858,7 +858,7 @@ async fn both_apis_in_one_controller_each_with_its_own_children() {
 /// installed (here both).
 #[tokio::test]
 async fn the_apis_served_are_those_asked_for_or_installed() {
-    use mpijob_controller::run::{choose_apis, Served};
+    use mpijob_controller::runtime::{choose_apis, Served};
     let client = Harness::get().client().await;
     crds::install(&client).await;
     assert_eq!(choose_apis(&client, None).await.unwrap(), Served::ALL);

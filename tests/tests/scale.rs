@@ -13,7 +13,7 @@ use kube::Api;
 use mpijob_api::v1beta1::{MPIJobStatus, Phase, ReplicaPhase};
 use mpijob_api::validate::MAX_REPLICAS;
 use mpijob_api::MPIJob;
-use mpijob_controller::reconcile::status::COMPACT_ABOVE;
+use mpijob_controller::core::context::COMPACT_ABOVE;
 use mpijob_tests::controller::{wait_for, RunningController};
 use mpijob_tests::fixtures::pi_job;
 use mpijob_tests::kubelet_stand_in::KubeletStandIn;

@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 use mpijob_api::v1beta1::Phase;
 use mpijob_api::MPIJob;
-use mpijob_controller::run::{choose_apis, Served};
+use mpijob_controller::runtime::{choose_apis, Served};
 use mpijob_tests::controller::{wait_for, RunningController};
 use mpijob_tests::fixtures::pi_job;
 use mpijob_tests::kubelet_stand_in::KubeletStandIn;

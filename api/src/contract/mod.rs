@@ -91,7 +91,7 @@ pub mod secret_keys {
 pub mod labels {
     /// The MPIJob's name.
     pub const JOB_NAME: &str = "batch.tensorstack.dev/mpi-job-name";
-    /// `launcher` or `worker`: a [`crate::v1beta1::ReplicaType`].
+    /// `launcher` or `worker`: the T9k replica type.
     pub const ROLE: &str = "batch.tensorstack.dev/replica-type";
     /// The replica index, `0` for the launcher.
     pub const INDEX: &str = "batch.tensorstack.dev/replica-index";

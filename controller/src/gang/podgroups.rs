@@ -7,6 +7,7 @@
 //! restart of the controller.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -18,11 +19,22 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{Gang, Kind, State};
-use crate::context::{Context, Write};
-use crate::error::{Error, Result};
-use crate::reconcile::apply::{controlled_by, delete_child};
-use crate::reconcile::build::JobMeta;
+use super::{Gang, GangScheduling, Kind, State};
+use crate::core::apply::{controlled_by, delete_child};
+use crate::core::context::{Context, Write};
+use crate::core::discovery::serves;
+use crate::core::error::{Error, Result};
+use crate::core::meta::JobMeta;
+
+/// An API's gang settings: `--gang-scheduling`, and the PodGroup caches
+/// that both APIs share.
+#[derive(Clone)]
+pub struct Scheduling {
+    /// The gang scheduler of the jobs that do not name the T9k scheduler;
+    /// `None` creates no PodGroup for them.
+    pub flag: Option<GangScheduling>,
+    pub pod_groups: Arc<PodGroups>,
+}
 
 /// One kind's cache, or when its CRD was last found missing.
 enum Slot {
@@ -122,7 +134,7 @@ impl PodGroups {
 
     /// Whether the API server serves `podgroups` of `kind`.
     async fn installed(&self, kind: Kind) -> Result<bool> {
-        Ok(crate::run::serves(&self.client, &kind.api_version(), "podgroups").await?)
+        Ok(serves(&self.client, &kind.api_version(), "podgroups").await?)
     }
 
     /// Forget that `kind` was there (its CRD went away under us).
@@ -153,58 +165,116 @@ impl PodGroups {
     }
 }
 
-/// Create the job's PodGroup if it is missing, and bring the fields this
-/// controller sets in line with `gang` if they differ.
-pub async fn ensure(ctx: &Context, meta: &JobMeta, gang: &Gang) -> Result<Ensured> {
-    let kind = gang.kind;
-    let Some(store) = ctx.pod_groups.store(kind).await? else {
-        return Ok(Ensured::Missing(super::missing(gang)));
-    };
-    let ns = &meta.namespace;
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &kind.resource());
-    let key = ObjectRef::new_with(&gang.name, kind.resource()).within(ns);
-    let expectation = format!("PodGroup.{}", kind.group());
-    if let Some(existing) = store.get(&key) {
-        ctx.expectations.observed(&expectation, ns, &gang.name);
-        if !controlled_by(&*existing, meta) {
-            return Ok(Ensured::Conflict(conflict(gang)));
+impl Scheduling {
+    /// Create the job's PodGroup if it is missing, and bring the fields this
+    /// controller sets in line with `gang` if they differ.
+    pub async fn ensure(&self, ctx: &Context, meta: &JobMeta, gang: &Gang) -> Result<Ensured> {
+        let kind = gang.kind;
+        let Some(store) = self.pod_groups.store(kind).await? else {
+            return Ok(Ensured::Missing(super::missing(gang)));
+        };
+        let ns = &meta.namespace;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), ns, &kind.resource());
+        let key = ObjectRef::new_with(&gang.name, kind.resource()).within(ns);
+        let expectation = format!("PodGroup.{}", kind.group());
+        if let Some(existing) = store.get(&key) {
+            ctx.expectations.observed(&expectation, ns, &gang.name);
+            if !controlled_by(&*existing, meta) {
+                return Ok(Ensured::Conflict(conflict(gang)));
+            }
+            let have = existing.data.get("spec").cloned().unwrap_or(Value::Null);
+            let patch = spec_patch(kind, &have, &gang.spec);
+            if !patch.as_object().is_some_and(|m| m.is_empty()) {
+                ctx.wrote(Write::Create);
+                api.patch(
+                    &gang.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "spec": patch })),
+                )
+                .await?;
+            }
+            return Ok(Ensured::Ready);
         }
-        let have = existing.data.get("spec").cloned().unwrap_or(Value::Null);
-        let patch = spec_patch(kind, &have, &gang.spec);
-        if !patch.as_object().is_some_and(|m| m.is_empty()) {
-            ctx.wrote(Write::Create);
-            api.patch(
-                &gang.name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "spec": patch })),
-            )
-            .await?;
+        if ctx.expectations.pending(&expectation, ns, &gang.name) {
+            return Ok(Ensured::Ready);
         }
-        return Ok(Ensured::Ready);
+        let mut obj = DynamicObject::new(&gang.name, &kind.resource()).within(ns);
+        obj.metadata.owner_references = Some(vec![meta.owner.clone()]);
+        obj.metadata.labels = Some(meta.selector());
+        obj.data = json!({ "spec": gang.spec });
+        ctx.wrote(Write::Create);
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {
+                ctx.expectations.created(&expectation, ns, &gang.name);
+                Ok(Ensured::Created)
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.pod_groups.lost(kind).await;
+                Ok(Ensured::Missing(super::missing(gang)))
+            }
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                match api.get_opt(&gang.name).await? {
+                    Some(o) if controlled_by(&o, meta) => Ok(Ensured::Ready),
+                    Some(_) => Ok(Ensured::Conflict(conflict(gang))),
+                    None => Ok(Ensured::Ready),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
-    if ctx.expectations.pending(&expectation, ns, &gang.name) {
-        return Ok(Ensured::Ready);
+
+    /// Delete the job's PodGroup of `kind`, if it is there and ours.
+    pub async fn delete(&self, ctx: &Context, meta: &JobMeta, kind: Kind) -> Result<()> {
+        let store = {
+            let slots = self.pod_groups.slots.lock().await;
+            match slots.get(&kind) {
+                Some(Slot::Watching(store)) => store.clone(),
+                _ => return Ok(()),
+            }
+        };
+        let key = ObjectRef::new_with(&meta.name, kind.resource()).within(&meta.namespace);
+        let Some(existing) = store.get(&key) else {
+            return Ok(());
+        };
+        if !controlled_by(&*existing, meta) || existing.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &meta.namespace, &kind.resource());
+        ctx.wrote(Write::Cleanup);
+        tracing::info!(job = %meta.name, namespace = %meta.namespace, podgroup = %existing.name_any(), "deleting the PodGroup");
+        delete_child(&api, &meta.name).await
     }
-    let mut obj = DynamicObject::new(&gang.name, &kind.resource()).within(ns);
-    obj.metadata.owner_references = Some(vec![meta.owner.clone()]);
-    obj.metadata.labels = Some(meta.selector());
-    obj.data = json!({ "spec": gang.spec });
-    ctx.wrote(Write::Create);
-    match api.create(&PostParams::default(), &obj).await {
-        Ok(_) => {
-            ctx.expectations.created(&expectation, ns, &gang.name);
-            Ok(Ensured::Created)
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            ctx.pod_groups.lost(kind).await;
-            Ok(Ensured::Missing(super::missing(gang)))
-        }
-        Err(kube::Error::Api(s)) if s.is_already_exists() => match api.get_opt(&gang.name).await? {
-            Some(o) if controlled_by(&o, meta) => Ok(Ensured::Ready),
-            Some(_) => Ok(Ensured::Conflict(conflict(gang))),
-            None => Ok(Ensured::Ready),
-        },
-        Err(e) => Err(e.into()),
+
+    /// A T9k job's gang (see [`super::for_t9k`]), with the priority classes
+    /// it needs read from the cluster.
+    pub async fn t9k_gang(&self, job: &mpijob_api::MPIJob) -> Option<Gang> {
+        let flag = self.flag.as_ref();
+        let names = super::t9k_priority_classes(job, flag);
+        let priorities = if names.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.pod_groups.priorities(&names).await
+        };
+        super::for_t9k(job, flag, &priorities)
+    }
+
+    /// A Kubeflow job's gang (see [`super::for_kubeflow`]), likewise.
+    pub async fn kubeflow_gang(
+        &self,
+        job: &mpijob_api::kubeflow::MPIJob,
+        r: &mpijob_api::kubeflow::Resolved,
+    ) -> Option<Gang> {
+        let flag = self.flag.as_ref()?;
+        let names = super::kubeflow_members(r).priority_classes();
+        let priorities = if names.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.pod_groups.priorities(&names).await
+        };
+        let annotations = job.metadata.annotations.clone().unwrap_or_default();
+        super::for_kubeflow(&job.name_any(), &annotations, r, Some(flag), &priorities)
     }
 }
 
@@ -228,57 +298,4 @@ pub fn spec_patch(kind: Kind, have: &Value, want: &serde_json::Map<String, Value
         }
     }
     Value::Object(out)
-}
-
-/// Delete the job's PodGroup of `kind`, if it is there and ours.
-pub async fn delete(ctx: &Context, meta: &JobMeta, kind: Kind) -> Result<()> {
-    let store = {
-        let slots = ctx.pod_groups.slots.lock().await;
-        match slots.get(&kind) {
-            Some(Slot::Watching(store)) => store.clone(),
-            _ => return Ok(()),
-        }
-    };
-    let key = ObjectRef::new_with(&meta.name, kind.resource()).within(&meta.namespace);
-    let Some(existing) = store.get(&key) else {
-        return Ok(());
-    };
-    if !controlled_by(&*existing, meta) || existing.metadata.deletion_timestamp.is_some() {
-        return Ok(());
-    }
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &meta.namespace, &kind.resource());
-    ctx.wrote(Write::Cleanup);
-    tracing::info!(job = %meta.name, namespace = %meta.namespace, podgroup = %existing.name_any(), "deleting the PodGroup");
-    delete_child(&api, &meta.name).await
-}
-
-/// A T9k job's gang (see [`super::for_t9k`]), with the priority classes
-/// it needs read from the cluster.
-pub async fn t9k_gang(ctx: &Context, job: &mpijob_api::MPIJob) -> Option<Gang> {
-    let flag = ctx.config.gang_scheduling.as_ref();
-    let names = super::t9k_priority_classes(job, flag);
-    let priorities = if names.is_empty() {
-        BTreeMap::new()
-    } else {
-        ctx.pod_groups.priorities(&names).await
-    };
-    super::for_t9k(job, flag, &priorities)
-}
-
-/// A Kubeflow job's gang (see [`super::for_kubeflow`]), likewise.
-pub async fn kubeflow_gang(
-    ctx: &Context,
-    job: &mpijob_api::kubeflow::MPIJob,
-    r: &mpijob_api::kubeflow::Resolved,
-) -> Option<Gang> {
-    let flag = ctx.config.gang_scheduling.as_ref()?;
-    let names = super::kubeflow_members(r).priority_classes();
-    let priorities = if names.is_empty() {
-        BTreeMap::new()
-    } else {
-        ctx.pod_groups.priorities(&names).await
-    };
-    let annotations = job.metadata.annotations.clone().unwrap_or_default();
-    super::for_kubeflow(&job.name_any(), &annotations, r, Some(flag), &priorities)
 }

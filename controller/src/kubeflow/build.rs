@@ -16,8 +16,11 @@ use mpijob_api::kubeflow::contract::{self as kf, labels};
 use mpijob_api::kubeflow::Resolved;
 use mpijob_api::sshkey::JobKey;
 
-use crate::context::Config;
-use crate::reconcile::build::{pod, JobMeta};
+use crate::core::agent::{
+    agent_mount, agent_volume, expect_agent_version, install_agent, readable_keys_for_non_root,
+};
+use crate::core::context::Config;
+use crate::core::meta::JobMeta;
 
 /// What every builder reads: the job's identity, its resolved spec and the
 /// cluster's DNS domain.
@@ -373,18 +376,18 @@ fn guard(config: &Config, baked: bool, spec: &mut PodSpec) {
         // The image's own agent: no copy.
         c.env
             .get_or_insert_with(Vec::new)
-            .push(pod::expect_agent_version());
+            .push(expect_agent_version());
         return;
     }
     c.volume_mounts
         .get_or_insert_with(Vec::new)
-        .push(pod::agent_mount());
+        .push(agent_mount());
     spec.init_containers
         .get_or_insert_with(Vec::new)
-        .insert(0, pod::install_agent(config));
+        .insert(0, install_agent(config));
     spec.volumes
         .get_or_insert_with(Vec::new)
-        .push(pod::agent_volume());
+        .push(agent_volume());
 }
 
 /// The job Secret as `id_rsa`, `id_rsa.pub` and `authorized_keys` at
@@ -396,7 +399,7 @@ fn guard(config: &Config, baked: bool, spec: &mut PodSpec) {
 fn mount_keys(i: Input, spec: &mut PodSpec) {
     let root = i.job.ssh_auth_mount_path == contract::DEFAULT_SSH_AUTH_MOUNT_PATH;
     if !root {
-        crate::reconcile::build::pod::readable_keys_for_non_root(spec);
+        readable_keys_for_non_root(spec);
     }
     spec.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: kf::SSH_VOLUME.to_string(),
@@ -450,7 +453,7 @@ mod tests {
         ))
         .unwrap();
         let r = resolve(&job).unwrap();
-        let meta = JobMeta::of(&job).unwrap();
+        let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
         (job, r, meta)
     }
 
@@ -475,8 +478,6 @@ mod tests {
         Config {
             agent_image: "mpijob/agent:test".into(),
             agent_image_pull_policy: "IfNotPresent".into(),
-            gang_scheduling: None,
-            cluster_domain: None,
         }
     }
 

@@ -26,22 +26,32 @@ use mpijob_api::kubeflow::resolve::{self, CleanPodPolicy, LauncherCreationPolicy
 use mpijob_api::kubeflow::{JobStatus, MPIJob, Resolved};
 use serde_json::{json, Value};
 
-use crate::context::{Context, Write};
-use crate::error::{Error, Result};
+use crate::core::apply::{controlled_by, delete_child, ensure, Ensured};
+use crate::core::context::{Context, Write, COMPACT_ABOVE};
+use crate::core::error::{Error, Result};
+use crate::core::events::event;
+use crate::core::meta::JobMeta;
 use crate::gang::{self, podgroups};
-use crate::reconcile::apply::{controlled_by, delete_child, ensure, Ensured};
-use crate::reconcile::build::JobMeta;
-use crate::reconcile::event;
 use build::Input;
 use status::{reason, Count, Note, Seen};
 
 /// What the Kubeflow reconciler reads: the shared context (its caches
-/// hold the children labelled with Kubeflow's job-name label) and the two
-/// kinds only this API creates.
+/// hold the children labelled with Kubeflow's job-name label), the two
+/// kinds only this API creates, and its settings.
 pub struct KubeflowContext {
     pub core: Context,
     pub config_maps: Store<ConfigMap>,
     pub jobs: Store<Job>,
+    pub gang: podgroups::Scheduling,
+    /// The cluster's DNS domain (`--cluster-domain`), appended to the
+    /// hosts of the hostfile; `None` leaves them at `….svc`.
+    pub cluster_domain: Option<String>,
+}
+
+impl AsRef<Context> for KubeflowContext {
+    fn as_ref(&self) -> &Context {
+        &self.core
+    }
 }
 
 /// Bring the cluster in line with one Kubeflow MPIJob, and its status in
@@ -52,7 +62,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
         return Ok(Action::await_change());
     }
     ctx.synced.wait().await?;
-    let meta = JobMeta::of(&*job)?;
+    let meta = JobMeta::of(&*job, labels::JOB_NAME)?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
     // managedBy first, as mpi-operator does: a job another controller runs
@@ -86,12 +96,12 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
 
     // A large job is reconciled at most once a second (see the T9k
     // reconcile): the changes of its pods in between are taken together.
-    if r.workers() as usize > crate::reconcile::status::COMPACT_ABOVE {
+    if r.workers() as usize > COMPACT_ABOVE {
         if let Some(left) = ctx.large_jobs.wait(&meta) {
             return Ok(Action::requeue(left));
         }
     }
-    let gang = podgroups::kubeflow_gang(ctx, &job, &r).await;
+    let gang = kctx.gang.kubeflow_gang(&job, &r).await;
     let prev = job.status.clone().unwrap_or_default();
     let mut s = prev.clone();
     let mut notes = Vec::new();
@@ -100,7 +110,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
     let input = Input {
         meta: &meta,
         job: &r,
-        cluster_domain: ctx.config.cluster_domain.as_deref(),
+        cluster_domain: kctx.cluster_domain.as_deref(),
     };
     let launcher_name = contract::launcher_name(&meta.name);
     let launcher = kctx
@@ -114,7 +124,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
             delete_workers(ctx, &meta, r.clean_pod_policy == CleanPodPolicy::Running).await?;
             // The PodGroup goes with the workers, as in mpi-operator.
             if let Some(g) = &gang {
-                podgroups::delete(ctx, &meta, g.kind).await?;
+                kctx.gang.delete(ctx, &meta, g.kind).await?;
             }
             if let Some(w) = s
                 .replica_statuses
@@ -161,7 +171,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
         }
         delete_workers(ctx, &meta, r.clean_pod_policy == CleanPodPolicy::Running).await?;
         if let Some(g) = &gang {
-            podgroups::delete(ctx, &meta, g.kind).await?;
+            kctx.gang.delete(ctx, &meta, g.kind).await?;
         }
     }
     notes.extend(status::suspension(&mut s, r.suspend, &now));
@@ -362,7 +372,7 @@ async fn children(
     // group when it sees them; no pods while its CRD is missing.
     let mut gang_state = None;
     if let Some(g) = gang.filter(|_| !r.suspend) {
-        let ensured = podgroups::ensure(ctx, meta, g).await?;
+        let ensured = kctx.gang.ensure(ctx, meta, g).await?;
         gang_state = ensured.state(g);
         match ensured {
             podgroups::Ensured::Missing(_) => {
@@ -554,11 +564,6 @@ fn job_finished(job: &Job) -> bool {
 
 fn role(p: &Pod) -> Option<&str> {
     p.labels().get(labels::JOB_ROLE).map(String::as_str)
-}
-
-/// On error: log, emit an event, and try again shortly.
-pub fn error_policy(job: Arc<MPIJob>, error: &Error, kctx: Arc<KubeflowContext>) -> Action {
-    crate::reconcile::report_error(job, error, kctx, |k| &k.core)
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ use mpijob_api::kubeflow::v2beta1::{
     condition, replica_type, JobCondition, JobStatus, ReplicaStatus,
 };
 
-use crate::reconcile::status::{describe, pod_failure};
+use crate::core::events::truncate;
+use crate::core::failure::{describe, pod_failure};
+use crate::gang;
 
 /// Reasons, as mpi-operator writes them.
 pub mod reason {
@@ -119,16 +121,11 @@ pub fn set_condition(
 
 /// The gang condition (see [`crate::gang::condition`]), kept first in the
 /// list. A Note when its reason changes, not for every pod placed.
-pub fn gang(
-    s: &mut JobStatus,
-    state: &crate::gang::State,
-    pods: &[&Pod],
-    now: &Time,
-) -> Option<Note> {
+pub fn gang(s: &mut JobStatus, state: &gang::State, pods: &[&Pod], now: &Time) -> Option<Note> {
     if s.is_finished() {
         return None;
     }
-    let (placed, why, message) = crate::gang::condition(state, pods)?;
+    let (placed, why, message) = gang::condition(state, pods)?;
     let status = if placed { "True" } else { "False" };
     let new = JobCondition {
         type_: condition::SCHEDULED.to_string(),
@@ -168,7 +165,7 @@ pub fn gang(
 
 fn gang_note(why: &str, message: String) -> Note {
     Note {
-        type_: if why == crate::gang::reason::CRD_MISSING {
+        type_: if why == gang::reason::CRD_MISSING {
             EventType::Warning
         } else {
             EventType::Normal
@@ -261,7 +258,7 @@ pub fn update(s: &mut JobStatus, seen: &Seen, now: &Time) -> Vec<Note> {
             .iter()
             .filter_map(|p| failed_container(&format!("worker pod {}", pod_name(p)), p))
             .collect();
-        let message = crate::reconcile::truncate(
+        let message = truncate(
             &format!(
                 "MPIJob {ns}/{name} has failed: {}/{} workers failed: {}",
                 failed.len(),
@@ -430,7 +427,7 @@ fn launcher_failure(
     {
         message = format!("{message}; {detail}");
     }
-    (reason, crate::reconcile::truncate(&message, 1024))
+    (reason, truncate(&message, 1024))
 }
 
 /// `launcher pod pi-launcher-x7k2p container mpi-launcher exited 1 (Error)`:

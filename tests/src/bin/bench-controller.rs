@@ -24,9 +24,11 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
+use mpijob_api::contract::labels;
 use mpijob_api::MPIJob;
-use mpijob_controller::reconcile::apply::MAX_IN_FLIGHT;
-use mpijob_controller::reconcile::build::{self, pod, roles, JobMeta};
+use mpijob_controller::core::apply::MAX_IN_FLIGHT;
+use mpijob_controller::core::meta::JobMeta;
+use mpijob_controller::t9k::build::{self, pod, roles};
 use mpijob_tests::namespace::delete_and_wait;
 use mpijob_tests::{crds, Harness, TestNamespace};
 use serde_json::json;
@@ -176,8 +178,6 @@ async fn plain_run(h: &Harness, client: &Client, jobs: usize, workers: usize) ->
     let config = mpijob_controller::Config {
         agent_image: "mpijob/agent:bench".into(),
         agent_image_pull_policy: "IfNotPresent".into(),
-        cluster_domain: None,
-        gang_scheduling: None,
     };
     let (config, ns_name) = (&config, ns.name.as_str());
     let start = Instant::now();
@@ -194,7 +194,7 @@ async fn plain_run(h: &Harness, client: &Client, jobs: usize, workers: usize) ->
                 .await
                 .unwrap();
             mpijob_api::defaults::normalize(&mut job.spec);
-            let meta = JobMeta::of(&job).unwrap();
+            let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
             let key = mpijob_api::sshkey::generate(&format!("mpijob:{ns_name}/b{j}"));
             let secret = build::secret::secret(&meta, &key, &job.spec.ssh.ssh_auth_mount_path);
             let service = build::service::service(&meta);

@@ -9,15 +9,19 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
-    EnvVar, ExecAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SecretVolumeSource, Volume, VolumeMount,
+    Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, ExecAction,
+    ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Volume,
+    VolumeMount,
 };
 use mpijob_api::contract::{self, labels};
 use mpijob_api::{validate, FieldError, MPIJob};
 
-use super::{JobMeta, Role};
-use crate::context::Config;
+use super::Role;
+use crate::core::agent::{
+    agent_mount, agent_volume, expect_agent_version, install_agent, readable_keys_for_non_root,
+};
+use crate::core::context::Config;
+use crate::core::meta::JobMeta;
 
 /// The pod for `role`; `resumed` when it is created while the job is
 /// `Resuming` (see [`super::mode`]). Fails only on a template that
@@ -48,7 +52,7 @@ pub fn pod(
     let mut metadata = meta.child(name.clone(), extra);
     metadata.annotations = template_meta.annotations;
     if role == Role::Launcher {
-        let (key, spec) = crate::reconcile::started::annotation(&job.spec);
+        let (key, spec) = crate::t9k::started::annotation(&job.spec);
         metadata
             .annotations
             .get_or_insert_with(BTreeMap::new)
@@ -214,51 +218,6 @@ pub fn launcher_args(job: &MPIJob, meta: &JobMeta) -> contract::LauncherArgs {
     }
 }
 
-/// The init container that copies the agent into the shared emptyDir.
-pub(crate) fn install_agent(config: &Config) -> Container {
-    Container {
-        name: contract::AGENT_INIT_CONTAINER.to_string(),
-        image: Some(config.agent_image.clone()),
-        image_pull_policy: Some(config.agent_image_pull_policy.clone()),
-        command: Some(contract::agent_install_command()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: contract::AGENT_VOLUME.to_string(),
-            mount_path: contract::AGENT_MOUNT_PATH.to_string(),
-            ..VolumeMount::default()
-        }]),
-        ..Container::default()
-    }
-}
-
-/// The emptyDir the agent is copied into.
-pub(crate) fn agent_volume() -> Volume {
-    Volume {
-        name: contract::AGENT_VOLUME.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }
-}
-
-/// Where the job's containers see the agent: read-only.
-pub(crate) fn agent_mount() -> VolumeMount {
-    VolumeMount {
-        name: contract::AGENT_VOLUME.to_string(),
-        mount_path: contract::AGENT_MOUNT_PATH.to_string(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }
-}
-
-/// `MPIJOB_EXPECT_AGENT_VERSION`: an agent baked into the image checks
-/// that it is this release's.
-pub(crate) fn expect_agent_version() -> EnvVar {
-    EnvVar {
-        name: contract::env::EXPECT_AGENT_VERSION.to_string(),
-        value: Some(contract::VERSION.to_string()),
-        ..EnvVar::default()
-    }
-}
-
 /// The Secret's and the downward API's volumes (the agent's is added
 /// unless the image holds the agent).
 fn job_volumes(meta: &JobMeta) -> Vec<Volume> {
@@ -307,30 +266,7 @@ fn job_mounts(ssh_dir: &str) -> Vec<VolumeMount> {
     ]
 }
 
-/// The key files are mode 0440. A pod that runs as a non-root user needs a
-/// group that can read them: when the template sets no `fsGroup`, use the
-/// pod's group (or its user id), which the kubelet adds to every
-/// container's groups and gives the Secret's files.
-pub(crate) fn readable_keys_for_non_root(spec: &mut PodSpec) {
-    let first_container_user = spec
-        .containers
-        .iter()
-        .find_map(|c| c.security_context.as_ref().and_then(|s| s.run_as_user));
-    let sc = spec
-        .security_context
-        .get_or_insert_with(PodSecurityContext::default);
-    let user = sc.run_as_user.or(first_container_user);
-    if sc.fs_group.is_none() {
-        if let Some(uid) = user.filter(|u| *u != 0) {
-            sc.fs_group = Some(sc.run_as_group.unwrap_or(uid));
-        }
-    }
-    if *sc == PodSecurityContext::default() {
-        spec.security_context = None;
-    }
-}
-
-/// In debug mode, the replica's debug command replaces the agent.
+/// The labels of one of the job's pods: the job, its role and its index.
 pub fn role_labels(job: &str, role: Role) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::JOB_NAME.to_string(), job.to_string()),
@@ -345,20 +281,18 @@ pub fn role_labels(job: &str, role: Role) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::build::fixtures;
+    use crate::t9k::build::fixtures;
 
     fn config() -> Config {
         Config {
             agent_image: "mpijob/agent:test".into(),
             agent_image_pull_policy: "Never".into(),
-            gang_scheduling: None,
-            cluster_domain: None,
         }
     }
 
     fn build(spec: &str, role: Role) -> Pod {
         let job = fixtures::job(spec);
-        let meta = JobMeta::of(&job).unwrap();
+        let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
         pod(&job, &meta, role, &config(), false).unwrap()
     }
 
@@ -454,7 +388,7 @@ mod tests {
             contract::AGENT_IN_IMAGE_ANNOTATION.to_string(),
             contract::VERSION.to_string(),
         )]));
-        let meta = JobMeta::of(&job).unwrap();
+        let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
         for role in [Role::Launcher, Role::Worker(1)] {
             let p = pod(&job, &meta, role, &config(), false).unwrap();
             let spec = p.spec.as_ref().unwrap();
@@ -620,7 +554,7 @@ mod tests {
     fn a_resumed_launcher_starts_the_resume_command_under_mpirun() {
         let spec = "  runMode: {pause: {enable: false, resumeSpecs: [{type: launcher, command: [/opt/pi], args: ['7'], skipInitContainer: true}]}}\n  worker:\n    cmd: [/opt/pi, '100']\n    template: {spec: {initContainers: [{name: fetch-data, image: x}], containers: [{name: mpi-worker, image: x}]}}\n";
         let job = fixtures::job(spec);
-        let meta = JobMeta::of(&job).unwrap();
+        let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
         let fresh = pod(&job, &meta, Role::Launcher, &config(), false).unwrap();
         let resumed = pod(&job, &meta, Role::Launcher, &config(), true).unwrap();
         let tail = |p: &Pod| {

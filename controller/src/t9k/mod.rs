@@ -1,6 +1,6 @@
-//! One reconcile of one MPIJob: dereference → validate → build → apply →
-//! status. Each step is its own module; `build` and the status computation
-//! are pure.
+//! TensorStack T9k's `batch.tensorstack.dev/v1beta1` MPIJob. One
+//! reconcile: dereference → validate → build → apply → status. Each step
+//! is its own module; `build` and the status computation are pure.
 
 pub mod apply;
 pub mod build;
@@ -13,21 +13,38 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource};
+use kube::runtime::events::EventType;
+use kube::Api;
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase};
 use mpijob_api::{contract, defaults, validate, MPIJob};
 use serde_json::json;
 
-use crate::context::{Context, Write};
-use crate::error::{Error, Result};
-use crate::gang::podgroups;
-use build::JobMeta;
+use crate::core::apply::owned_pods;
+use crate::core::context::{Context, Write, COMPACT_ABOVE};
+use crate::core::error::{Error, Result};
+use crate::core::events::event;
+use crate::core::meta::JobMeta;
+use crate::gang::{self, podgroups};
+use mpijob_api::contract::labels;
 use mpijob_api::v1beta1::CleanUpWorkers;
+
+/// What the T9k reconciler reads: the shared context (its caches hold the
+/// children labelled with T9k's job-name label) and the gang settings.
+pub struct T9kContext {
+    pub core: Context,
+    pub gang: podgroups::Scheduling,
+}
+
+impl AsRef<Context> for T9kContext {
+    fn as_ref(&self) -> &Context {
+        &self.core
+    }
+}
 
 /// Bring the cluster in line with one job, and its status in line with the
 /// cluster.
-pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action> {
+    let ctx = &tctx.core;
     if job.metadata.deletion_timestamp.is_some() {
         // Owner references hand the children to the garbage collector.
         return Ok(Action::await_change());
@@ -35,12 +52,12 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     // Existence checks read the caches: wait until they hold the truth, so
     // that a restarted controller adopts what exists instead of re-creating.
     ctx.synced.wait().await?;
-    let meta = JobMeta::of(&*job)?;
+    let meta = JobMeta::of(&*job, labels::JOB_NAME)?;
     // A large job is reconciled at most once per Pace::EVERY: each
     // reconcile reads all of its pods and writes its whole status, and its
     // pods change thousands of times. The changes in between are taken
     // together by the next one.
-    if job.spec.worker().replicas > status::COMPACT_ABOVE as i32 {
+    if job.spec.worker().replicas > COMPACT_ABOVE as i32 {
         if let Some(left) = ctx.large_jobs.wait(&meta) {
             return Ok(Action::requeue(left));
         }
@@ -71,7 +88,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
             if let Err(errors) = validate::validate_job(&job) {
                 let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 let next = status::invalid(prev, job.metadata.generation, &messages, &now);
-                write_status(&ctx, &job, &meta, prev, &next).await?;
+                write_status(ctx, &job, &meta, prev, &next).await?;
                 return Ok(Action::await_change());
             }
             defaults::normalize(&mut job.spec);
@@ -89,16 +106,16 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     if !finished && !run.pause {
         // Pods built for the other side of a debug switch are replaced.
         let debug = run.debug;
-        let switched = apply::owned_pods(&ctx.pods, &meta).iter().any(|p| {
+        let switched = owned_pods(&ctx.pods, &meta).iter().any(|p| {
             p.metadata.deletion_timestamp.is_none() && build::pod::built_for_debug(p) != debug
         });
         if switched {
-            apply::delete_pods(&ctx, &meta).await?;
+            apply::delete_pods(ctx, &meta).await?;
         }
         run.replaced = switched;
         run.resuming = switched || matches!(phase, Some(Phase::Paused | Phase::Resuming));
     }
-    let gang = podgroups::t9k_gang(&ctx, &job).await;
+    let gang = tctx.gang.t9k_gang(&job).await;
     let observed = if finished {
         status::Observed::default()
     } else {
@@ -113,7 +130,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         // before it sees the pods. A paused job has none.
         let (mut gang_state, mut gang_conflict) = (None, None);
         if let Some(g) = gang.as_ref().filter(|_| !run.pause) {
-            let found = podgroups::ensure(&ctx, &meta, g).await?;
+            let found = tctx.gang.ensure(ctx, &meta, g).await?;
             gang_state = found.state(g);
             match found {
                 podgroups::Ensured::Missing(_) => may_create_pods = false,
@@ -125,7 +142,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
             }
         }
         let mut o = apply::children(
-            &ctx,
+            ctx,
             &job,
             &meta,
             may_create_pods,
@@ -148,13 +165,13 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         // now and again then.
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
-    let pods = apply::owned_pods(&ctx.pods, &meta);
+    let pods = owned_pods(&ctx.pods, &meta);
     let pod_refs: Vec<&_> = pods.iter().map(|p| p.as_ref()).collect();
     let next = status::compute(&job, &pod_refs, prev, &observed, &now);
     if status::newly_true(prev, &next, ConditionType::SpecChangeIgnored) {
         let note = status::condition_message(&next, ConditionType::SpecChangeIgnored);
         event(
-            &ctx,
+            ctx,
             &job,
             EventType::Warning,
             status::reason::JOB_STARTED,
@@ -173,18 +190,18 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
     };
     if let Some(why) = gang_reason(Some(&next)).filter(|r| gang_reason(prev).as_ref() != Some(r)) {
         // Told once per change of reason, not per pod that is placed.
-        let kind = if why == crate::gang::reason::CRD_MISSING {
+        let kind = if why == gang::reason::CRD_MISSING {
             EventType::Warning
         } else {
             EventType::Normal
         };
         let note = status::condition_message(&next, ConditionType::Scheduled);
-        event(&ctx, &job, kind, &why, &note).await;
+        event(ctx, &job, kind, &why, &note).await;
     }
     if status::changed(prev, &next, ConditionType::Created) {
         for conflict in &observed.conflicts {
             event(
-                &ctx,
+                ctx,
                 &job,
                 EventType::Warning,
                 status::reason::NAME_CONFLICT,
@@ -194,12 +211,12 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     if next.phase == Some(Phase::Paused) {
-        apply::delete_pods(&ctx, &meta).await?;
+        apply::delete_pods(ctx, &meta).await?;
         if let Some(g) = &gang {
-            podgroups::delete(&ctx, &meta, g.kind).await?;
+            tctx.gang.delete(ctx, &meta, g.kind).await?;
         }
     }
-    write_status(&ctx, &job, &meta, prev, &next).await?;
+    write_status(ctx, &job, &meta, prev, &next).await?;
     // The run modes' conditions are told as events when they change.
     for type_ in [ConditionType::Paused, ConditionType::Debug] {
         let Some(c) = next
@@ -215,7 +232,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
             EventType::Normal
         };
         event(
-            &ctx,
+            ctx,
             &job,
             kind,
             &reason,
@@ -231,13 +248,13 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
             return Ok(Action::requeue(left));
         }
         let policy = defaults::clean_up_workers(&job.spec);
-        apply::finish_workers(&ctx, &meta, &policy).await?;
+        apply::finish_workers(ctx, &meta, &policy).await?;
         // The PodGroup goes with the workers the policy deletes.
         if let Some(g) = gang
             .as_ref()
             .filter(|_| matches!(policy, CleanUpWorkers::All | CleanUpWorkers::Unfinished))
         {
-            podgroups::delete(&ctx, &meta, g.kind).await?;
+            tctx.gang.delete(ctx, &meta, g.kind).await?;
         }
     }
     if !observed.conflicts.is_empty() {
@@ -245,7 +262,7 @@ pub async fn reconcile(job: Arc<MPIJob>, ctx: Arc<Context>) -> Result<Action> {
         // goes: look again shortly.
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    if matches!(observed.gang, Some(crate::gang::State::Missing(_))) {
+    if matches!(observed.gang, Some(gang::State::Missing(_))) {
         // No watch tells when the PodGroup CRD is installed: look again.
         return Ok(Action::requeue(
             podgroups::PodGroups::RECHECK + Duration::from_secs(5),
@@ -272,45 +289,6 @@ pub fn settling(status: &MPIJobStatus, now: &Time) -> Option<Duration> {
     FAILURE_SETTLE
         .checked_sub(since)
         .filter(|left| !left.is_zero())
-}
-
-/// On error: log, emit an event, and try again shortly.
-pub fn error_policy(job: Arc<MPIJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    report_error(job, error, ctx, |c| c)
-}
-
-/// Every API's error policy: log, emit a Warning event (in the
-/// background), and requeue in 5 s. `core` finds the shared context in
-/// the API's own.
-pub(crate) fn report_error<K, C>(
-    job: Arc<K>,
-    error: &Error,
-    ctx: Arc<C>,
-    core: fn(&C) -> &Context,
-) -> Action
-where
-    K: Resource<DynamicType = ()> + Send + Sync + 'static,
-    C: Send + Sync + 'static,
-{
-    tracing::warn!(
-        job = %job.meta().name.as_deref().unwrap_or_default(),
-        namespace = %job.meta().namespace.as_deref().unwrap_or_default(),
-        error = %error,
-        kind = error.metric_label(),
-        "reconcile failed; retrying in 5 s"
-    );
-    let message = error.to_string();
-    tokio::spawn(async move {
-        event(
-            core(&ctx),
-            &*job,
-            EventType::Warning,
-            "ReconcileError",
-            &message,
-        )
-        .await;
-    });
-    Action::requeue(Duration::from_secs(5))
 }
 
 /// Write `next` through the status subresource with a merge patch, only if
@@ -385,39 +363,6 @@ fn phase_event(phase: Phase, s: &MPIJobStatus) -> (EventType, String, String) {
             format!("{other:?}"),
         ),
     }
-}
-
-/// Emit an event about the job. Events are best effort: a failure to
-/// record one is logged, never fatal.
-pub(crate) async fn event<K: Resource<DynamicType = ()>>(
-    ctx: &Context,
-    job: &K,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(truncate(note, 1000)),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    ctx.wrote(Write::Event);
-    if let Err(e) = ctx.recorder.publish(&ev, &job.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not record an event");
-    }
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ fn quote(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::build::fixtures;
+    use crate::t9k::build::fixtures;
 
     fn spec(yaml_spec: &str) -> MPIJobSpec {
         fixtures::job(yaml_spec).spec

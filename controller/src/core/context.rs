@@ -11,8 +11,11 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::Client;
 
-use crate::metrics::Metrics;
-pub use crate::metrics::Write;
+use super::error::{Error, Result};
+use super::meta::JobMeta;
+use super::metrics::Metrics;
+pub use super::metrics::Write;
+use super::pods::Pods;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -21,15 +24,10 @@ pub struct Config {
     pub agent_image: String,
     /// Its pull policy (`IfNotPresent` unless told otherwise).
     pub agent_image_pull_policy: String,
-    /// The cluster's DNS domain (`--cluster-domain`), appended to the
-    /// hosts of Kubeflow jobs' hostfiles; `None` leaves them at `….svc`.
-    pub cluster_domain: Option<String>,
-    /// `--gang-scheduling`: the gang scheduler of the jobs that do not
-    /// name the T9k scheduler; `None` creates no PodGroup for them.
-    pub gang_scheduling: Option<crate::gang::GangScheduling>,
 }
 
-/// Shared state of the reconcilers.
+/// What every API's reconciler shares; each API's own context holds this,
+/// its own caches and its gang settings.
 pub struct Context {
     pub client: Client,
     pub config: Config,
@@ -37,7 +35,7 @@ pub struct Context {
     /// The job's pods, secrets and services, by the job-name label. Of
     /// Secrets only the metadata is watched: their data never reaches the
     /// controller.
-    pub pods: crate::pods::Pods,
+    pub pods: Pods,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     pub services: Store<Service>,
     /// What `/metrics` serves, API writes by kind among it.
@@ -46,11 +44,15 @@ pub struct Context {
     pub expectations: Expectations,
     /// Whether every cache above (and the API's own) has synced.
     pub synced: Synced,
-    /// The PodGroups of gang-scheduled jobs, shared by both APIs.
-    pub pod_groups: Arc<crate::gang::podgroups::PodGroups>,
     /// When each large job was last reconciled.
     pub large_jobs: Pace,
 }
+
+/// Above this many workers a job is large: it is reconciled at most once
+/// per [`Pace::EVERY`], and its status lists the plainly healthy workers
+/// compactly, so that it stays well below what etcd stores (1.5 MiB an
+/// object).
+pub const COMPACT_ABOVE: usize = 1000;
 
 /// Paces the reconciles of large jobs: at most one per [`Pace::EVERY`].
 #[derive(Default, Debug)]
@@ -63,7 +65,7 @@ impl Pace {
 
     /// `None` (and the job counts as reconciled now) when the job may be
     /// reconciled; otherwise how long until it may.
-    pub fn wait(&self, job: &crate::reconcile::build::JobMeta) -> Option<Duration> {
+    pub fn wait(&self, job: &JobMeta) -> Option<Duration> {
         let mut m = self.last.lock().expect("pace lock");
         let key = format!("{}/{}", job.namespace, job.name);
         if let Some(left) = m
@@ -93,12 +95,12 @@ impl Synced {
     }
 
     /// Return once the caches have synced.
-    pub async fn wait(&self) -> crate::error::Result<()> {
+    pub async fn wait(&self) -> Result<()> {
         let mut rx = self.0.clone();
         rx.wait_for(|ready| *ready)
             .await
             .map(|_| ())
-            .map_err(|_| crate::error::Error::CachesClosed)
+            .map_err(|_| Error::CachesClosed)
     }
 }
 
@@ -169,5 +171,11 @@ impl Context {
     /// Count one API write request.
     pub fn wrote(&self, kind: Write) {
         self.metrics.wrote(kind);
+    }
+}
+
+impl AsRef<Context> for Context {
+    fn as_ref(&self) -> &Context {
+        self
     }
 }

@@ -1,43 +1,28 @@
-//! Apply: create what is missing, never touch what is not ours, prune what
-//! is no longer wanted, and finish the workers of a finished job.
-//!
-//! Reads come from the watch caches; only missing objects are written, so a
-//! reconcile of an up-to-date job makes no write at all.
+//! Apply, for a T9k job: its Secret, Service and pods through the core's
+//! [`ensure`], the pods the spec no longer asks for pruned, and the
+//! workers of a finished job finished.
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use mpijob_api::contract;
 use mpijob_api::v1beta1::CleanUpWorkers;
 use mpijob_api::MPIJob;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::json;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
-
-use super::build::{self, pod, roles, JobMeta, Role};
+use super::build::{self, pod, roles, Role};
 use super::status::Observed;
-use crate::context::{Context, Write};
-use crate::error::Result;
-use crate::pods::Pods;
-
-/// Whether an object with a child's name is ours.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Ensured {
-    Present,
-    Created,
-    /// Created by an earlier reconcile, not in the caches yet.
-    Expected,
-    /// The API server refused it as invalid: the message says why.
-    Rejected(String),
-    /// Someone else's object has the name: the message says whose.
-    Conflict(String),
-}
+use crate::core::apply::{controlled_by, delete_child, ensure, owned_pods, Ensured, MAX_IN_FLIGHT};
+use crate::core::context::{Context, Write};
+use crate::core::error::Result;
+use crate::core::meta::JobMeta;
+use crate::gang::Gang;
 
 /// Create the job's Secret, Service and (when `create_pods`) its pods,
 /// where missing; the pods join `gang` when it is given. Returns the name clashes found. The Secret and the Service
@@ -49,7 +34,7 @@ pub async fn children(
     meta: &JobMeta,
     create_pods: bool,
     resumed: bool,
-    gang: Option<&crate::gang::Gang>,
+    gang: Option<&Gang>,
 ) -> Result<Observed> {
     let ns = &meta.namespace;
     let mut conflicts = Vec::new();
@@ -176,74 +161,6 @@ fn note(
     }
 }
 
-/// Create `name` unless the cache (`store`, which may hold only metadata)
-/// or a recent create says it exists; report whose it is.
-pub(crate) async fn ensure<K, S>(
-    ctx: &Context,
-    store: &Store<S>,
-    api: &Api<K>,
-    kind: &str,
-    name: &str,
-    meta: &JobMeta,
-    build: impl FnOnce() -> Result<K>,
-) -> Result<Ensured>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
-    S: Resource<DynamicType = ()> + Clone,
-{
-    let ns = &meta.namespace;
-    let key = ObjectRef::<S>::new(name).within(ns);
-    if let Some(existing) = store.get(&key) {
-        ctx.expectations.observed(kind, ns, name);
-        return Ok(ownership(&*existing, kind, name, meta));
-    }
-    if ctx.expectations.pending(kind, ns, name) {
-        // Created a moment ago; its watch event is on its way.
-        return Ok(Ensured::Expected);
-    }
-    let obj = build()?;
-    ctx.wrote(Write::Create);
-    match api.create(&PostParams::default(), &obj).await {
-        Ok(_) => {
-            ctx.expectations.created(kind, ns, name);
-            Ok(Ensured::Created)
-        }
-        // E.g. a template the API server's pod validation refuses: retrying
-        // cannot help, so the job fails with the server's reason.
-        Err(kube::Error::Api(s)) if s.is_invalid() => Ok(Ensured::Rejected(format!(
-            "the API server rejected {kind} {name}: {}",
-            s.message
-        ))),
-        // Only its metadata is read: a clashing Secret's data is none of
-        // our business.
-        Err(kube::Error::Api(s)) if s.is_already_exists() => {
-            match api.get_metadata_opt(name).await? {
-                Some(existing) => Ok(ownership(&existing, kind, name, meta)),
-                // Deleted in between: the next reconcile creates it.
-                None => Ok(Ensured::Present),
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `obj` is controlled by the job (its controller owner reference).
-pub(crate) fn controlled_by<K: Resource>(obj: &K, meta: &JobMeta) -> bool {
-    obj.owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.uid == meta.uid)
-}
-
-fn ownership<K: Resource>(obj: &K, kind: &str, name: &str, meta: &JobMeta) -> Ensured {
-    if controlled_by(obj, meta) {
-        Ensured::Present
-    } else {
-        Ensured::Conflict(format!(
-            "{kind} {name} already exists and is not owned by this MPIJob: delete or rename it, or rename the job"
-        ))
-    }
-}
-
 /// Pods of this job that the spec no longer asks for (fewer replicas).
 async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> Result<()> {
     let wanted = roles(job.spec.worker().replicas);
@@ -257,14 +174,6 @@ async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> R
     Ok(())
 }
 
-/// The pods in the cache that this job owns.
-pub fn owned_pods(pods: &Pods, meta: &JobMeta) -> Vec<std::sync::Arc<Pod>> {
-    pods.of_job(&meta.namespace, &meta.name)
-        .into_iter()
-        .filter(|p| controlled_by(&**p, meta))
-        .collect()
-}
-
 fn is_owned(p: &Pod, meta: &JobMeta) -> bool {
     p.metadata.namespace.as_deref() == Some(meta.namespace.as_str())
         && p.labels().get(contract::labels::JOB_NAME) == Some(&meta.name)
@@ -272,15 +181,11 @@ fn is_owned(p: &Pod, meta: &JobMeta) -> bool {
 }
 
 /// The pod named `name` in the cache, if this job owns it.
-pub fn owned_pod(store: &Store<Pod>, meta: &JobMeta, name: &str) -> Option<std::sync::Arc<Pod>> {
+pub fn owned_pod(store: &Store<Pod>, meta: &JobMeta, name: &str) -> Option<Arc<Pod>> {
     store
         .get(&ObjectRef::new(name).within(&meta.namespace))
         .filter(|p| is_owned(p, meta))
 }
-
-/// How many writes of one job's pods (creates, finish patches, deletes)
-/// may be in flight at once.
-pub const MAX_IN_FLIGHT: usize = 32;
 
 /// The job is over: workers must not run sshd forever. Workers the policy
 /// deletes are deleted; every other running worker is told to finish
@@ -300,7 +205,7 @@ pub async fn finish_workers(ctx: &Context, meta: &JobMeta, policy: &CleanUpWorke
 async fn finish_worker(
     ctx: &Context,
     api: &Api<Pod>,
-    pod: std::sync::Arc<Pod>,
+    pod: Arc<Pod>,
     policy: &CleanUpWorkers,
 ) -> Result<()> {
     if !matches!(Role::of_labels(pod.labels()), Some(Role::Worker(_)))
@@ -333,16 +238,4 @@ async fn finish_worker(
         .await?;
     }
     Ok(())
-}
-
-/// Delete `name` (its dependents in the background); already gone is fine.
-pub(crate) async fn delete_child<K>(api: &Api<K>, name: &str) -> Result<()>
-where
-    K: Resource + Clone + DeserializeOwned + Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -96,7 +96,7 @@ pub fn of(job: &MPIJob, role: Role, resumed: bool) -> Override {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::build::fixtures;
+    use crate::t9k::build::fixtures;
 
     fn job(run_mode: &str) -> MPIJob {
         let mut job = fixtures::job(fixtures::PI);

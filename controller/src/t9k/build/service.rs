@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use mpijob_api::contract::{service_name, DEFAULT_SSH_PORT};
 
-use super::JobMeta;
+use crate::core::meta::JobMeta;
 
 /// Headless, selecting every pod of the job, and publishing addresses before
 /// the pods are ready: the launcher waits for DNS and ssh itself, so it must
@@ -32,11 +32,15 @@ pub fn service(meta: &JobMeta) -> Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::build::fixtures;
+    use crate::t9k::build::fixtures;
 
     #[test]
     fn the_service_is_headless_and_publishes_unready_pods() {
-        let meta = JobMeta::of(&fixtures::job(fixtures::PI)).unwrap();
+        let meta = JobMeta::of(
+            &fixtures::job(fixtures::PI),
+            mpijob_api::contract::labels::JOB_NAME,
+        )
+        .unwrap();
         let s = service(&meta);
         assert_eq!(s.metadata.name.as_deref(), Some("pi"));
         let spec = s.spec.unwrap();

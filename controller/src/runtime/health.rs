@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::core::metrics::Metrics;
 
 /// How long a client has to send its request line and headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -197,7 +197,7 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         assert!(r.ends_with("\r\n\r\nstanding by: another replica holds the lease\n"));
 
-        metrics.wrote(crate::metrics::Write::Create);
+        metrics.wrote(crate::core::metrics::Write::Create);
         let r = exchange(addr, &get("/metrics")).await;
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         assert!(r.contains("content-type: text/plain; version=0.0.4"), "{r}");

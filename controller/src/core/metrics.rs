@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::error::Error;
+use super::error::Error;
 
 /// What an API write request was for.
 #[derive(Clone, Copy, Debug)]

@@ -8,7 +8,7 @@ use mpijob_api::contract::{self, secret_keys, secret_name};
 use mpijob_api::sshclient;
 use mpijob_api::sshkey::JobKey;
 
-use super::JobMeta;
+use crate::core::meta::JobMeta;
 
 /// An immutable `kubernetes.io/ssh-auth` Secret holding `key`. The key is
 /// made once, when the Secret is first created, and never again while the
@@ -38,11 +38,15 @@ pub fn secret(meta: &JobMeta, key: &JobKey, ssh_dir: &str) -> Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::build::fixtures;
+    use crate::t9k::build::fixtures;
 
     #[test]
     fn the_secret_holds_one_key_pair_under_the_names_ssh_looks_for() {
-        let meta = JobMeta::of(&fixtures::job(fixtures::PI)).unwrap();
+        let meta = JobMeta::of(
+            &fixtures::job(fixtures::PI),
+            mpijob_api::contract::labels::JOB_NAME,
+        )
+        .unwrap();
         let key = mpijob_api::sshkey::generate("t");
         let s = secret(&meta, &key, "/home/u/.ssh");
         assert_eq!(s.metadata.name.as_deref(), Some("pi-ssh"));

@@ -22,6 +22,9 @@ use mpijob_api::MPIJob;
 
 use super::build::pod::mpi_container_index;
 use super::build::{roles, Role};
+use crate::core::context::COMPACT_ABOVE;
+use crate::core::failure::{describe, pod_failure};
+use crate::gang;
 
 /// Stable reasons.
 pub mod reason {
@@ -78,7 +81,7 @@ pub struct Observed {
     /// The run mode.
     pub run: Run,
     /// The job's gang, when it has a PodGroup (or should have one).
-    pub gang: Option<crate::gang::State>,
+    pub gang: Option<gang::State>,
 }
 
 /// Whether condition `type_` is True in `next` but was not in `prev`.
@@ -228,7 +231,7 @@ pub fn compute(
         .filter(|_| !s.phase.is_some_and(Phase::is_finished))
     {
         let live: Vec<&Pod> = expected.iter().filter_map(|r| find(*r)).collect();
-        if let Some((placed, why, message)) = crate::gang::condition(state, &live) {
+        if let Some((placed, why, message)) = gang::condition(state, &live) {
             set_condition(
                 &mut s.conditions,
                 ConditionType::Scheduled,
@@ -540,60 +543,6 @@ fn who(role: Role, job: &str) -> String {
     format!("{} {}", role.replica_type().as_str(), role.pod_name(job))
 }
 
-/// `worker pi-worker-2 container mpi-worker exited 137 (OOMKilled)`, with
-/// the container's termination message after a colon when it left one.
-pub(crate) fn describe(who: &str, container: &str, t: &ContainerStateTerminated) -> String {
-    let mut m = format!("{who} container {container} exited {}", t.exit_code);
-    if let Some(r) = t.reason.as_deref().filter(|r| !r.is_empty()) {
-        m.push_str(&format!(" ({r})"));
-    }
-    if let Some(msg) = t
-        .message
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        m.push_str(&format!(": {}", msg.lines().next().unwrap_or_default()));
-    }
-    m
-}
-
-/// A pod that failed without its MPI container saying why (evicted,
-/// rejected by the node, an init container failing).
-pub(crate) fn pod_failure(who: &str, pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    if status.phase.as_deref() != Some("Failed") {
-        return None;
-    }
-    if let Some(init) = status.init_container_statuses.as_ref().and_then(|cs| {
-        cs.iter().find_map(|c| {
-            let t = c.state.as_ref()?.terminated.as_ref()?;
-            (t.exit_code != 0).then(|| (c.name.clone(), t))
-        })
-    }) {
-        return Some(format!(
-            "{who} init container {} exited {}{}",
-            init.0,
-            init.1.exit_code,
-            init.1
-                .reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        ));
-    }
-    let why = [status.reason.as_deref(), status.message.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(": ");
-    Some(if why.is_empty() {
-        format!("{who} failed")
-    } else {
-        format!("{who} failed: {why}")
-    })
-}
-
 /// The MPI container's termination, if it has ended.
 fn mpi_termination(pod: &Pod) -> Option<(String, &ContainerStateTerminated)> {
     let spec = pod.spec.as_ref()?;
@@ -658,11 +607,6 @@ fn replica_of(pod: &Pod) -> ReplicaStatus {
         containers,
     }
 }
-
-/// Above this many workers, the status lists the plainly healthy ones
-/// compactly (see [`compacted`]), so that the largest job's status stays
-/// well below what etcd stores (1.5 MiB an object).
-pub const COMPACT_ABOVE: usize = 1000;
 
 /// A worker that runs with every container running, or succeeded with
 /// every container exited 0 and no message, listed by name and phase
@@ -748,7 +692,7 @@ pub fn set_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::build::fixtures;
+    use crate::t9k::build::fixtures;
     use serde_json::json;
 
     fn at(s: &str) -> Time {
@@ -1113,7 +1057,7 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::reconcile::build::fixtures;
+    use crate::t9k::build::fixtures;
     use proptest::prelude::*;
     use serde_json::json;
 

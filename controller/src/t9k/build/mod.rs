@@ -8,62 +8,8 @@ pub mod service;
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, Result};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::Resource;
 use mpijob_api::contract::labels;
 use mpijob_api::v1beta1::ReplicaType;
-
-/// What every builder needs to know about the job, read once.
-#[derive(Clone, Debug)]
-pub struct JobMeta {
-    pub name: String,
-    pub namespace: String,
-    pub uid: String,
-    pub owner: OwnerReference,
-}
-
-impl JobMeta {
-    /// Dereference the job's identity. Fails only for an object the API
-    /// server would never hand out (no name, namespace or uid).
-    pub fn of<K: Resource<DynamicType = ()>>(job: &K) -> Result<JobMeta> {
-        let m = job.meta();
-        let name = m.name.clone().ok_or(Error::MissingField("metadata.name"))?;
-        let namespace = m
-            .namespace
-            .clone()
-            .ok_or(Error::MissingField("metadata.namespace"))?;
-        let uid = m.uid.clone().ok_or(Error::MissingField("metadata.uid"))?;
-        let owner = job
-            .controller_owner_ref(&())
-            .ok_or(Error::MissingField("metadata.uid"))?;
-        Ok(JobMeta {
-            name,
-            namespace,
-            uid,
-            owner,
-        })
-    }
-
-    /// Metadata for a child: name, namespace, the job's labels and the
-    /// controller owner reference.
-    pub fn child(&self, name: String, extra_labels: BTreeMap<String, String>) -> ObjectMeta {
-        let mut l = self.selector();
-        l.extend(extra_labels);
-        ObjectMeta {
-            name: Some(name),
-            namespace: Some(self.namespace.clone()),
-            labels: Some(l),
-            owner_references: Some(vec![self.owner.clone()]),
-            ..ObjectMeta::default()
-        }
-    }
-
-    /// The label every child of this job carries.
-    pub fn selector(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(labels::JOB_NAME.to_string(), self.name.clone())])
-    }
-}
 
 /// The two roles a pod can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +81,7 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::meta::JobMeta;
 
     #[test]
     fn roles_and_names() {
@@ -154,7 +101,7 @@ mod tests {
     #[test]
     fn children_are_owned_by_the_job_as_controller() {
         let job = fixtures::job(fixtures::PI);
-        let meta = JobMeta::of(&job).unwrap();
+        let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
         let child = meta.child("x".into(), BTreeMap::new());
         let owner = &child.owner_references.unwrap()[0];
         assert_eq!(owner.kind, "MPIJob");

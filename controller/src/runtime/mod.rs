@@ -1,12 +1,20 @@
 //! Wiring: one watch per kind, shared by the controller's triggers and the
-//! caches the reconciler reads from.
+//! caches the reconcilers read from; one controller per served API, under
+//! leader election, with health and metrics beside them.
+
+pub mod discovery;
+pub mod health;
+pub mod leader;
+pub mod throttle;
+
+pub use discovery::{choose_apis, Served};
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Future, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::core::PartialObjectMeta;
@@ -18,11 +26,15 @@ use kube::{Api, Client, ResourceExt};
 use mpijob_api::contract::labels;
 use mpijob_api::MPIJob;
 
-use crate::context::{Config, Context, Synced};
-use crate::health::Health;
+use crate::core::context::{Config, Context, Synced};
+use crate::core::error::Result;
+use crate::core::events::error_policy;
+use crate::core::metrics::Metrics;
+use crate::gang::podgroups::{PodGroups, Scheduling};
+use crate::gang::GangScheduling;
 use crate::kubeflow::{self, KubeflowContext};
-use crate::metrics::Metrics;
-use crate::reconcile::{error_policy, reconcile};
+use crate::t9k::{self, T9kContext};
+use health::Health;
 
 /// Where to watch and serve.
 #[derive(Clone, Debug)]
@@ -34,7 +46,13 @@ pub struct Options {
     /// This instance's name in events (the pod name in a cluster).
     pub instance: String,
     /// Leader election; `None` runs without it (a single replica).
-    pub leader: Option<crate::leader::LeaseConfig>,
+    pub leader: Option<leader::LeaseConfig>,
+    /// `--gang-scheduling`: the gang scheduler of the jobs that do not
+    /// name the T9k scheduler; `None` creates no PodGroup for them.
+    pub gang_scheduling: Option<GangScheduling>,
+    /// The cluster's DNS domain (`--cluster-domain`), appended to the
+    /// hosts of Kubeflow jobs' hostfiles; `None` leaves them at `….svc`.
+    pub cluster_domain: Option<String>,
     /// The APIs to serve; `None` serves each whose CRD is installed.
     pub apis: Option<Vec<Served>>,
 }
@@ -47,98 +65,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// The MPIJob APIs this controller can serve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Served {
-    /// `batch.tensorstack.dev/v1beta1` (TensorStack T9k).
-    T9k,
-    /// `kubeflow.org/v2beta1` (Kubeflow mpi-operator).
-    Kubeflow,
-}
-
-impl Served {
-    pub const ALL: [Served; 2] = [Served::T9k, Served::Kubeflow];
-
-    /// The API's `group/version`.
-    pub fn api_version(self) -> &'static str {
-        match self {
-            Served::T9k => mpijob_api::manifest::API_VERSION,
-            Served::Kubeflow => mpijob_api::kubeflow::API_VERSION,
-        }
-    }
-
-    /// The CRD that must be installed, and the file in `crds/` that holds it.
-    pub fn crd(self) -> (&'static str, &'static str) {
-        match self {
-            Served::T9k => ("mpijobs.batch.tensorstack.dev", "crds/mpijob.yaml"),
-            Served::Kubeflow => ("mpijobs.kubeflow.org", "crds/kubeflow.org_mpijobs.yaml"),
-        }
-    }
-}
-
-/// Whether the API server serves `mpijobs` in `api_version` (its CRD is
-/// installed and established). Discovery needs no RBAC beyond what every
-/// client has.
-async fn installed(client: &Client, api: Served) -> anyhow::Result<bool> {
-    serves(client, api.api_version(), "mpijobs")
-        .await
-        .map_err(|e| anyhow::anyhow!("discovering {}: {e}", api.api_version()))
-}
-
-/// Whether the API server serves `plural` in `api_version` (its CRD is
-/// installed and established): MPIJobs here, PodGroups in `gang`.
-pub(crate) async fn serves(
-    client: &Client,
-    api_version: &str,
-    plural: &str,
-) -> Result<bool, kube::Error> {
-    match client.list_api_group_resources(api_version).await {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
-        // A group the server does not serve is a plain-text "404 page not
-        // found", not a NotFound Status: any 404 means not installed.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// The APIs to serve: those asked for (each must be installed), or, when
-/// none are, each one whose CRD is installed. The log says which and why.
-pub async fn choose_apis(client: &Client, asked: Option<&[Served]>) -> anyhow::Result<Vec<Served>> {
-    let mut serve = Vec::new();
-    for api in Served::ALL {
-        let wanted = asked.is_none_or(|a| a.contains(&api));
-        let (crd, file) = api.crd();
-        let present = installed(client, api).await?;
-        match (wanted, present, asked.is_some()) {
-            (true, true, explicit) => {
-                let why = if explicit { "asked for with --apis" } else { "its CRD is installed" };
-                tracing::info!(api = api.api_version(), "serving {} MPIJobs: {why}", api.api_version());
-                serve.push(api);
-            }
-            (true, false, true) => anyhow::bail!(
-                "--apis asks for {} but CRD {crd} is not installed: kubectl apply -f {file}, or leave that API out of --apis",
-                api.api_version()
-            ),
-            (true, false, false) => tracing::info!(
-                api = api.api_version(),
-                "not serving {} MPIJobs: CRD {crd} is not installed (kubectl apply -f {file}, then restart the controller)",
-                api.api_version()
-            ),
-            (false, _, _) => tracing::info!(
-                api = api.api_version(),
-                "not serving {} MPIJobs: left out of --apis",
-                api.api_version()
-            ),
-        }
-    }
-    if serve.is_empty() {
-        anyhow::bail!(
-            "no MPIJob CRD is installed: kubectl apply -f crds/ (or one of crds/mpijob.yaml and crds/kubeflow.org_mpijobs.yaml)"
-        );
-    }
-    Ok(serve)
 }
 
 /// A cache of `K` filtered by `label`, and the stream of its changes for a
@@ -190,7 +116,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         let health = health.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(addr, health, metrics).await {
+            if let Err(e) = health::serve(addr, health, metrics).await {
                 tracing::error!(%addr, error = %e, "health endpoint failed");
             }
         });
@@ -203,7 +129,7 @@ pub async fn run(client: Client, config: Config, opts: Options) -> anyhow::Resul
         if let Some(lease) = &opts.leader {
             health.standby.store(true, Ordering::Relaxed);
             tokio::select! {
-                _ = crate::leader::acquire(&client, lease) => {}
+                _ = leader::acquire(&client, lease) => {}
                 _ = shutdown_signal() => break,
             }
             health.standby.store(false, Ordering::Relaxed);
@@ -259,23 +185,23 @@ async fn serve(
             instance: Some(opts.instance.clone()),
         },
     );
-    let pod_groups = Arc::new(crate::gang::podgroups::PodGroups::new(
-        client.clone(),
-        opts.namespace.clone(),
-    ));
-    if let Some(g) = &config.gang_scheduling {
+    let gang = Scheduling {
+        flag: opts.gang_scheduling.clone(),
+        pod_groups: Arc::new(PodGroups::new(client.clone(), opts.namespace.clone())),
+    };
+    if let Some(g) = &gang.flag {
         tracing::info!(scheduler = %g.flag(), "gang scheduling: every job that does not name the T9k scheduler gets a PodGroup");
     }
     let context = |label: &str, synced: Synced| {
         // Only the jobs' own children are cached: they carry the API's
         // job-name label. Secrets are watched as metadata only: their key
         // material never reaches the controller.
-        let index = Arc::new(crate::pods::JobIndex::new(label));
+        let index = Arc::new(crate::core::pods::JobIndex::new(label));
         let (pods, pod_events) = {
             let index = index.clone();
             cache::<Pod>(&client, &opts.namespace, label, move |e| index.apply(e))
         };
-        let pods = crate::pods::Pods::new(pods, index);
+        let pods = crate::core::pods::Pods::new(pods, index);
         let (secrets, secret_events) =
             cache::<PartialObjectMeta<Secret>>(&client, &opts.namespace, label, |_| {});
         let (services, service_events) = cache::<Service>(&client, &opts.namespace, label, |_| {});
@@ -289,7 +215,6 @@ async fn serve(
             metrics: metrics.clone(),
             expectations: Default::default(),
             synced,
-            pod_groups: pod_groups.clone(),
             large_jobs: Default::default(),
         };
         (ctx, pod_events, secret_events, service_events)
@@ -308,9 +233,16 @@ async fn serve(
     let mut synced: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();
     if apis.contains(&Served::T9k) {
         let (ready, flag) = Synced::new();
-        let (ctx, pod_events, secret_events, service_events) = context(labels::JOB_NAME, flag);
-        let (pods, secrets, services) =
-            (ctx.pods.clone(), ctx.secrets.clone(), ctx.services.clone());
+        let (core, pod_events, secret_events, service_events) = context(labels::JOB_NAME, flag);
+        let (pods, secrets, services) = (
+            core.pods.clone(),
+            core.secrets.clone(),
+            core.services.clone(),
+        );
+        let ctx = T9kContext {
+            core,
+            gang: gang.clone(),
+        };
         // One waiter per store (see `Synced`).
         synced.push(Box::pin(async move {
             let _ = tokio::join!(
@@ -328,7 +260,7 @@ async fn serve(
                 .owns_stream(secret_events)
                 .owns_stream(service_events)
                 .shutdown_on_signal()
-                .run(measured, error_policy, Arc::new(ctx))
+                .run(measured(t9k::reconcile), error_policy, Arc::new(ctx))
                 .for_each(counted(metrics)),
         ));
     }
@@ -343,6 +275,8 @@ async fn serve(
             core,
             config_maps,
             jobs,
+            gang: gang.clone(),
+            cluster_domain: opts.cluster_domain.clone(),
         });
         let k = kctx.clone();
         synced.push(Box::pin(async move {
@@ -368,7 +302,7 @@ async fn serve(
                 .owns_stream(config_map_events)
                 .owns_stream(job_events)
                 .shutdown_on_signal()
-                .run(measured_kubeflow, kubeflow::error_policy, kctx)
+                .run(measured(kubeflow::reconcile), error_policy, kctx)
                 .for_each(counted(metrics)),
         ));
     }
@@ -389,10 +323,10 @@ async fn serve(
         Some(lease) => {
             tokio::select! {
                 _ = controllers => {
-                    crate::leader::release(&client, lease).await;
+                    leader::release(&client, lease).await;
                     Ended::Shutdown
                 }
-                _ = crate::leader::hold(&client, lease) => Ended::LostLease,
+                _ = leader::hold(&client, lease) => Ended::LostLease,
             }
         }
     }
@@ -419,24 +353,25 @@ fn kubeflow_owner(pod: Pod) -> Option<ObjectRef<mpijob_api::kubeflow::MPIJob>> {
     Some(ObjectRef::new(name).within(pod.metadata.namespace.as_deref()?))
 }
 
-/// The Kubeflow `reconcile`, timed, its errors counted by kind.
-async fn measured_kubeflow(
-    job: Arc<mpijob_api::kubeflow::MPIJob>,
-    ctx: Arc<KubeflowContext>,
-) -> crate::error::Result<Action> {
-    let start = Instant::now();
-    let result = kubeflow::reconcile(job, ctx.clone()).await;
-    ctx.core
-        .metrics
-        .reconciled(start.elapsed(), result.as_ref().err());
-    result
-}
-
-/// `reconcile`, timed, its errors counted by kind.
-async fn measured(job: Arc<MPIJob>, ctx: Arc<Context>) -> crate::error::Result<Action> {
-    let start = Instant::now();
-    let result = reconcile(job, ctx.clone()).await;
-    ctx.metrics
-        .reconciled(start.elapsed(), result.as_ref().err());
-    result
+/// An API's `reconcile`, timed, its errors counted by kind.
+fn measured<K, C, Fut>(
+    reconcile: impl Fn(Arc<K>, Arc<C>) -> Fut,
+) -> impl FnMut(Arc<K>, Arc<C>) -> futures::future::BoxFuture<'static, Result<Action>>
+where
+    C: AsRef<Context> + Send + Sync + 'static,
+    K: Send + Sync + 'static,
+    Fut: Future<Output = Result<Action>> + Send + 'static,
+{
+    move |job, ctx| {
+        let run = reconcile(job, ctx.clone());
+        Box::pin(async move {
+            let start = Instant::now();
+            let result = run.await;
+            (*ctx)
+                .as_ref()
+                .metrics
+                .reconciled(start.elapsed(), result.as_ref().err());
+            result
+        })
+    }
 }

@@ -1,30 +1,35 @@
-//! The launcher's stub resolver: name → addresses, as glibc would answer,
-//! for the wait's polls.
-//!
-//! It does what the wait needs and nothing more, in place of a general
-//! resolver library (which was a tenth of the agent's binary):
+//! The launcher's resolver: name → addresses, as glibc would answer, for
+//! the wait's polls. The DNS itself (queries, answers, UDP with TCP for
+//! truncated answers, ids, timeouts and retries) is hickory-resolver's;
+//! this module adds what glibc does that the wait relies on:
 //! - `/etc/hosts` first (local mode names its hosts there);
-//! - `/etc/resolv.conf`: `nameserver` (port 53, in order), `search` and
-//!   `domain`, `options ndots: timeout: attempts:`, with glibc's defaults;
+//! - `/etc/resolv.conf` read as glibc reads it: `nameserver` (port 53, in
+//!   order; a line it cannot read is skipped, and with none 127.0.0.1 is
+//!   asked), `search` and `domain` (the last wins), `options ndots:
+//!   timeout: attempts:` with glibc's defaults and bounds. hickory's own
+//!   reader refuses the whole file over one bad line;
 //! - the search list as glibc walks it: a name with at least `ndots` dots
 //!   is tried as it is first, others after the search domains; a name
-//!   ending in `.` is tried only as it is;
-//! - A, then AAAA when the name exists without an A record; NXDOMAIN or
-//!   no address moves on to the next candidate; the lookup fails only when
-//!   no server answered for any candidate (a refusal for one candidate,
-//!   as a cluster DNS gives names outside its domain, is not a failure
-//!   when another was answered "no such name");
-//! - UDP only, one socket per query, connected to the server (answers from
-//!   anywhere else are dropped), a random query id, and the question
-//!   checked in the answer;
+//!   ending in `.` is tried only as it is. Each candidate goes to hickory
+//!   as an absolute name;
+//! - A, then AAAA when the name exists without an A record; "no such name"
+//!   or no address moves on to the next candidate; the lookup fails only
+//!   when no server answered for any candidate (a refusal for one
+//!   candidate, as a cluster DNS gives names outside its domain, is not a
+//!   failure when another was answered "no such name"). hickory's own walk
+//!   returns the last candidate's answer, which would make that refusal
+//!   the result;
 //! - nothing cached: a name that appears is seen at the next lookup.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{Name, ResolveError, TokioResolver};
 
 /// What `/etc/resolv.conf` says, with glibc's defaults where it is silent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,111 +128,6 @@ pub fn from_hosts(text: &str, name: &str) -> Vec<IpAddr> {
     found
 }
 
-/// Record types asked for.
-const A: u16 = 1;
-const AAAA: u16 = 28;
-const CLASS_IN: u16 = 1;
-/// The largest UDP answer read (RFC 1035's limit, without EDNS).
-const MAX_UDP: usize = 512;
-
-/// A query for `name`'s `qtype` records, recursion desired.
-pub fn query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, String> {
-    let mut q = Vec::with_capacity(18 + name.len());
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    if name.len() > 253 {
-        return Err(format!("{name:?} is longer than 253 characters"));
-    }
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!(
-                "{name:?} is not a DNS name: each dot-separated part must be 1 to 63 characters"
-            ));
-        }
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.push(0);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&CLASS_IN.to_be_bytes());
-    Ok(q)
-}
-
-/// What one answer says.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// Records of the type asked for (possibly after a CNAME).
-    Found(Vec<IpAddr>),
-    /// NOERROR without such a record: the name exists, with no address of
-    /// this type.
-    NoData,
-    /// NXDOMAIN: no such name.
-    NoName,
-    /// The server could not answer (SERVFAIL, REFUSED, …): ask the next.
-    Failed(String),
-}
-
-/// Read `msg` as the answer to `query` (same id and question), or `None`
-/// when it is not one (a stray or forged datagram: keep waiting).
-pub fn answer(query: &[u8], msg: &[u8]) -> Option<Answer> {
-    if msg.len() < 12 || msg[..2] != query[..2] || msg[2] & 0x80 == 0 {
-        return None;
-    }
-    // The question, as sent: the name (case aside), its type and class.
-    let question = &query[12..];
-    let echoed = msg.get(12..12 + question.len())?;
-    if u16::from_be_bytes([msg[4], msg[5]]) != 1 || !echoed.eq_ignore_ascii_case(question) {
-        return None;
-    }
-    let qtype = u16::from_be_bytes([question[question.len() - 4], question[question.len() - 3]]);
-    let truncated = msg[2] & 0x02 != 0;
-    match msg[3] & 0x0f {
-        0 => {}
-        3 => return Some(Answer::NoName),
-        2 => return Some(Answer::Failed("the server failed (SERVFAIL)".into())),
-        5 => return Some(Answer::Failed("the server refused (REFUSED)".into())),
-        code => return Some(Answer::Failed(format!("the server answered rcode {code}"))),
-    }
-    let count = u16::from_be_bytes([msg[6], msg[7]]);
-    let mut at = 12 + question.len();
-    let mut found = Vec::new();
-    for _ in 0..count {
-        at = skip_name(msg, at)?;
-        let fixed = msg.get(at..at + 10)?;
-        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
-        let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-        let data = msg.get(at + 10..at + 10 + len)?;
-        at += 10 + len;
-        if rtype != qtype || class != CLASS_IN {
-            continue;
-        }
-        match (rtype, data.len()) {
-            (A, 4) => found.push(IpAddr::from(<[u8; 4]>::try_from(data).ok()?)),
-            (AAAA, 16) => found.push(IpAddr::from(<[u8; 16]>::try_from(data).ok()?)),
-            _ => {}
-        }
-    }
-    Some(match (found.is_empty(), truncated) {
-        (false, _) => Answer::Found(found),
-        (true, true) => Answer::Failed("the answer was truncated (TCP is not used)".into()),
-        (true, false) => Answer::NoData,
-    })
-}
-
-/// Past the (possibly compressed) name at `at`.
-fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(at)?;
-        match len & 0xc0 {
-            0xc0 => return Some(at + 2),
-            0 if len == 0 => return Some(at + 1),
-            0 => at += 1 + usize::from(len),
-            _ => return None,
-        }
-    }
-}
-
 /// A lookup's failure: no candidate had an address, and no server said
 /// that any candidate does not exist (they all failed or timed out).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,12 +139,27 @@ impl std::fmt::Display for LookupError {
     }
 }
 
+/// What one candidate's lookup found.
+enum Answer {
+    Found(Vec<IpAddr>),
+    /// "No such name", or the name without an address.
+    Absent,
+    Failed(String),
+}
+
 /// The resolver: resolv.conf and /etc/hosts, read once.
-#[derive(Debug)]
 pub struct Resolver {
     conf: Conf,
     hosts: String,
-    ids: RandomState,
+    dns: TokioResolver,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("conf", &self.conf)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Resolver {
@@ -259,11 +174,30 @@ impl Resolver {
     }
 
     pub fn new(conf: Conf, hosts: String) -> Resolver {
-        Resolver {
-            conf,
-            hosts,
-            ids: RandomState::new(),
-        }
+        // Each server over UDP, and over TCP for answers too large for UDP,
+        // as hickory sets up servers from resolv.conf.
+        let servers: Vec<NameServerConfig> = conf
+            .nameservers
+            .iter()
+            .flat_map(|s| [Protocol::Udp, Protocol::Tcp].map(|p| NameServerConfig::new(*s, p)))
+            .collect();
+        let mut opts = ResolverOpts::default();
+        opts.timeout = conf.timeout;
+        opts.attempts = conf.attempts as usize;
+        // The hosts file is read here (above), and the search list walked
+        // here: hickory sees only absolute names.
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        opts.cache_size = 0;
+        opts.positive_max_ttl = Some(Duration::ZERO);
+        opts.negative_max_ttl = Some(Duration::ZERO);
+        let dns = TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, Vec::new(), servers),
+            TokioConnectionProvider::default(),
+        )
+        .with_options(opts)
+        .build();
+        Resolver { conf, hosts, dns }
     }
 
     /// `name`'s addresses; empty when no candidate has any.
@@ -274,16 +208,9 @@ impl Resolver {
         }
         let (mut failure, mut denied) = (None, false);
         for candidate in self.conf.candidates(name) {
-            let answer = match self.ask(&candidate, A).await {
-                Answer::NoData => match self.ask(&candidate, AAAA).await {
-                    Answer::NoName => Answer::NoData,
-                    other => other,
-                },
-                other => other,
-            };
-            match answer {
+            match self.ask(&candidate).await {
                 Answer::Found(ips) => return Ok(ips),
-                Answer::NoData | Answer::NoName => denied = true,
+                Answer::Absent => denied = true,
                 Answer::Failed(e) => failure = Some(e),
             }
         }
@@ -296,68 +223,70 @@ impl Resolver {
         }
     }
 
-    /// Ask every server in turn, `attempts` rounds, until one answers.
-    async fn ask(&self, name: &str, qtype: u16) -> Answer {
-        let mut last = Answer::Failed("no name server configured".into());
-        for _ in 0..self.conf.attempts {
-            for server in &self.conf.nameservers {
-                let mut h = self.ids.build_hasher();
-                h.write(name.as_bytes());
-                h.write_u128(
-                    std::time::SystemTime::UNIX_EPOCH
-                        .elapsed()
-                        .unwrap_or_default()
-                        .as_nanos(),
-                );
-                let id = h.finish() as u16;
-                last = match query(id, name, qtype) {
-                    Ok(q) => match exchange(*server, &q, self.conf.timeout).await {
-                        Ok(a) => a,
-                        Err(e) => Answer::Failed(format!("{server}: {e}")),
-                    },
-                    Err(e) => return Answer::Failed(e),
-                };
-                if !matches!(last, Answer::Failed(_)) {
-                    return last;
-                }
+    /// One candidate's A records, or its AAAA records when it has no A.
+    async fn ask(&self, candidate: &str) -> Answer {
+        let name = match Name::from_ascii(candidate) {
+            Ok(mut n) => {
+                n.set_fqdn(true);
+                n
             }
+            Err(e) => return Answer::Failed(format!("{candidate}: {e}")),
+        };
+        // A first; AAAA only when the name exists without an A record.
+        let v4 = self.dns.ipv4_lookup(name.clone()).await;
+        let ips: Result<Vec<IpAddr>, _> = match v4 {
+            Ok(found) if found.iter().next().is_some() => {
+                Ok(found.iter().map(|a| a.0.into()).collect())
+            }
+            Ok(_) => Err(None),
+            Err(e) => Err(Some(e)),
+        };
+        let ips = match ips {
+            Ok(ips) => return Answer::Found(ips),
+            Err(Some(e)) if answered(&e) != Some(ResponseCode::NoError) => {
+                return self.failed_or_absent(candidate, &e)
+            }
+            Err(_) => self.dns.ipv6_lookup(name).await,
+        };
+        match ips {
+            Ok(found) if found.iter().next().is_some() => {
+                Answer::Found(found.iter().map(|a| a.0.into()).collect())
+            }
+            Ok(_) => Answer::Absent,
+            Err(e) => self.failed_or_absent(candidate, &e),
         }
-        last
+    }
+
+    /// "No such name" or "no such record" is an absent name; any other
+    /// answer, or none, is a failure.
+    fn failed_or_absent(&self, candidate: &str, e: &ResolveError) -> Answer {
+        match answered(e) {
+            Some(ResponseCode::NXDomain | ResponseCode::NoError) => Answer::Absent,
+            Some(code) => Answer::Failed(format!(
+                "{candidate}: the name server answered {}",
+                format!("{code:?}").to_uppercase()
+            )),
+            None => Answer::Failed(format!("{candidate}: {e}")),
+        }
     }
 }
 
-/// One query to one server over UDP, until its answer or `timeout`.
-async fn exchange(server: SocketAddr, q: &[u8], timeout: Duration) -> std::io::Result<Answer> {
-    let any: IpAddr = if server.is_ipv4() {
-        Ipv4Addr::UNSPECIFIED.into()
-    } else {
-        Ipv6Addr::UNSPECIFIED.into()
-    };
-    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
-    socket.connect(server).await?;
-    socket.send(q).await?;
-    let mut buf = [0u8; MAX_UDP];
-    let read = async {
-        loop {
-            let n = socket.recv(&mut buf).await?;
-            if let Some(a) = answer(q, &buf[..n]) {
-                return Ok(a);
-            }
-        }
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer in {} s", timeout.as_secs()),
-            ))
-        })
+/// The response code a server answered with, when the lookup failed on an
+/// answer (rather than on no answer at all).
+fn answered(e: &ResolveError) -> Option<ResponseCode> {
+    match e.proto()?.kind() {
+        ProtoErrorKind::NoRecordsFound { response_code, .. } => Some(*response_code),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use hickory_resolver::proto::op::{Message, MessageType, OpCode};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType};
 
     #[test]
     fn resolv_conf_as_a_pod_has_it() {
@@ -432,165 +361,116 @@ mod tests {
         assert!(from_hosts(hosts, "pi-worker-1").is_empty());
     }
 
-    #[test]
-    fn queries_are_well_formed_and_names_checked() {
-        let q = query(0x1234, "a.bc", AAAA).unwrap();
-        assert_eq!(
-            q,
-            [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 2, b'b', b'c', 0, 0, 28, 0, 1]
-        );
-        assert!(query(1, "a..b", A).unwrap_err().contains("1 to 63"));
-        assert!(query(1, &"x".repeat(64), A).is_err());
-        assert!(query(1, &["x"; 130].join("."), A)
-            .unwrap_err()
-            .contains("253"));
-    }
-
-    /// An answer to `q` with `rcode` and `records` (type, data), the
-    /// first an alias (CNAME) when `alias` is set, names compressed.
-    fn reply(q: &[u8], rcode: u8, alias: bool, records: &[(u16, &[u8])]) -> Vec<u8> {
-        let mut m = q.to_vec();
-        m[2] = 0x81;
-        m[3] = 0x80 | rcode;
-        let n = records.len() + usize::from(alias);
-        m[7] = n as u8;
-        if alias {
-            // CNAME to "t" + the question's name.
-            m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 30, 0, 4, 1, b't', 0xc0, 12]);
-        }
-        for (t, data) in records {
-            m.extend_from_slice(&[0xc0, 12]);
-            m.extend_from_slice(&t.to_be_bytes());
-            m.extend_from_slice(&[0, 1, 0, 0, 0, 30]);
-            m.extend_from_slice(&(data.len() as u16).to_be_bytes());
-            m.extend_from_slice(data);
-        }
-        m
-    }
-
-    #[test]
-    fn answers_are_read_and_strays_dropped() {
-        let q = query(7, "w.pi", A).unwrap();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            answer(
-                &q,
-                &reply(&q, 0, true, &[(A, &[10, 0, 0, 2]), (A, &[10, 0, 0, 3])])
-            ),
-            Some(Answer::Found(vec![ip("10.0.0.2"), ip("10.0.0.3")]))
-        );
-        assert_eq!(answer(&q, &reply(&q, 0, false, &[])), Some(Answer::NoData));
-        assert_eq!(answer(&q, &reply(&q, 3, false, &[])), Some(Answer::NoName));
-        assert!(
-            matches!(answer(&q, &reply(&q, 2, false, &[])), Some(Answer::Failed(e)) if e.contains("SERVFAIL"))
-        );
-        // Not ours: another id, another question, a query, garbage.
-        let mut other = reply(&q, 0, false, &[(A, &[10, 0, 0, 2])]);
-        other[1] = 8;
-        assert_eq!(answer(&q, &other), None);
-        let elsewhere = query(7, "x.pi", A).unwrap();
-        assert_eq!(
-            answer(&q, &reply(&elsewhere, 0, false, &[(A, &[1, 2, 3, 4])])),
-            None
-        );
-        assert_eq!(answer(&q, &q), None);
-        assert_eq!(answer(&q, &[0, 7, 0x81]), None);
-        // Cut short inside a record: not an answer.
-        let cut = reply(&q, 0, false, &[(A, &[10, 0, 0, 2])]);
-        assert_eq!(answer(&q, &cut[..cut.len() - 2]), None);
-        // Truncated and empty: a failure, not "no such name".
-        let mut tc = reply(&q, 0, false, &[]);
-        tc[2] |= 0x02;
-        assert!(matches!(answer(&q, &tc), Some(Answer::Failed(_))));
-    }
-
-    #[test]
-    fn aaaa_answers_give_ipv6() {
-        let q = query(9, "w", AAAA).unwrap();
-        let v6 = "fd00::5".parse::<Ipv6Addr>().unwrap().octets();
-        assert_eq!(
-            answer(&q, &reply(&q, 0, false, &[(AAAA, &v6), (A, &[1, 1, 1, 1])])),
-            Some(Answer::Found(vec!["fd00::5".parse().unwrap()]))
-        );
-    }
-
-    /// A real exchange over loopback with a one-shot server that answers
-    /// the first query, after a stray datagram from elsewhere.
-    #[tokio::test]
-    async fn looks_up_over_udp_through_the_search_list() {
-        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let serve = std::thread::spawn(move || {
+    /// A DNS server on loopback, on its own thread: `answer` gives each
+    /// question's response code and addresses (A or AAAA as asked). Every
+    /// question it is asked, as `name type`, goes to the returned list.
+    /// With `stray`, each answer is preceded by one with another id.
+    fn server(
+        stray: bool,
+        answer: impl Fn(&str, RecordType) -> (ResponseCode, Vec<IpAddr>) + Send + 'static,
+    ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        std::thread::spawn(move || {
             let mut buf = [0u8; 512];
-            let mut asked = Vec::new();
-            loop {
-                let (n, from) = server.recv_from(&mut buf).unwrap();
-                let q = buf[..n].to_vec();
-                let name = String::from_utf8_lossy(&q[13..n - 5]).to_string();
-                asked.push(name.clone());
-                let a = if name.starts_with("w\u{2}pi\u{2}ns") {
-                    reply(&q, 0, false, &[(A, &[10, 1, 2, 3])])
-                } else {
-                    reply(&q, 3, false, &[])
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
                 };
-                // A stray first: a wrong id from the same server.
-                let mut stray = a.clone();
-                stray[0] ^= 0xff;
-                server.send_to(&stray, from).unwrap();
-                server.send_to(&a, from).unwrap();
-                if name.starts_with("w\u{2}pi\u{2}ns") {
-                    return asked;
+                let Some(query) = q.queries().first().cloned() else {
+                    continue;
+                };
+                let name = query.name().to_ascii();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{name} {}", query.query_type()));
+                let (code, ips) = answer(name.trim_end_matches('.'), query.query_type());
+                let mut m = Message::new();
+                m.set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(OpCode::Query)
+                    .set_recursion_desired(true)
+                    .set_recursion_available(true)
+                    .set_response_code(code)
+                    .add_query(query.clone());
+                for ip in ips {
+                    let data = match (ip, query.query_type()) {
+                        (IpAddr::V4(v4), RecordType::A) => RData::A(v4.into()),
+                        (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(v6.into()),
+                        _ => continue,
+                    };
+                    m.add_answer(Record::from_rdata(query.name().clone(), 30, data));
                 }
+                if stray {
+                    let mut other = m.clone();
+                    other.set_id(q.id() ^ 0xffff);
+                    sock.send_to(&other.to_vec().unwrap(), from).unwrap();
+                }
+                sock.send_to(&m.to_vec().unwrap(), from).unwrap();
             }
         });
-        let conf = Conf {
-            nameservers: vec![addr],
-            search: vec!["nope".into(), "ns".into()],
-            ndots: 5,
+        (addr, asked)
+    }
+
+    fn conf(server: SocketAddr, search: &[&str], ndots: usize) -> Conf {
+        Conf {
+            nameservers: vec![server],
+            search: search.iter().map(|s| s.to_string()).collect(),
+            ndots,
             timeout: Duration::from_secs(2),
             attempts: 1,
-        };
-        let r = Resolver::new(conf, String::new());
+        }
+    }
+
+    /// A real exchange over loopback through the search list, each answer
+    /// after a stray datagram with another id.
+    #[tokio::test]
+    async fn looks_up_over_udp_through_the_search_list() {
+        let (addr, asked) = server(true, |name, t| match (name, t) {
+            ("w.pi.ns", RecordType::A) => (ResponseCode::NoError, vec![[10, 1, 2, 3].into()]),
+            _ => (ResponseCode::NXDomain, vec![]),
+        });
+        let r = Resolver::new(conf(addr, &["nope", "ns"], 5), String::new());
         assert_eq!(
             r.lookup_ip("w.pi").await.unwrap(),
             ["10.1.2.3".parse::<IpAddr>().unwrap()]
         );
-        let asked = serve.join().unwrap();
-        assert_eq!(asked.len(), 2, "{asked:?}");
+        // "no such name" for the first candidate, an address for the second:
+        // the name as it is was never asked for.
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(asked, ["w.pi.nope. A", "w.pi.ns. A"]);
+    }
+
+    /// A name with no A record but an AAAA record gives its IPv6 address.
+    #[tokio::test]
+    async fn aaaa_when_there_is_no_a() {
+        let v6: IpAddr = "fd00::5".parse().unwrap();
+        let (addr, asked) = server(false, move |_, t| match t {
+            RecordType::AAAA => (ResponseCode::NoError, vec![v6]),
+            _ => (ResponseCode::NoError, vec![]),
+        });
+        let r = Resolver::new(conf(addr, &[], 1), String::new());
+        assert_eq!(r.lookup_ip("w.").await.unwrap(), [v6]);
+        assert_eq!(*asked.lock().unwrap(), ["w. A", "w. AAAA"]);
     }
 
     /// NXDOMAIN through the search list, then REFUSED for the name as it
     /// is (outside the cluster domain): the name is missing, not an error.
     #[tokio::test]
     async fn refused_outside_the_domain_after_nxdomain_is_no_record() {
-        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok((n, from)) = server.recv_from(&mut buf) {
-                let q = buf[..n].to_vec();
-                let in_domain = String::from_utf8_lossy(&q).contains("cluster");
-                let a = reply(&q, if in_domain { 3 } else { 5 }, false, &[]);
-                server.send_to(&a, from).unwrap();
+        let (addr, _) = server(false, |name, _| {
+            if name.contains("cluster") {
+                (ResponseCode::NXDomain, vec![])
+            } else {
+                (ResponseCode::Refused, vec![])
             }
         });
-        let conf = Conf {
-            nameservers: vec![addr],
-            search: vec!["ns.svc.cluster".into()],
-            ndots: 5,
-            timeout: Duration::from_secs(2),
-            attempts: 1,
-        };
-        let r = Resolver::new(conf, String::new());
+        let r = Resolver::new(conf(addr, &["ns.svc.cluster"], 5), String::new());
         assert_eq!(r.lookup_ip("w.pi.ns.svc").await, Ok(Vec::new()));
         // Only refusals: an error, naming what the server said.
-        let conf = Conf {
-            nameservers: vec![addr],
-            ndots: 1,
-            attempts: 1,
-            ..Conf::default()
-        };
-        let r = Resolver::new(conf, String::new());
+        let r = Resolver::new(conf(addr, &[], 1), String::new());
         let e = r.lookup_ip("w.pi.ns.svc").await.unwrap_err();
         assert!(e.0.contains("REFUSED"), "{e}");
     }
@@ -615,5 +495,13 @@ mod tests {
             r.lookup_ip("known").await.unwrap(),
             ["10.9.9.9".parse::<IpAddr>().unwrap()]
         );
+        // A server that says "no such name": an empty answer, no error.
+        let (addr, _) = server(false, |_, _| (ResponseCode::NXDomain, vec![]));
+        let r = Resolver::new(conf_of(addr), String::new());
+        assert_eq!(r.lookup_ip("unknown").await, Ok(Vec::new()));
+    }
+
+    fn conf_of(server: SocketAddr) -> Conf {
+        conf(server, &[], 1)
     }
 }

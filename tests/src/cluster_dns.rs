@@ -153,108 +153,72 @@ pub fn name_count(records: &BTreeSet<Record>) -> usize {
 
 /// A minimal DNS client over UDP: enough to ask for A or AAAA records and
 /// read the response code and addresses. For probes and tests, not a
-/// resolver: no retries, no TCP fallback, no search domains.
+/// resolver: no retries, no TCP fallback, no search domains. Messages are
+/// encoded and decoded by hickory-proto.
 pub mod wire {
     use std::io;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
     use std::sync::atomic::{AtomicU16, Ordering};
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-    pub const TYPE_A: u16 = 1;
-    pub const TYPE_AAAA: u16 = 28;
-    pub const NOERROR: u8 = 0;
-    pub const SERVFAIL: u8 = 2;
-    pub const NXDOMAIN: u8 = 3;
-    pub const REFUSED: u8 = 5;
+    pub use hickory_proto::op::ResponseCode;
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    pub use hickory_proto::rr::RecordType;
+    use hickory_proto::rr::{Name, RData};
+
+    pub const TYPE_A: RecordType = RecordType::A;
+    pub const TYPE_AAAA: RecordType = RecordType::AAAA;
+    pub const NOERROR: ResponseCode = ResponseCode::NoError;
+    pub const SERVFAIL: ResponseCode = ResponseCode::ServFail;
+    pub const NXDOMAIN: ResponseCode = ResponseCode::NXDomain;
+    pub const REFUSED: ResponseCode = ResponseCode::Refused;
 
     /// A decoded response.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct Response {
         pub id: u16,
-        pub rcode: u8,
+        pub rcode: ResponseCode,
         /// The A and AAAA records of the answer section, in order.
         pub addrs: Vec<IpAddr>,
     }
 
-    /// A recursive-desired query for `name` of type `qtype`.
-    pub fn encode_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-        let mut q = Vec::with_capacity(18 + name.len());
-        q.extend_from_slice(&id.to_be_bytes());
-        q.extend_from_slice(&[0x01, 0x00]); // RD
-        q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // 1 question
-        for label in name.trim_end_matches('.').split('.') {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.push(0);
-        q.extend_from_slice(&qtype.to_be_bytes());
-        q.extend_from_slice(&1u16.to_be_bytes()); // IN
-        q
+    fn bad(e: impl std::fmt::Display) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, format!("bad DNS message: {e}"))
     }
 
-    fn bad(what: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad DNS response: {what}"),
-        )
-    }
-
-    /// The offset just past the (possibly compressed) name at `at`.
-    fn skip_name(buf: &[u8], mut at: usize) -> io::Result<usize> {
-        loop {
-            let len = *buf.get(at).ok_or_else(|| bad("truncated name"))?;
-            match len {
-                0 => return Ok(at + 1),
-                l if l & 0xc0 == 0xc0 => return Ok(at + 2),
-                l => at += 1 + l as usize,
-            }
-        }
-    }
-
-    fn u16_at(buf: &[u8], at: usize) -> io::Result<u16> {
-        buf.get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| bad("truncated"))
+    /// A recursion-desired query for `name` of type `qtype`.
+    pub fn encode_query(id: u16, name: &str, qtype: RecordType) -> io::Result<Vec<u8>> {
+        let mut name = Name::from_ascii(name).map_err(bad)?;
+        name.set_fqdn(true);
+        let mut m = Message::new();
+        m.set_id(id)
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .set_recursion_desired(true)
+            .add_query(Query::query(name, qtype));
+        m.to_vec().map_err(bad)
     }
 
     /// Decode a response's header and answer addresses.
     pub fn decode_response(buf: &[u8]) -> io::Result<Response> {
-        if buf.len() < 12 {
-            return Err(bad("shorter than a header"));
-        }
-        if buf[2] & 0x80 == 0 {
+        let m = Message::from_vec(buf).map_err(bad)?;
+        if m.message_type() != MessageType::Response {
             return Err(bad("not a response"));
         }
-        let id = u16_at(buf, 0)?;
-        let rcode = buf[3] & 0x0f;
-        let qdcount = u16_at(buf, 4)?;
-        let ancount = u16_at(buf, 6)?;
-        let mut at = 12;
-        for _ in 0..qdcount {
-            at = skip_name(buf, at)? + 4;
-        }
-        let mut addrs = Vec::new();
-        for _ in 0..ancount {
-            at = skip_name(buf, at)?;
-            let rtype = u16_at(buf, at)?;
-            let rdlen = u16_at(buf, at + 8)? as usize;
-            let rdata = buf
-                .get(at + 10..at + 10 + rdlen)
-                .ok_or_else(|| bad("truncated rdata"))?;
-            match (rtype, rdlen) {
-                (TYPE_A, 4) => {
-                    let b: [u8; 4] = rdata.try_into().unwrap();
-                    addrs.push(IpAddr::V4(Ipv4Addr::from(b)));
-                }
-                (TYPE_AAAA, 16) => {
-                    let b: [u8; 16] = rdata.try_into().unwrap();
-                    addrs.push(IpAddr::V6(Ipv6Addr::from(b)));
-                }
-                _ => {}
-            }
-            at += 10 + rdlen;
-        }
-        Ok(Response { id, rcode, addrs })
+        let addrs = m
+            .answers()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(IpAddr::from(Ipv4Addr::from(*a))),
+                RData::AAAA(a) => Some(IpAddr::from(Ipv6Addr::from(*a))),
+                _ => None,
+            })
+            .collect();
+        Ok(Response {
+            id: m.id(),
+            rcode: m.response_code(),
+            addrs,
+        })
     }
 
     /// Ask `server` once for `name`'s `qtype` records, waiting at most
@@ -262,7 +226,7 @@ pub mod wire {
     pub fn query(
         server: SocketAddr,
         name: &str,
-        qtype: u16,
+        qtype: RecordType,
         timeout: Duration,
     ) -> io::Result<Response> {
         let local: SocketAddr = match server {
@@ -279,13 +243,13 @@ pub mod wire {
             .map_or(0, |d| d.subsec_nanos());
         let id =
             NEXT.fetch_add(1, Ordering::Relaxed) ^ (nanos as u16) ^ (std::process::id() as u16);
-        sock.send(&encode_query(id, name, qtype))?;
+        sock.send(&encode_query(id, name, qtype)?)?;
         let mut buf = [0u8; 4096];
         let deadline = Instant::now() + timeout;
         loop {
             let n = sock.recv(&mut buf)?;
-            let r = decode_response(&buf[..n])?;
-            if r.id == id {
+            // Not a DNS response, or another one: keep waiting for ours.
+            if let Some(r) = decode_response(&buf[..n]).ok().filter(|r| r.id == id) {
                 return Ok(r);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -454,21 +418,31 @@ mod tests {
 
     #[test]
     fn wire_round_trip() {
-        let q = wire::encode_query(0x1234, "a.b.", wire::TYPE_A);
-        assert_eq!(
-            q,
-            [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 1, b'b', 0, 0, 1, 0, 1]
-        );
-        // The response: the question echoed, then one A record whose name
-        // is a pointer to the question's name, and one AAAA record.
-        let mut r = q.clone();
-        r[2] = 0x81;
-        r[3] = 0x80;
-        r[7] = 2;
-        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 198, 18, 5, 10]);
-        r.extend_from_slice(&[0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 0, 0, 16]);
-        r.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        let d = wire::decode_response(&r).unwrap();
+        use hickory_proto::op::{Message, MessageType};
+        use hickory_proto::rr::{RData, Record};
+
+        let q = wire::encode_query(0x1234, "a.b.", wire::TYPE_A).unwrap();
+        let asked = Message::from_vec(&q).unwrap();
+        assert_eq!(asked.id(), 0x1234);
+        assert!(asked.recursion_desired());
+        assert_eq!(asked.queries()[0].name().to_ascii(), "a.b.");
+        assert_eq!(asked.queries()[0].query_type(), wire::TYPE_A);
+        // The response: the question echoed, one A and one AAAA record.
+        let mut r = asked.clone();
+        let name = asked.queries()[0].name().clone();
+        r.set_message_type(MessageType::Response)
+            .add_answer(Record::from_rdata(
+                name.clone(),
+                0,
+                RData::A("198.18.5.10".parse::<std::net::Ipv4Addr>().unwrap().into()),
+            ))
+            .add_answer(Record::from_rdata(
+                name,
+                0,
+                RData::AAAA("fd00::1".parse::<std::net::Ipv6Addr>().unwrap().into()),
+            ));
+        let bytes = r.to_vec().unwrap();
+        let d = wire::decode_response(&bytes).unwrap();
         assert_eq!(d.id, 0x1234);
         assert_eq!(d.rcode, wire::NOERROR);
         assert_eq!(
@@ -478,11 +452,14 @@ mod tests {
                 "fd00::1".parse().unwrap()
             ]
         );
-        let mut nx = q;
-        nx[2] = 0x81;
-        nx[3] = 0x83;
-        assert_eq!(wire::decode_response(&nx).unwrap().rcode, wire::NXDOMAIN);
-        assert!(wire::decode_response(&r[..5]).is_err());
-        assert!(wire::decode_response(&r[..r.len() - 1]).is_err());
+        let mut nx = asked.clone();
+        nx.set_message_type(MessageType::Response)
+            .set_response_code(wire::NXDOMAIN);
+        let nx = wire::decode_response(&nx.to_vec().unwrap()).unwrap();
+        assert_eq!(nx.rcode, wire::NXDOMAIN);
+        // A query is not a response; cut-short messages do not decode.
+        assert!(wire::decode_response(&q).is_err());
+        assert!(wire::decode_response(&bytes[..5]).is_err());
+        assert!(wire::decode_response(&bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -102,7 +102,7 @@ impl StandIn {
     }
 
     /// One query, answered within 500 ms, or a panic showing the log.
-    fn query(&self, name: &str, qtype: u16) -> Response {
+    fn query(&self, name: &str, qtype: wire::RecordType) -> Response {
         wire::query(self.server, name, qtype, Duration::from_millis(500)).unwrap_or_else(|e| {
             panic!(
                 "no answer from cluster-dns on {} for {name}: {e}\n{}",

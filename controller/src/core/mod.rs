@@ -14,6 +14,7 @@ pub mod failure;
 pub mod meta;
 pub mod metrics;
 pub mod pods;
+pub mod status;
 
 pub use context::{Config, Context};
 pub use error::{Error, Result};

@@ -24,13 +24,14 @@ use mpijob_api::contract;
 use mpijob_api::kubeflow::contract::{self as kf, labels};
 use mpijob_api::kubeflow::resolve::{self, CleanPodPolicy, LauncherCreationPolicy, Manager};
 use mpijob_api::kubeflow::{JobStatus, MPIJob, Resolved};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::core::apply::{controlled_by, delete_child, ensure, Ensured};
 use crate::core::context::{Context, Write, COMPACT_ABOVE};
 use crate::core::error::{Error, Result};
 use crate::core::events::event;
 use crate::core::meta::JobMeta;
+use crate::core::status as status_writer;
 use crate::gang::{self, podgroups};
 use build::Input;
 use status::{reason, Count, Note, Seen};
@@ -218,7 +219,7 @@ pub async fn reconcile(job: Arc<MPIJob>, kctx: Arc<KubeflowContext>) -> Result<A
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Write the status if it changed, then emit the events and count.
+/// Write the status if it changed, emit the events, then count.
 async fn finish(
     ctx: &Context,
     job: &MPIJob,
@@ -227,56 +228,17 @@ async fn finish(
     next: &JobStatus,
     notes: Vec<Note>,
 ) -> Result<()> {
-    if prev != next {
-        let api: Api<MPIJob> = Api::namespaced(ctx.client.clone(), &meta.namespace);
-        let before = serde_json::to_value(prev).unwrap_or(Value::Null);
-        let after = serde_json::to_value(next).unwrap_or(Value::Null);
-        ctx.wrote(Write::Status);
-        api.patch_status(
-            &meta.name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": merge_patch(&before, &after) })),
-        )
-        .await?;
-    }
-    for n in notes {
-        match n.counts {
-            Some(Count::Created) => ctx.metrics.kubeflow_created(),
-            Some(Count::Succeeded) => ctx.metrics.kubeflow_succeeded(),
-            Some(Count::Failed) => ctx.metrics.kubeflow_failed(),
-            None => {}
+    let counts: Vec<Count> = notes.iter().filter_map(|n| n.counts).collect();
+    let events = notes.into_iter().map(Note::event).collect();
+    status_writer::write(ctx, job, meta, Some(prev), next, events).await?;
+    for c in counts {
+        match c {
+            Count::Created => ctx.metrics.kubeflow_created(),
+            Count::Succeeded => ctx.metrics.kubeflow_succeeded(),
+            Count::Failed => ctx.metrics.kubeflow_failed(),
         }
-        tracing::info!(job = %meta.name, namespace = %meta.namespace, reason = %n.reason, "{}", n.message);
-        event(ctx, job, n.type_, &n.reason, &n.message).await;
     }
     Ok(())
-}
-
-/// The JSON merge patch that turns `prev` into `next`: changed keys, and
-/// `null` for keys that went away (a plain merge of `next` would leave
-/// them, e.g. a worker count that dropped to zero and is omitted).
-pub fn merge_patch(prev: &Value, next: &Value) -> Value {
-    match (prev, next) {
-        (Value::Object(p), Value::Object(n)) => {
-            let mut out = serde_json::Map::new();
-            for (k, nv) in n {
-                match p.get(k) {
-                    Some(pv) if pv == nv => {}
-                    Some(pv) => {
-                        out.insert(k.clone(), merge_patch(pv, nv));
-                    }
-                    None => {
-                        out.insert(k.clone(), nv.clone());
-                    }
-                }
-            }
-            for k in p.keys().filter(|k| !n.contains_key(*k)) {
-                out.insert(k.clone(), Value::Null);
-            }
-            Value::Object(out)
-        }
-        _ => next.clone(),
-    }
 }
 
 /// Ensure the Service, ConfigMap and Secret, then (unless suspended) the
@@ -564,21 +526,4 @@ fn job_finished(job: &Job) -> bool {
 
 fn role(p: &Pod) -> Option<&str> {
     p.labels().get(labels::JOB_ROLE).map(String::as_str)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge_patch;
-    use serde_json::json;
-
-    #[test]
-    fn a_merge_patch_clears_what_went_away() {
-        let prev = json!({"replicaStatuses": {"Worker": {"active": 2}, "Launcher": {"active": 1}}, "startTime": "t"});
-        let next =
-            json!({"replicaStatuses": {"Worker": {}, "Launcher": {"active": 1}}, "startTime": "t"});
-        assert_eq!(
-            merge_patch(&prev, &next),
-            json!({"replicaStatuses": {"Worker": {"active": null}}})
-        );
-    }
 }

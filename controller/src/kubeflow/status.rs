@@ -52,6 +52,17 @@ pub struct Note {
     pub counts: Option<Count>,
 }
 
+impl Note {
+    /// The event, for the status writer.
+    pub fn event(self) -> crate::core::status::Note {
+        crate::core::status::Note {
+            type_: self.type_,
+            reason: self.reason,
+            message: self.message,
+        }
+    }
+}
+
 /// Kubeflow's job counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Count {

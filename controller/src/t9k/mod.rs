@@ -11,19 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::Api;
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase};
 use mpijob_api::{contract, defaults, validate, MPIJob};
-use serde_json::json;
 
 use crate::core::apply::owned_pods;
-use crate::core::context::{Context, Write, COMPACT_ABOVE};
+use crate::core::context::{Context, COMPACT_ABOVE};
 use crate::core::error::{Error, Result};
-use crate::core::events::event;
 use crate::core::meta::JobMeta;
+use crate::core::status as status_writer;
 use crate::gang::{self, podgroups};
 use mpijob_api::contract::labels;
 use mpijob_api::v1beta1::CleanUpWorkers;
@@ -88,7 +84,8 @@ pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action
             if let Err(errors) = validate::validate_job(&job) {
                 let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 let next = status::invalid(prev, job.metadata.generation, &messages, &now);
-                write_status(ctx, &job, &meta, prev, &next).await?;
+                let notes = status::notes(prev, &next, &[]);
+                status_writer::write(ctx, &job, &meta, prev, &next, notes).await?;
                 return Ok(Action::await_change());
             }
             defaults::normalize(&mut job.spec);
@@ -168,46 +165,9 @@ pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action
     let pods = owned_pods(&ctx.pods, &meta);
     let pod_refs: Vec<&_> = pods.iter().map(|p| p.as_ref()).collect();
     let next = status::compute(&job, &pod_refs, prev, &observed, &now);
-    if status::newly_true(prev, &next, ConditionType::SpecChangeIgnored) {
-        let note = status::condition_message(&next, ConditionType::SpecChangeIgnored);
-        event(
-            ctx,
-            &job,
-            EventType::Warning,
-            status::reason::JOB_STARTED,
-            &note,
-        )
-        .await;
-    }
     if status::newly_true(prev, &next, ConditionType::Running) {
         if let Some(start) = &next.start_time {
             ctx.metrics.all_running("t9k", start, &now);
-        }
-    }
-    let gang_reason = |s: Option<&MPIJobStatus>| {
-        s.and_then(|s| s.condition(ConditionType::Scheduled))
-            .and_then(|c| c.reason.clone())
-    };
-    if let Some(why) = gang_reason(Some(&next)).filter(|r| gang_reason(prev).as_ref() != Some(r)) {
-        // Told once per change of reason, not per pod that is placed.
-        let kind = if why == gang::reason::CRD_MISSING {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        let note = status::condition_message(&next, ConditionType::Scheduled);
-        event(ctx, &job, kind, &why, &note).await;
-    }
-    if status::changed(prev, &next, ConditionType::Created) {
-        for conflict in &observed.conflicts {
-            event(
-                ctx,
-                &job,
-                EventType::Warning,
-                status::reason::NAME_CONFLICT,
-                conflict,
-            )
-            .await;
         }
     }
     if next.phase == Some(Phase::Paused) {
@@ -216,30 +176,8 @@ pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action
             tctx.gang.delete(ctx, &meta, g.kind).await?;
         }
     }
-    write_status(ctx, &job, &meta, prev, &next).await?;
-    // The run modes' conditions are told as events when they change.
-    for type_ in [ConditionType::Paused, ConditionType::Debug] {
-        let Some(c) = next
-            .condition(type_)
-            .filter(|_| status::changed(prev, &next, type_))
-        else {
-            continue;
-        };
-        let reason = c.reason.clone().unwrap_or_default();
-        let kind = if reason == status::reason::PAUSE_IGNORED {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        event(
-            ctx,
-            &job,
-            kind,
-            &reason,
-            c.message.as_deref().unwrap_or_default(),
-        )
-        .await;
-    }
+    let notes = status::notes(prev, &next, &observed.conflicts);
+    status_writer::write(ctx, &job, &meta, prev, &next, notes).await?;
 
     if next.phase.is_some_and(Phase::is_finished) {
         if let Some(left) = settling(&next, &now) {
@@ -289,80 +227,6 @@ pub fn settling(status: &MPIJobStatus, now: &Time) -> Option<Duration> {
     FAILURE_SETTLE
         .checked_sub(since)
         .filter(|left| !left.is_zero())
-}
-
-/// Write `next` through the status subresource with a merge patch, only if
-/// it differs from `prev`, and emit an event when the phase changes.
-async fn write_status(
-    ctx: &Context,
-    job: &MPIJob,
-    meta: &JobMeta,
-    prev: Option<&MPIJobStatus>,
-    next: &MPIJobStatus,
-) -> Result<()> {
-    if prev == Some(next) {
-        return Ok(());
-    }
-    let api: Api<MPIJob> = Api::namespaced(ctx.client.clone(), &meta.namespace);
-    ctx.wrote(Write::Status);
-    api.patch_status(
-        &meta.name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": next })),
-    )
-    .await?;
-    let before = prev.and_then(|s| s.phase);
-    if let Some(phase) = next.phase.filter(|p| Some(*p) != before) {
-        let (kind, reason, message) = phase_event(phase, next);
-        event(ctx, job, kind, &reason, &message).await;
-        tracing::info!(job = %meta.name, namespace = %meta.namespace, phase = ?phase, "{message}");
-    }
-    Ok(())
-}
-
-/// The event for entering `phase`: a failure carries its condition's
-/// reason (e.g. `WorkerFailed`) and message.
-fn phase_event(phase: Phase, s: &MPIJobStatus) -> (EventType, String, String) {
-    let message = |t| status::condition_message(s, t);
-    match phase {
-        Phase::Failed => {
-            let reason = s
-                .condition(ConditionType::Failed)
-                .and_then(|c| c.reason.clone())
-                .unwrap_or_else(|| "Failed".into());
-            (EventType::Warning, reason, message(ConditionType::Failed))
-        }
-        Phase::Succeeded => (
-            EventType::Normal,
-            "Succeeded".into(),
-            message(ConditionType::Succeeded),
-        ),
-        Phase::Running => (
-            EventType::Normal,
-            "Running".into(),
-            message(ConditionType::Running),
-        ),
-        Phase::Pending => (
-            EventType::Normal,
-            "Pending".into(),
-            "waiting for the pods to run".into(),
-        ),
-        Phase::Paused => (
-            EventType::Normal,
-            "Paused".into(),
-            message(ConditionType::Paused),
-        ),
-        Phase::Resuming => (
-            EventType::Normal,
-            "Resuming".into(),
-            "creating the pods again".into(),
-        ),
-        other => (
-            EventType::Normal,
-            format!("{other:?}"),
-            format!("{other:?}"),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use super::build::pod::mpi_container_index;
 use super::build::{roles, Role};
 use crate::core::context::COMPACT_ABOVE;
 use crate::core::failure::{describe, pod_failure};
+use crate::core::status::Note;
 use crate::gang;
 
 /// Stable reasons.
@@ -101,6 +102,77 @@ pub fn condition_message(s: &MPIJobStatus, type_: ConditionType) -> String {
     s.condition(type_)
         .and_then(|c| c.message.clone())
         .unwrap_or_default()
+}
+
+/// The events a status change calls for, in the order they are told: the
+/// spec edit ignored, the gang's state (once per change of reason, not per
+/// pod placed), the name clashes when the Created condition changes, the
+/// new phase, then the run modes' conditions when they change.
+pub fn notes(prev: Option<&MPIJobStatus>, next: &MPIJobStatus, conflicts: &[String]) -> Vec<Note> {
+    let mut out = Vec::new();
+    if newly_true(prev, next, ConditionType::SpecChangeIgnored) {
+        out.push(Note::warning(
+            reason::JOB_STARTED,
+            condition_message(next, ConditionType::SpecChangeIgnored),
+        ));
+    }
+    let gang_reason = |s: Option<&MPIJobStatus>| {
+        s.and_then(|s| s.condition(ConditionType::Scheduled))
+            .and_then(|c| c.reason.clone())
+    };
+    if let Some(why) = gang_reason(Some(next)).filter(|r| gang_reason(prev).as_ref() != Some(r)) {
+        let message = condition_message(next, ConditionType::Scheduled);
+        out.push(if why == gang::reason::CRD_MISSING {
+            Note::warning(&why, message)
+        } else {
+            Note::normal(&why, message)
+        });
+    }
+    if changed(prev, next, ConditionType::Created) {
+        out.extend(
+            conflicts
+                .iter()
+                .map(|c| Note::warning(reason::NAME_CONFLICT, c.as_str())),
+        );
+    }
+    let before = prev.and_then(|s| s.phase);
+    if let Some(phase) = next.phase.filter(|p| Some(*p) != before) {
+        out.push(phase_note(phase, next));
+    }
+    for type_ in [ConditionType::Paused, ConditionType::Debug] {
+        let Some(c) = next.condition(type_).filter(|_| changed(prev, next, type_)) else {
+            continue;
+        };
+        let why = c.reason.clone().unwrap_or_default();
+        let message = c.message.clone().unwrap_or_default();
+        out.push(if why == reason::PAUSE_IGNORED {
+            Note::warning(&why, message)
+        } else {
+            Note::normal(&why, message)
+        });
+    }
+    out
+}
+
+/// The event for entering `phase`: a failure carries its condition's
+/// reason (e.g. `WorkerFailed`) and message.
+fn phase_note(phase: Phase, s: &MPIJobStatus) -> Note {
+    let message = |t| condition_message(s, t);
+    match phase {
+        Phase::Failed => {
+            let why = s
+                .condition(ConditionType::Failed)
+                .and_then(|c| c.reason.clone())
+                .unwrap_or_else(|| "Failed".into());
+            Note::warning(&why, message(ConditionType::Failed))
+        }
+        Phase::Succeeded => Note::normal("Succeeded", message(ConditionType::Succeeded)),
+        Phase::Running => Note::normal("Running", message(ConditionType::Running)),
+        Phase::Pending => Note::normal("Pending", "waiting for the pods to run"),
+        Phase::Paused => Note::normal("Paused", message(ConditionType::Paused)),
+        Phase::Resuming => Note::normal("Resuming", "creating the pods again"),
+        other => Note::normal(&format!("{other:?}"), format!("{other:?}")),
+    }
 }
 
 /// The status of an invalid job: `Failed`, with every validation message.
@@ -697,6 +769,41 @@ mod tests {
 
     fn at(s: &str) -> Time {
         Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn events_are_data_in_the_order_they_are_told() {
+        use kube::runtime::events::EventType;
+        let now = at("2026-01-01T00:00:00Z");
+        // A new invalid job: its phase's event, with the condition's reason.
+        let failed = invalid(None, Some(1), &["spec.worker: bad".into()], &now);
+        let n = notes(None, &failed, &["ignored: Created did not change".into()]);
+        assert_eq!(n, [Note::warning(reason::INVALID_SPEC, "spec.worker: bad")]);
+        // Nothing changed: nothing to tell.
+        assert!(notes(Some(&failed), &failed, &[]).is_empty());
+        // Created turning true with a clash, and Pending: the clash first.
+        let mut pending = MPIJobStatus {
+            phase: Some(Phase::Pending),
+            ..MPIJobStatus::default()
+        };
+        set_condition(
+            &mut pending.conditions,
+            ConditionType::Created,
+            false,
+            reason::NAME_CONFLICT,
+            "Secret pi-ssh is someone else's",
+            &now,
+        );
+        let n = notes(None, &pending, &["Secret pi-ssh is someone else's".into()]);
+        assert_eq!(
+            n.iter()
+                .map(|n| (n.type_.clone(), n.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (EventType::Warning, reason::NAME_CONFLICT),
+                (EventType::Normal, "Pending")
+            ]
+        );
     }
 
     fn pod(name: &str, phase: &str, mpi: serde_json::Value) -> Pod {

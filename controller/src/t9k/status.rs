@@ -797,7 +797,7 @@ mod tests {
         let n = notes(None, &pending, &["Secret pi-ssh is someone else's".into()]);
         assert_eq!(
             n.iter()
-                .map(|n| (n.type_.clone(), n.reason.as_str()))
+                .map(|n| (n.type_, n.reason.as_str()))
                 .collect::<Vec<_>>(),
             [
                 (EventType::Warning, reason::NAME_CONFLICT),

@@ -43,7 +43,11 @@ LEFTOVER_NAMES+=(containerd-shim-runc-v2 dnsmasq)
 KCM_CONTROLLERS+=",endpoint,deployment,replicaset,nodelifecycle"
 
 list_netns() {
-  find /var/run/netns -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort
+  # A machine that never had a named network namespace has no
+  # /var/run/netns: that is an empty list, not a failure (find's error
+  # would end the script under pipefail).
+  [[ -d /var/run/netns ]] || return 0
+  find /var/run/netns -mindepth 1 -maxdepth 1 -printf '%f\n' | sort
 }
 
 node_dir() { printf '%s/node' "${CLUSTER_DIR}"; }

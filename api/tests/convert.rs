@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 mod common;
-use common::shared;
 
 use mpijob_api::convert::{convert, Converted, Target};
 use mpijob_api::{manifest, slots, yaml, MPIJobSpec};
@@ -72,16 +71,37 @@ fn t9k_round_trip(text: &str) {
     assert_eq!(back.metadata.name, original.metadata.name);
 }
 
-#[test]
-fn every_t9k_peer_manifest_round_trips_through_kubeflow() {
-    for file in [
-        "horovod-keras-job.yaml",
-        "minigo-4gpu.yaml",
-        "minigo-oldest-2022.yaml",
-        "torch-mnist-t9ksched-2025.yaml",
-    ] {
-        t9k_round_trip(&shared(&format!("peers/t9k/{file}")));
+fn every_t9k_manifest_round_trips(read: fn(&str) -> String, files: &[&str]) {
+    for file in files {
+        t9k_round_trip(&read(file));
     }
+}
+
+#[test]
+fn every_t9k_fixture_round_trips_through_kubeflow() {
+    every_t9k_manifest_round_trips(
+        |f| common::fixture(&format!("t9k/{f}")),
+        &[
+            "seed-repeated-run-policy.yaml",
+            "seed-slots-gpus.yaml",
+            "pre-2023-slots-gpus.yaml",
+            "schema-2025.yaml",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "reads ../shared/peers: scripts/test.sh runs it when that folder is there"]
+fn peer_every_t9k_manifest_round_trips_through_kubeflow() {
+    every_t9k_manifest_round_trips(
+        |f| common::peer(&format!("t9k/{f}")),
+        &[
+            "horovod-keras-job.yaml",
+            "minigo-4gpu.yaml",
+            "minigo-oldest-2022.yaml",
+            "torch-mnist-t9ksched-2025.yaml",
+        ],
+    );
 }
 
 #[test]
@@ -100,17 +120,30 @@ fn every_t9k_example_round_trips_through_kubeflow() {
     }
 }
 
-#[test]
-fn the_kubeflow_peer_manifests_convert_to_t9k_and_back() {
-    for file in ["pi.yaml", "pi-mpich.yaml"] {
-        let text = shared(&format!("peers/kubeflow/{file}"));
+/// What a Kubeflow manifest becomes in T9k's API.
+struct AsT9k<'a> {
+    file: &'a str,
+    workers: i32,
+    cmd: &'a [&'a str],
+    ssh_auth_mount_path: &'a str,
+    sshd_path: &'a str,
+    /// Whether `ttlSecondsAfterFinished` is named as not carried over.
+    ttl_noted: bool,
+}
+
+/// Each Kubeflow manifest of `cases`, read with `read`, converts to T9k as
+/// its case says, and back to Kubeflow with its meaning kept.
+fn kubeflow_manifests_convert_to_t9k_and_back(read: fn(&str) -> String, cases: &[AsT9k]) {
+    for case in cases {
+        let file = case.file;
+        let text = read(file);
         let t9k = to(&text, Target::T9k);
         let job = manifest::parse(&t9k.yaml()).unwrap();
         let w = job.spec.worker();
-        assert_eq!(w.replicas, 2, "{file}");
-        assert_eq!(w.cmd, ["/home/mpiuser/pi"], "{file}");
-        assert_eq!(job.spec.ssh.ssh_auth_mount_path, "/home/mpiuser/.ssh");
-        assert_eq!(job.spec.ssh.sshd_path, "/usr/sbin/sshd");
+        assert_eq!(w.replicas, case.workers, "{file}");
+        assert_eq!(w.cmd, case.cmd, "{file}");
+        assert_eq!(job.spec.ssh.ssh_auth_mount_path, case.ssh_auth_mount_path);
+        assert_eq!(job.spec.ssh.sshd_path, case.sshd_path);
         // Its own launcher container (mpi-launcher) needs the 2025 schema.
         assert!(
             t9k.manifest["spec"].get("replicaSpecs").is_some(),
@@ -119,7 +152,7 @@ fn the_kubeflow_peer_manifests_convert_to_t9k_and_back() {
         );
         assert_eq!(
             noted(&t9k, "spec.runPolicy.ttlSecondsAfterFinished"),
-            file == "pi.yaml",
+            case.ttl_noted,
             "{:?}",
             t9k.notes
         );
@@ -166,6 +199,45 @@ fn the_kubeflow_peer_manifests_convert_to_t9k_and_back() {
         };
         assert_eq!(worker(b), worker(o), "{file}");
     }
+}
+
+#[test]
+fn the_kubeflow_fixtures_convert_to_t9k_and_back() {
+    let case = |file, ttl_noted| AsT9k {
+        file,
+        workers: 3,
+        cmd: &["/home/mpiuser/bin/stencil2d", "--size", "2048"],
+        ssh_auth_mount_path: "/home/mpiuser/.ssh",
+        sshd_path: "/usr/sbin/sshd",
+        ttl_noted,
+    };
+    kubeflow_manifests_convert_to_t9k_and_back(
+        |f| common::fixture(&format!("kubeflow/{f}")),
+        &[
+            case("openmpi.yaml", true),
+            AsT9k {
+                cmd: &["/home/mpiuser/bin/stencil2d", "--size", "1024"],
+                ..case("mpich.yaml", false)
+            },
+        ],
+    );
+}
+
+#[test]
+#[ignore = "reads ../shared/peers: scripts/test.sh runs it when that folder is there"]
+fn peer_the_kubeflow_manifests_convert_to_t9k_and_back() {
+    let case = |file| AsT9k {
+        file,
+        workers: 2,
+        cmd: &["/home/mpiuser/pi"],
+        ssh_auth_mount_path: "/home/mpiuser/.ssh",
+        sshd_path: "/usr/sbin/sshd",
+        ttl_noted: file == "pi.yaml",
+    };
+    kubeflow_manifests_convert_to_t9k_and_back(
+        |f| common::peer(&format!("kubeflow/{f}")),
+        &[case("pi.yaml"), case("pi-mpich.yaml")],
+    );
 }
 
 /// The seed-era v1alpha2 example: mpi-operator's TensorFlow benchmarks
@@ -476,9 +548,11 @@ spec:
     assert_eq!(c[0]["name"], "mpi-worker");
 }
 
-#[test]
-fn a_launcher_that_does_not_run_mpirun_cannot_become_t9k() {
-    let text = shared("peers/kubeflow/pi.yaml").replace("- mpirun", "- horovodrun");
+/// `kubeflow` (a Kubeflow manifest whose launcher's command is mpirun) with
+/// horovodrun for mpirun cannot become T9k; nor can an unknown version.
+fn a_launcher_that_does_not_run_mpirun_is_refused(kubeflow: &str) {
+    let text = kubeflow.replace("- mpirun", "- horovodrun");
+    assert_ne!(text, kubeflow);
     let e = convert(&text, Some(Target::T9k)).unwrap_err().to_string();
     assert!(
         e.starts_with("spec.mpiReplicaSpecs.Launcher.template.spec.containers[0].command: must start with mpirun"),
@@ -491,4 +565,15 @@ fn a_launcher_that_does_not_run_mpirun_cannot_become_t9k() {
     .unwrap_err()
     .to_string();
     assert!(e.starts_with("apiVersion: must be"), "{e}");
+}
+
+#[test]
+fn a_launcher_that_does_not_run_mpirun_cannot_become_t9k() {
+    a_launcher_that_does_not_run_mpirun_is_refused(&common::fixture("kubeflow/openmpi.yaml"));
+}
+
+#[test]
+#[ignore = "reads ../shared/peers: scripts/test.sh runs it when that folder is there"]
+fn peer_a_launcher_that_does_not_run_mpirun_cannot_become_t9k() {
+    a_launcher_that_does_not_run_mpirun_is_refused(&common::peer("kubeflow/pi.yaml"));
 }

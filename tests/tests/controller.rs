@@ -690,10 +690,15 @@ async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
 
 /// The T9k API has no slots field: the launcher's `--slots` comes from what
 /// `extraMPIArgs` asks of mpirun, in each spelling, for the hostfile it
-/// writes. `minigo-4gpu.yaml` (a real T9k manifest) asks `-N 9`.
-#[tokio::test]
-async fn the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
-    let e = env("slots").await;
+/// writes; also for `manifest`, a whole T9k manifest named `name` whose
+/// `extraMPIArgs` ask `slots` of each worker.
+async fn the_launcher_gets_the_slots_asked_for(
+    prefix: &str,
+    mut manifest: serde_json::Value,
+    name: &str,
+    slots: &str,
+) {
+    let e = env(prefix).await;
     let _c = RunningController::start(&e.client, &e.ns.name);
     let cases: &[(&str, serde_json::Value, &str)] = &[
         ("n", json!(["-N", "2", "--bind-to", "none"]), "2"),
@@ -707,14 +712,13 @@ async fn the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
         j["spec"]["worker"]["extraMPIArgs"] = extra.clone();
         e.create(&serde_json::from_value(j).unwrap()).await;
     }
-    let mut minigo = mpijob_tests::fixtures::peer_manifest("t9k/minigo-4gpu.yaml");
-    minigo["spec"]["worker"]["template"]["spec"]["containers"][0]["image"] =
+    manifest["spec"]["worker"]["template"]["spec"]["containers"][0]["image"] =
         json!("mpijob/openmpi:test");
-    e.create(&serde_json::from_value(minigo).unwrap()).await;
+    e.create(&serde_json::from_value(manifest).unwrap()).await;
     let all = cases
         .iter()
         .map(|(n, _, s)| (n.to_string(), *s))
-        .chain([("minigo".to_string(), "9")]);
+        .chain([(name.to_string(), slots)]);
     for (name, want) in all {
         let launcher = format!("{name}-launcher");
         let args = wait_for(&format!("pod {launcher}"), T, || async {
@@ -729,6 +733,21 @@ async fn the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
         let at = args.iter().position(|a| a == "--slots").expect("--slots");
         assert_eq!(args[at + 1], want, "{name}: {args:?}");
     }
+}
+
+/// The project's `seed-slots-gpus.yaml` asks `-N 4`.
+#[tokio::test]
+async fn the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
+    let manifest = mpijob_tests::fixtures::fixture_manifest("t9k/seed-slots-gpus.yaml");
+    the_launcher_gets_the_slots_asked_for("slots", manifest, "reservoir-sim", "4").await;
+}
+
+/// `minigo-4gpu.yaml` (a real T9k manifest) asks `-N 9`.
+#[tokio::test]
+#[ignore = "reads ../shared/peers: scripts/test.sh runs it when that folder is there"]
+async fn peer_the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
+    let manifest = mpijob_tests::fixtures::peer_manifest("t9k/minigo-4gpu.yaml");
+    the_launcher_gets_the_slots_asked_for("peer-slots", manifest, "minigo", "9").await;
 }
 
 impl Env {
@@ -1027,14 +1046,34 @@ async fn debug_mode_runs_without_end_until_turned_off_then_runs_for_real() {
     .await;
 }
 
-#[tokio::test]
-async fn every_schema_era_makes_the_same_pods() {
-    let e = env("eras").await;
+/// What [`every_schema_era_makes_pods`] checks: a 2025-schema manifest
+/// (with an empty launcher template) and a pre-2023 one, and what their
+/// pods say.
+struct Eras<'a> {
+    of_2025: serde_json::Value,
+    /// The 2025 manifest's name and last worker's index.
+    name_2025: &'a str,
+    last_worker: usize,
+    /// What mpirun starts: the script.
+    script: &'a [&'a str],
+    /// Among the 2025 launcher's args.
+    launcher_args: &'a [&'a str],
+    worker_dir: &'a str,
+    pre_2023: serde_json::Value,
+    pre_2023_slots: &'a str,
+    /// The pre-2023 launcher's `--extra-mpi-args`, in order.
+    pre_2023_extra: &'a [&'a str],
+}
+
+/// One job of each schema era, and one 2025 job with its launcher's own
+/// template: the pods each makes.
+async fn every_schema_era_makes_pods(prefix: &str, want: Eras<'_>) {
+    let e = env(prefix).await;
     let _c = RunningController::start(&e.client, &e.ns.name);
     let image = json!("mpijob/openmpi:test");
     // 2025, with an empty launcher template: the launcher runs in the
     // workers' template.
-    let mut mnist = mpijob_tests::fixtures::peer_manifest("t9k/torch-mnist-t9ksched-2025.yaml");
+    let mut mnist = want.of_2025;
     mnist["spec"].as_object_mut().unwrap().remove("scheduler");
     mnist["spec"]["replicaSpecs"][0]["template"]["spec"]["containers"][0]["image"] = image.clone();
     e.create(&serde_json::from_value(mnist).unwrap()).await;
@@ -1052,7 +1091,7 @@ async fn every_schema_era_makes_the_same_pods() {
     });
     e.create(&serde_json::from_value(own).unwrap()).await;
     // Pre-2023.
-    let mut oldest = mpijob_tests::fixtures::peer_manifest("t9k/minigo-oldest-2022.yaml");
+    let mut oldest = want.pre_2023;
     oldest["metadata"]["name"] = json!("oldest");
     oldest["spec"]["worker"]["template"]["spec"]["containers"][0]["image"] = image.clone();
     e.create(&serde_json::from_value(oldest).unwrap()).await;
@@ -1070,27 +1109,16 @@ async fn every_schema_era_makes_the_same_pods() {
         }
     };
     let first = |p: &Pod| p.spec.clone().unwrap().containers[0].clone();
-    let l = first(&pod("torch-mnist-mpijob-launcher".into()).await);
+    let name = want.name_2025;
+    let l = first(&pod(format!("{name}-launcher")).await);
     assert_eq!(l.image.as_deref(), image.as_str());
     let args = l.args.unwrap();
-    assert_eq!(
-        mpirun_cmd(&args),
-        ["python", "torch_mnist_mpijob.py", "--log_dir", "log"]
-    );
-    for want in [
-        "--workers",
-        "4",
-        "--mpi-home=/usr/local",
-        "--mca=pml=ob1",
-        "--extra-mpi-args=--enable-recovery",
-    ] {
+    assert_eq!(mpirun_cmd(&args), want.script);
+    for want in want.launcher_args {
         assert!(args.contains(&want.to_string()), "{want}: {args:?}");
     }
-    let w = first(&pod("torch-mnist-mpijob-worker-3".into()).await);
-    assert_eq!(
-        w.working_dir.as_deref(),
-        Some("/t9k/mnt/tutorial-examples/job/mpijob/horovod-torch")
-    );
+    let w = first(&pod(format!("{name}-worker-{}", want.last_worker)).await);
+    assert_eq!(w.working_dir.as_deref(), Some(want.worker_dir));
 
     let l = first(&pod("own-launcher".into()).await);
     assert_eq!(l.image.as_deref(), Some("launcher:1"));
@@ -1099,17 +1127,74 @@ async fn every_schema_era_makes_the_same_pods() {
 
     let args = first(&pod("oldest-launcher".into()).await).args.unwrap();
     let at = args.iter().position(|a| a == "--slots").unwrap();
-    assert_eq!(args[at + 1], "9", "{args:?}");
+    assert_eq!(args[at + 1], want.pre_2023_slots, "{args:?}");
     let extra: Vec<&String> = args
         .iter()
         .filter(|a| a.starts_with("--extra-mpi-args"))
         .collect();
-    assert_eq!(
-        extra,
-        [
-            "--extra-mpi-args=--enable-recovery",
-            "--extra-mpi-args=--max-restarts",
-            "--extra-mpi-args=0"
-        ]
-    );
+    assert_eq!(extra, want.pre_2023_extra);
+}
+
+#[tokio::test]
+async fn every_schema_era_makes_the_same_pods() {
+    use mpijob_tests::fixtures::fixture_manifest;
+    every_schema_era_makes_pods(
+        "eras",
+        Eras {
+            of_2025: fixture_manifest("t9k/schema-2025.yaml"),
+            name_2025: "protein-fold",
+            last_worker: 2,
+            script: &["python3", "fold.py", "--config", "configs/small.yaml"],
+            launcher_args: &[
+                "--workers",
+                "3",
+                "--mpi-home=/opt/openmpi",
+                "--mca=pml=ob1",
+                "--extra-mpi-args=--enable-recovery",
+            ],
+            worker_dir: "/workspace/fold",
+            pre_2023: fixture_manifest("t9k/pre-2023-slots-gpus.yaml"),
+            pre_2023_slots: "4",
+            pre_2023_extra: &[
+                "--extra-mpi-args=--enable-recovery",
+                "--extra-mpi-args=--max-restarts",
+                "--extra-mpi-args=3",
+                "--extra-mpi-args=--bind-to",
+                "--extra-mpi-args=none",
+                "--extra-mpi-args=--oversubscribe",
+            ],
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "reads ../shared/peers: scripts/test.sh runs it when that folder is there"]
+async fn peer_every_schema_era_makes_the_same_pods() {
+    use mpijob_tests::fixtures::peer_manifest;
+    every_schema_era_makes_pods(
+        "peer-eras",
+        Eras {
+            of_2025: peer_manifest("t9k/torch-mnist-t9ksched-2025.yaml"),
+            name_2025: "torch-mnist-mpijob",
+            last_worker: 3,
+            script: &["python", "torch_mnist_mpijob.py", "--log_dir", "log"],
+            launcher_args: &[
+                "--workers",
+                "4",
+                "--mpi-home=/usr/local",
+                "--mca=pml=ob1",
+                "--extra-mpi-args=--enable-recovery",
+            ],
+            worker_dir: "/t9k/mnt/tutorial-examples/job/mpijob/horovod-torch",
+            pre_2023: peer_manifest("t9k/minigo-oldest-2022.yaml"),
+            pre_2023_slots: "9",
+            pre_2023_extra: &[
+                "--extra-mpi-args=--enable-recovery",
+                "--extra-mpi-args=--max-restarts",
+                "--extra-mpi-args=0",
+            ],
+        },
+    )
+    .await;
 }

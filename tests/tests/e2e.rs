@@ -466,16 +466,9 @@ where
         .collect())
 }
 
-/// `minigo-4gpu.yaml` from T9k's examples (`../shared/peers/t9k/`), as a
-/// T9k user has it: `extraMPIArgs: [-N, "9", …]` on 4 workers. The image,
-/// command and `mpiHome` are pi's, and what this node lacks (GPUs, 96 GiB,
-/// the data volume) is left out; everything else is the user's, including
-/// `--enable-recovery`, `--oversubscribe` and `cleanUpWorkers: true`. The
-/// T9k API has no slots field, so the launcher's hostfile must give each
-/// worker the 9 slots `-N 9` asks for: 36 ranks, 9 on each worker.
-/// A peer manifest's pod `spec` made to run here: its first container on
-/// this node's Open MPI image, without the user's volumes and directory.
-fn peer_pod_on_this_node(spec: &mut serde_json::Value) {
+/// A fixture's pod `spec` made to run here: its first container on this
+/// node's Open MPI image, without the fixture's volumes and directory.
+fn fixture_pod_on_this_node(spec: &mut serde_json::Value) {
     spec.as_object_mut().unwrap().remove("volumes");
     let c = &mut spec["containers"][0];
     on_this_node(c, OPENMPI_IMAGE);
@@ -484,74 +477,78 @@ fn peer_pod_on_this_node(spec: &mut serde_json::Value) {
     }
 }
 
-/// T9k's minigo manifest `file` (`../shared/peers/t9k/`), with pi for the
-/// program and this node's image: 9 ranks on each of its 4 workers, as its
-/// `-N 9` (seed schema) or `processesPerWorker: 9` (pre-2023) asks.
-async fn minigo_runs_nine_ranks_on_each_worker(file: &str, prefix: &str) {
+/// The project's T9k fixture `file` (`tests/fixtures/manifests/`, job
+/// `reservoir-sim`: 3 workers, in the shape of T9k's minigo example), with
+/// pi for the program and this node's image, and what this node lacks
+/// (GPUs, 48 GiB, the data volume) left out; everything else is the
+/// fixture's, including `--enable-recovery`, `--oversubscribe` and
+/// `cleanUpWorkers: true`. The T9k API has no slots field, so the
+/// launcher's hostfile must give each worker the 4 slots that its `-N 4`
+/// (seed schema) or `processesPerWorker: 4` (pre-2023) asks: 12 ranks, 4
+/// on each worker.
+async fn reservoir_sim_runs_four_ranks_on_each_worker(file: &str, prefix: &str) {
     let e2e = E2e::get().await;
     let ns = e2e.namespace(prefix).await;
-    let mut job = mpijob_tests::fixtures::peer_manifest(file);
+    let mut job = mpijob_tests::fixtures::fixture_manifest(file);
+    let name = "reservoir-sim";
     job["metadata"]["namespace"] = json!(ns.name);
     job["spec"]["mpiHome"] = json!("/usr");
     job["spec"]["worker"]["cmd"] = json!(["/opt/mpi-examples/pi", "100000"]);
     let spec = &mut job["spec"]["worker"]["template"]["spec"];
-    peer_pod_on_this_node(spec);
+    fixture_pod_on_this_node(spec);
     e2e.create(&ns.name, job).await;
-    e2e.wait_phase(
-        &ns.name,
-        "minigo",
-        Phase::Succeeded,
-        Duration::from_secs(240),
-    )
-    .await;
-    let log = e2e.logs(&ns.name, "minigo-launcher").await;
+    e2e.wait_phase(&ns.name, name, Phase::Succeeded, Duration::from_secs(240))
+        .await;
+    let log = e2e.logs(&ns.name, &format!("{name}-launcher")).await;
     assert!(
-        log.contains("\"slots\":9") || log.contains("slots=9"),
-        "the launcher says it gives 9 slots: {log}"
+        log.contains("\"slots\":4") || log.contains("slots=4"),
+        "the launcher says it gives 4 slots: {log}"
     );
-    for i in 0..4 {
-        let host = format!("minigo-worker-{i}");
+    for i in 0..3 {
+        let host = format!("{name}-worker-{i}");
         let n = ranks_on(&log, &host);
-        assert_eq!(n, 9, "{n} ranks on {host}:\n{log}");
+        assert_eq!(n, 4, "{n} ranks on {host}:\n{log}");
     }
-    assert!(!log.contains("on host minigo-launcher"), "{log}");
+    assert!(!log.contains(&format!("on host {name}-launcher")), "{log}");
     assert!(log.contains("pi is approximately 3.14159"), "{log}");
 }
 
 #[tokio::test]
-async fn t9ks_minigo_manifest_runs_nine_ranks_on_each_worker() {
-    minigo_runs_nine_ranks_on_each_worker("t9k/minigo-4gpu.yaml", "e2e-minigo").await;
+async fn a_seed_schema_manifest_runs_four_ranks_on_each_worker() {
+    reservoir_sim_runs_four_ranks_on_each_worker("t9k/seed-slots-gpus.yaml", "e2e-seed").await;
 }
 
 #[tokio::test]
-async fn t9ks_pre_2023_minigo_manifest_runs_nine_ranks_on_each_worker() {
-    // processesPerWorker: 9, and processRecovery's --enable-recovery.
-    minigo_runs_nine_ranks_on_each_worker("t9k/minigo-oldest-2022.yaml", "e2e-oldest").await;
+async fn a_pre_2023_manifest_runs_four_ranks_on_each_worker() {
+    // processesPerWorker: 4, and processRecovery's --enable-recovery.
+    reservoir_sim_runs_four_ranks_on_each_worker("t9k/pre-2023-slots-gpus.yaml", "e2e-oldest")
+        .await;
 }
 
-/// T9k's 2025-schema manifest (`mpiConfig`, `replicaSpecs` with an empty
-/// launcher template), with pi for its script, this node's image and no
-/// scheduler section: one rank on each of its 4 workers (`-N 1`).
+/// The project's 2025-schema fixture (`tests/fixtures/manifests/`:
+/// `mpiConfig`, `replicaSpecs` with an empty launcher template), with pi
+/// for its script, this node's image and no scheduler section: two ranks
+/// on each of its 3 workers (`-N 2`).
 #[tokio::test]
-async fn t9ks_2025_manifest_runs_one_rank_on_each_worker() {
+async fn a_2025_manifest_runs_two_ranks_on_each_worker() {
     let e2e = E2e::get().await;
     let ns = e2e.namespace("e2e-2025").await;
-    let mut job = mpijob_tests::fixtures::peer_manifest("t9k/torch-mnist-t9ksched-2025.yaml");
-    let name = "torch-mnist-mpijob";
+    let mut job = mpijob_tests::fixtures::fixture_manifest("t9k/schema-2025.yaml");
+    let name = "protein-fold";
     job["metadata"]["namespace"] = json!(ns.name);
     job["spec"].as_object_mut().unwrap().remove("scheduler");
     job["spec"]["mpiConfig"]["home"] = json!("/usr");
     job["spec"]["mpiConfig"]["script"] = json!(["/opt/mpi-examples/pi", "100000"]);
     let spec = &mut job["spec"]["replicaSpecs"][0]["template"]["spec"];
-    peer_pod_on_this_node(spec);
+    fixture_pod_on_this_node(spec);
     e2e.create(&ns.name, job).await;
     e2e.wait_phase(&ns.name, name, Phase::Succeeded, Duration::from_secs(240))
         .await;
     let log = e2e.logs(&ns.name, &format!("{name}-launcher")).await;
-    for i in 0..4 {
+    for i in 0..3 {
         let host = format!("{name}-worker-{i}");
         let n = ranks_on(&log, &host);
-        assert_eq!(n, 1, "{n} ranks on {host}:\n{log}");
+        assert_eq!(n, 2, "{n} ranks on {host}:\n{log}");
     }
     assert!(!log.contains(&format!("on host {name}-launcher")), "{log}");
     assert!(log.contains("pi is approximately 3.14159"), "{log}");

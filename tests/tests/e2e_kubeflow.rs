@@ -105,7 +105,7 @@ async fn wait_condition(
             panic!(
                 "Kubeflow MPIJob {ns}/{name}: wanted {type_}, got {}\n{}",
                 serde_json::to_string(&s).unwrap(),
-                describe(e2e, ns).await
+                describe(e2e, ns, name).await
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -113,9 +113,9 @@ async fn wait_condition(
 }
 
 /// The job's pods, states and launcher logs, and the events.
-async fn describe(e2e: &E2e, ns: &str) -> String {
+async fn describe(e2e: &E2e, ns: &str, job: &str) -> String {
     let mut s = e2e.describe(ns).await;
-    for p in launcher_pods(e2e, ns, "pi").await {
+    for p in launcher_pods(e2e, ns, job).await {
         s += &format!("--- log of {p}:\n{}\n", launcher_log(e2e, ns, &p).await);
     }
     s
@@ -155,17 +155,24 @@ async fn launcher_log(e2e: &E2e, ns: &str, pod: &str) -> String {
 /// Every rank ran on a worker pod's hostname, one on each, none on the
 /// launcher, and pi came out right.
 async fn assert_ranks_on_workers(e2e: &E2e, ns: &str) {
-    let pods = launcher_pods(e2e, ns, "pi").await;
+    assert_ranks_on_the_workers_of(e2e, ns, "pi", 2).await;
+}
+
+/// [`assert_ranks_on_workers`] for job `job` with `workers` workers: ranks
+/// on each worker, none on the launcher, and pi came out right.
+async fn assert_ranks_on_the_workers_of(e2e: &E2e, ns: &str, job: &str, workers: usize) {
+    let pods = launcher_pods(e2e, ns, job).await;
     assert_eq!(pods.len(), 1, "one launcher pod, never restarted: {pods:?}");
     let log = launcher_log(e2e, ns, &pods[0]).await;
-    for host in ["pi-worker-0", "pi-worker-1"] {
+    for i in 0..workers {
+        let host = format!("{job}-worker-{i}");
         assert!(
-            ranks_on(&log, host) > 0,
+            ranks_on(&log, &host) > 0,
             "no rank on {host} in the launcher's log:\n{log}"
         );
     }
     assert!(
-        !log.contains("on host pi-launcher"),
+        !log.contains(&format!("on host {job}-launcher")),
         "a rank ran on the launcher:\n{log}"
     );
     assert!(log.contains("pi is approximately 3.14159"), "{log}");
@@ -322,12 +329,16 @@ async fn wait_for_workers_ready_creates_the_launcher_after_the_workers() {
     assert_ranks_on_workers(&e2e, &ns.name).await;
 }
 
-/// The Kubeflow example of real users, with only the image (and, on this
-/// 2-CPU node, the CPU limits) changed.
-async fn peers_example_succeeds(file: &str, image: &str, prefix: &str) {
+/// The project's Kubeflow fixture `file` (`tests/fixtures/manifests/`, in
+/// the shape of mpi-operator's pi example: job `name`, 3 workers of 2
+/// slots, the user and paths of a Kubeflow-style image), with only the
+/// image (and, on this 2-CPU node, the CPU limits) changed, and pi for the
+/// launcher's program (the fixture's `/home/mpiuser/bin/stencil2d` and its
+/// arguments).
+async fn fixture_succeeds(file: &str, name: &str, image: &str, prefix: &str) {
     let e2e = E2e::get().await;
     let ns = e2e.namespace(prefix).await;
-    let mut job = mpijob_tests::fixtures::peer_manifest(&format!("kubeflow/{file}"));
+    let mut job = mpijob_tests::fixtures::fixture_manifest(&format!("kubeflow/{file}"));
     job["metadata"]["namespace"] = json!(ns.name);
     for role in ["Launcher", "Worker"] {
         on_this_node(
@@ -335,19 +346,45 @@ async fn peers_example_succeeds(file: &str, image: &str, prefix: &str) {
             image,
         );
     }
+    let launcher =
+        &mut job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0];
+    for field in ["command", "args"] {
+        if let Some(argv) = launcher[field].as_array_mut() {
+            if let Some(at) = argv.iter().position(|a| a == "/home/mpiuser/bin/stencil2d") {
+                argv.truncate(at);
+                argv.push(json!("/home/mpiuser/pi"));
+            }
+        }
+    }
+    assert!(
+        launcher.to_string().contains("/home/mpiuser/pi"),
+        "{launcher}"
+    );
     create(&e2e, &ns.name, job).await;
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
-    assert_ranks_on_workers(&e2e, &ns.name).await;
+    wait_condition(&e2e, &ns.name, name, "Succeeded", RUN).await;
+    assert_ranks_on_the_workers_of(&e2e, &ns.name, name, 3).await;
 }
 
 #[tokio::test]
-async fn kubeflows_own_pi_example_succeeds() {
-    peers_example_succeeds("pi.yaml", KUBEFLOW_OPENMPI4_IMAGE, "kf-peer-pi").await;
+async fn a_kubeflow_open_mpi_manifest_succeeds() {
+    fixture_succeeds(
+        "openmpi.yaml",
+        "stencil",
+        KUBEFLOW_OPENMPI4_IMAGE,
+        "kf-fix-ompi",
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn kubeflows_own_mpich_example_succeeds() {
-    peers_example_succeeds("pi-mpich.yaml", KUBEFLOW_MPICH_IMAGE, "kf-peer-mpich").await;
+async fn a_kubeflow_mpich_manifest_succeeds() {
+    fixture_succeeds(
+        "mpich.yaml",
+        "stencil-mpich",
+        KUBEFLOW_MPICH_IMAGE,
+        "kf-fix-mpich",
+    )
+    .await;
 }
 
 /// A T9k job and a Kubeflow job side by side in one namespace.
@@ -522,7 +559,7 @@ async fn an_oom_killed_worker_fails_the_job_and_is_named() {
     assert!(
         message.contains("1/2 workers failed: worker pod pi-worker-1 container mpi-worker exited 137 (OOMKilled)"),
         "{message}\n{}",
-        describe(&e2e, &ns.name).await
+        describe(&e2e, &ns.name, "pi").await
     );
     assert!(status.completion_time.is_some());
 

@@ -2,11 +2,21 @@
 
 use std::path::PathBuf;
 
-/// A file under `../shared/` beside the repo (e.g. `peers/t9k/minigo-4gpu.yaml`);
-/// panics, saying what is missing, without it.
-pub fn shared(rel: &str) -> String {
+/// One of the project's own manifests under `tests/fixtures/manifests/`
+/// (e.g. `t9k/seed-slots-gpus.yaml`).
+pub fn fixture(rel: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
+        .join("../tests/fixtures/manifests")
+        .join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A real user's manifest under `../shared/peers/` beside the repo (e.g.
+/// `t9k/minigo-4gpu.yaml`), for the `peer_` checks; panics, saying what is
+/// missing, without it.
+pub fn peer(rel: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/peers")
         .join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(

@@ -15,6 +15,7 @@ pub mod schema;
 pub mod slots;
 pub mod sshclient;
 pub mod sshkey;
+pub mod t9k;
 pub mod template;
 pub mod v1beta1;
 pub mod validate;

@@ -45,7 +45,7 @@ pub async fn ensure<K, S>(
     kind: &str,
     name: &str,
     meta: &JobMeta,
-    build: impl FnOnce() -> Result<K>,
+    build: impl FnOnce() -> K,
 ) -> Result<Ensured>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
@@ -61,7 +61,7 @@ where
         // Created a moment ago; its watch event is on its way.
         return Ok(Ensured::Expected);
     }
-    let obj = build()?;
+    let obj = build();
     ctx.wrote(Write::Create);
     match api.create(&PostParams::default(), &obj).await {
         Ok(_) => {

@@ -13,11 +13,6 @@ pub enum Error {
     #[error("the watch caches were dropped")]
     CachesClosed,
 
-    /// A child could not be built. Validation runs first, so this means
-    /// validation and the builders disagree: a bug.
-    #[error("building a child object: {0}")]
-    Build(#[from] mpijob_api::FieldError),
-
     /// The launcher's record of the spec the job started with is not
     /// readable: someone edited the annotation.
     #[error("{0}")]
@@ -37,7 +32,6 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::MissingField(_) => "missing_field",
-            Error::Build(_) => "build",
             Error::CachesClosed => "caches_closed",
             Error::StartedSpec(_) => "started_spec",
             Error::PodGroupsNotSynced(_) => "podgroups_not_synced",

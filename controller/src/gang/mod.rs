@@ -29,7 +29,7 @@ use kube::core::ApiResource;
 use mpijob_api::kubeflow::resolve::LauncherCreationPolicy;
 use mpijob_api::kubeflow::v2beta1::SchedulingPolicy;
 use mpijob_api::kubeflow::Resolved;
-use mpijob_api::MPIJob;
+use mpijob_api::t9k::Resolved as T9kResolved;
 use serde_json::{json, Map, Value};
 
 use quantity::Quantity;
@@ -261,41 +261,42 @@ impl Members<'_> {
 }
 
 /// The priority classes [`for_t9k`] needs the values of.
-pub fn t9k_priority_classes(job: &MPIJob, flag: Option<&GangScheduling>) -> Vec<String> {
-    let t9k = job
-        .spec
-        .scheduler
-        .as_ref()
-        .and_then(|s| s.t9k_scheduler.as_ref());
-    if flag.is_none() || t9k.is_some() {
+pub fn t9k_priority_classes(r: &T9kResolved, flag: Option<&GangScheduling>) -> Vec<String> {
+    if flag.is_none() || t9k_scheduler(r).is_some() {
         return Vec::new();
     }
-    let launcher = job.spec.launcher_template().parse().ok();
-    let worker = job.spec.worker().template.parse().ok();
-    Members {
-        launcher: launcher.as_ref().and_then(|t| t.spec.as_ref()),
-        worker: worker.as_ref().and_then(|t| t.spec.as_ref()),
-        workers: 0,
-        launcher_waits: false,
-    }
-    .priority_classes()
+    t9k_members(r, 0).priority_classes()
 }
 
-/// The gang of a T9k job: the T9k scheduler's when the job names it, else
-/// the flag's, else none.
-pub fn for_t9k(
-    job: &MPIJob,
-    flag: Option<&GangScheduling>,
-    priorities: &BTreeMap<String, i32>,
-) -> Option<Gang> {
-    let name = job.metadata.name.clone().unwrap_or_default();
-    let workers = u32::try_from(job.spec.worker().replicas.max(0)).unwrap_or(0);
-    if let Some(t9k) = job
-        .spec
+fn t9k_scheduler(r: &T9kResolved) -> Option<&mpijob_api::v1beta1::T9kScheduler> {
+    r.spec
         .scheduler
         .as_ref()
         .and_then(|s| s.t9k_scheduler.as_ref())
-    {
+}
+
+/// A T9k job's pods, as its gang counts them.
+fn t9k_members(r: &T9kResolved, workers: u32) -> Members<'_> {
+    Members {
+        launcher: r.launcher.spec.as_ref(),
+        worker: r.worker.spec.as_ref(),
+        workers,
+        launcher_waits: false,
+    }
+}
+
+/// The gang of a T9k job named `name`: the T9k scheduler's when the job
+/// names it, else the flag's, else none.
+pub fn for_t9k(
+    name: &str,
+    annotations: &BTreeMap<String, String>,
+    r: &T9kResolved,
+    flag: Option<&GangScheduling>,
+    priorities: &BTreeMap<String, i32>,
+) -> Option<Gang> {
+    let name = name.to_string();
+    let workers = r.workers;
+    if let Some(t9k) = t9k_scheduler(r) {
         let spec = json!({
             "minMember": workers + 1,
             "roles": [
@@ -315,16 +316,8 @@ pub fn for_t9k(
             asked_by: "spec.scheduler.t9kScheduler".into(),
         });
     }
-    let launcher = job.spec.launcher_template().parse().ok();
-    let worker = job.spec.worker().template.parse().ok();
-    let members = Members {
-        launcher: launcher.as_ref().and_then(|t| t.spec.as_ref()),
-        worker: worker.as_ref().and_then(|t| t.spec.as_ref()),
-        workers,
-        launcher_waits: false,
-    };
-    let annotations = job.metadata.annotations.clone().unwrap_or_default();
-    flag.map(|f| of_flag(f, name, None, &annotations, &members, priorities))
+    let members = t9k_members(r, workers);
+    flag.map(|f| of_flag(f, name, None, annotations, &members, priorities))
 }
 
 /// The gang of a Kubeflow job under `--gang-scheduling`, from its

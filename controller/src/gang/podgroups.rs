@@ -249,15 +249,20 @@ impl Scheduling {
 
     /// A T9k job's gang (see [`super::for_t9k`]), with the priority classes
     /// it needs read from the cluster.
-    pub async fn t9k_gang(&self, job: &mpijob_api::MPIJob) -> Option<Gang> {
+    pub async fn t9k_gang(
+        &self,
+        job: &mpijob_api::MPIJob,
+        r: &mpijob_api::t9k::Resolved,
+    ) -> Option<Gang> {
         let flag = self.flag.as_ref();
-        let names = super::t9k_priority_classes(job, flag);
+        let names = super::t9k_priority_classes(r, flag);
         let priorities = if names.is_empty() {
             BTreeMap::new()
         } else {
             self.pod_groups.priorities(&names).await
         };
-        super::for_t9k(job, flag, &priorities)
+        let annotations = job.metadata.annotations.clone().unwrap_or_default();
+        super::for_t9k(&job.name_any(), &annotations, r, flag, &priorities)
     }
 
     /// A Kubeflow job's gang (see [`super::for_kubeflow`]), likewise.

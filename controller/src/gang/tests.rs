@@ -1,15 +1,26 @@
 use super::podgroups::spec_patch;
 use super::*;
+use mpijob_api::MPIJob;
 use proptest::prelude::*;
 use serde_json::json;
 
 fn t9k_job(spec: &str, annotations: &str) -> MPIJob {
-    let mut job: MPIJob = mpijob_api::yaml::from_str(&format!(
+    let job: MPIJob = mpijob_api::yaml::from_str(&format!(
         "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata: {{name: pi, namespace: team, uid: u1, annotations: {{{annotations}}}}}\nspec:\n{spec}"
     ))
     .unwrap();
-    mpijob_api::defaults::normalize(&mut job.spec);
     job
+}
+
+/// [`for_t9k`] of `job`, resolved as the reconcile resolves it.
+fn for_t9k_job(
+    job: &MPIJob,
+    flag: Option<&GangScheduling>,
+    priorities: &BTreeMap<String, i32>,
+) -> Option<Gang> {
+    let r = mpijob_api::t9k::resolve(job).unwrap();
+    let annotations = job.metadata.annotations.clone().unwrap_or_default();
+    for_t9k("pi", &annotations, &r, flag, priorities)
 }
 
 const T9K_WORKERS: &str = "  worker:\n    replicas: 3\n    cmd: [/pi]\n    template:\n      spec:\n        priorityClassName: low\n        containers:\n          - name: mpi\n            image: mpi:1\n            resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: '1', nvidia.com/gpu: '1'}}\n";
@@ -36,7 +47,7 @@ fn a_t9k_job_naming_the_t9k_scheduler_gets_its_podgroup_whatever_the_flag() {
         "",
     );
     for flag in [None, Some(GangScheduling::Volcano)] {
-        let g = for_t9k(&job, flag.as_ref(), &no_priorities()).unwrap();
+        let g = for_t9k_job(&job, flag.as_ref(), &no_priorities()).unwrap();
         assert_eq!(g.kind, Kind::T9k);
         assert_eq!(g.scheduler, "t9k-scheduler");
         assert_eq!(g.name, "pi");
@@ -68,8 +79,8 @@ fn a_t9k_job_naming_the_t9k_scheduler_gets_its_podgroup_whatever_the_flag() {
 #[test]
 fn a_t9k_job_runs_under_volcano_with_the_flag_and_under_nothing_without() {
     let job = t9k_job(T9K_WORKERS, "scheduling.volcano.sh/queue-name: research");
-    assert_eq!(for_t9k(&job, None, &no_priorities()), None);
-    let g = for_t9k(&job, Some(&GangScheduling::Volcano), &no_priorities()).unwrap();
+    assert_eq!(for_t9k_job(&job, None, &no_priorities()), None);
+    let g = for_t9k_job(&job, Some(&GangScheduling::Volcano), &no_priorities()).unwrap();
     assert_eq!(g.kind, Kind::Volcano);
     assert_eq!(g.asked_by, "--gang-scheduling volcano");
     // The launcher shares the workers' template: four pods' requests,
@@ -278,7 +289,7 @@ fn pod(name: &str, node: Option<&str>, scheduled: Option<(&str, &str)>) -> Pod {
 #[test]
 fn the_condition_names_the_scheduler_and_what_it_said() {
     let job = t9k_job(T9K_WORKERS, "");
-    let g = for_t9k(&job, Some(&GangScheduling::Volcano), &no_priorities()).unwrap();
+    let g = for_t9k_job(&job, Some(&GangScheduling::Volcano), &no_priorities()).unwrap();
     let state = State::Ready(g.clone());
     assert_eq!(condition(&state, &[]), None);
 
@@ -316,7 +327,7 @@ fn the_condition_names_the_scheduler_and_what_it_said() {
         condition(&State::Missing(missing.clone()), &[]),
         Some((false, "PodGroupCRDMissing", missing))
     );
-    let t9k = for_t9k(
+    let t9k = for_t9k_job(
         &t9k_job(
             &format!("  scheduler: {{t9kScheduler: {{queue: q}}}}\n{T9K_WORKERS}"),
             "",

@@ -279,7 +279,7 @@ async fn children(
             "Service",
             &service_name,
             meta,
-            || Ok(build::service(i))
+            || build::service(i)
         ),
         ensure(
             ctx,
@@ -288,7 +288,7 @@ async fn children(
             "ConfigMap",
             &cm_name,
             meta,
-            || { Ok(build::config_map(i, &running)) }
+            || build::config_map(i, &running)
         ),
         ensure(
             ctx,
@@ -299,7 +299,7 @@ async fn children(
             meta,
             || {
                 let key = mpijob_api::sshkey::generate(&comment);
-                Ok(build::secret(i, &key))
+                build::secret(i, &key)
             }
         ),
     )?;
@@ -361,7 +361,7 @@ async fn children(
                     if let (Some(g), Some(spec)) = (gang, p.spec.as_mut()) {
                         gang::decorate(g, &mut p.metadata, spec);
                     }
-                    Ok(p)
+                    p
                 })
                 .await?;
                 Ok::<_, Error>((name, e))
@@ -388,7 +388,7 @@ async fn children(
                 let meta = t.metadata.get_or_insert_with(Default::default);
                 gang::decorate(g, meta, t.spec.get_or_insert_with(Default::default));
             }
-            Ok(job)
+            job
         })
         .await?;
         found.note("Job", &launcher_name, e);

@@ -12,8 +12,8 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use mpijob_api::contract;
+use mpijob_api::t9k::Resolved;
 use mpijob_api::v1beta1::CleanUpWorkers;
-use mpijob_api::MPIJob;
 use serde_json::json;
 
 use super::build::{self, pod, roles, Role};
@@ -30,7 +30,7 @@ use crate::gang::Gang;
 /// job, however many workers it has.
 pub async fn children(
     ctx: &Context,
-    job: &MPIJob,
+    job: &Resolved,
     meta: &JobMeta,
     create_pods: bool,
     resumed: bool,
@@ -58,11 +58,7 @@ pub async fn children(
             || {
                 // The key is generated only here, when the Secret is first created.
                 let key = mpijob_api::sshkey::generate(&comment);
-                Ok(build::secret::secret(
-                    meta,
-                    &key,
-                    &job.spec.ssh.ssh_auth_mount_path,
-                ))
+                build::secret::secret(meta, &key, &job.spec.ssh.ssh_auth_mount_path)
             }
         ),
         ensure(
@@ -72,7 +68,7 @@ pub async fn children(
             "Service",
             &service_name,
             meta,
-            || { Ok(build::service::service(meta)) }
+            || build::service::service(meta)
         ),
     )?;
     for r in [secret, service] {
@@ -83,7 +79,7 @@ pub async fn children(
     // until the clash is resolved.
     let create_pods = create_pods && conflicts.is_empty();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let wanted = roles(job.spec.worker().replicas);
+    let wanted = roles(job.workers);
     if create_pods {
         // At most MAX_IN_FLIGHT creates at once: a 10001-pod job must not
         // open 10001 requests.
@@ -93,11 +89,11 @@ pub async fn children(
                 let pods = &pods;
                 async move {
                     ensure(ctx, &*ctx.pods, pods, "Pod", &name, meta, || {
-                        let mut p = pod::pod(job, meta, role, &ctx.config, resumed)?;
+                        let mut p = pod::pod(job, meta, role, &ctx.config, resumed);
                         if let (Some(g), Some(spec)) = (gang, p.spec.as_mut()) {
                             crate::gang::decorate(g, &mut p.metadata, spec);
                         }
-                        Ok(p)
+                        p
                     })
                     .await
                 }
@@ -162,8 +158,8 @@ fn note(
 }
 
 /// Pods of this job that the spec no longer asks for (fewer replicas).
-async fn prune(ctx: &Context, job: &MPIJob, meta: &JobMeta, api: &Api<Pod>) -> Result<()> {
-    let wanted = roles(job.spec.worker().replicas);
+async fn prune(ctx: &Context, job: &Resolved, meta: &JobMeta, api: &Api<Pod>) -> Result<()> {
+    let wanted = roles(job.workers);
     for pod in owned_pods(&ctx.pods, meta) {
         let role = Role::of_labels(pod.labels());
         if role.is_some_and(|r| !wanted.contains(&r)) && pod.metadata.deletion_timestamp.is_none() {

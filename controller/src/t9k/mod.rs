@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
+use mpijob_api::t9k::resolve;
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase};
-use mpijob_api::{contract, defaults, validate, MPIJob};
+use mpijob_api::{contract, defaults, MPIJob};
 
 use crate::core::apply::owned_pods;
 use crate::core::context::{Context, COMPACT_ABOVE};
@@ -71,32 +72,35 @@ pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action
     let launcher = apply::owned_pod(&ctx.pods, &meta, &contract::launcher_name(&meta.name))
         .filter(|p| p.metadata.deletion_timestamp.is_none());
     let mut edits = Vec::new();
-    match launcher.as_deref().and_then(started::of_launcher) {
+    let resolved = match launcher.as_deref().and_then(started::of_launcher) {
         Some(Ok(mut spec)) => {
             let mut current = job.spec.clone();
             defaults::normalize(&mut current);
             spec.run_mode = current.run_mode.clone();
             edits = started::edits(&spec, &current);
             job.spec = spec;
+            // Valid when it started: not judged again by today's rules.
+            resolve::of_valid(&job).map_err(|e| Error::StartedSpec(e.to_string()))?
         }
         Some(Err(e)) => return Err(Error::StartedSpec(e)),
-        None => {
-            if let Err(errors) = validate::validate_job(&job) {
+        None => match resolve::resolve(&job) {
+            Ok(r) => r,
+            Err(errors) => {
                 let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 let next = status::invalid(prev, job.metadata.generation, &messages, &now);
                 let notes = status::notes(prev, &next, &[]);
                 status_writer::write(ctx, &job, &meta, prev, &next, notes).await?;
                 return Ok(Action::await_change());
             }
-            defaults::normalize(&mut job.spec);
-        }
-    }
+        },
+    };
+    job.spec = resolved.spec.clone();
 
     let phase = prev.and_then(|s| s.phase);
     let finished = phase.is_some_and(Phase::is_finished);
     let mut run = status::Run {
-        pause: defaults::pause_enabled(&job.spec),
-        debug: defaults::debug_enabled(&job.spec),
+        pause: resolved.pause,
+        debug: resolved.debug,
         resuming: false,
         replaced: false,
     };
@@ -112,7 +116,7 @@ pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action
         run.replaced = switched;
         run.resuming = switched || matches!(phase, Some(Phase::Paused | Phase::Resuming));
     }
-    let gang = tctx.gang.t9k_gang(&job).await;
+    let gang = tctx.gang.t9k_gang(&job, &resolved).await;
     let observed = if finished {
         status::Observed::default()
     } else {
@@ -140,7 +144,7 @@ pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action
         }
         let mut o = apply::children(
             ctx,
-            &job,
+            &resolved,
             &meta,
             may_create_pods,
             run.resuming,
@@ -185,8 +189,8 @@ pub async fn reconcile(job: Arc<MPIJob>, tctx: Arc<T9kContext>) -> Result<Action
             // kubelet: look again once they have had the time to land.
             return Ok(Action::requeue(left));
         }
-        let policy = defaults::clean_up_workers(&job.spec);
-        apply::finish_workers(ctx, &meta, &policy).await?;
+        let policy = &resolved.clean_up_workers;
+        apply::finish_workers(ctx, &meta, policy).await?;
         // The PodGroup goes with the workers the policy deletes.
         if let Some(g) = gang
             .as_ref()

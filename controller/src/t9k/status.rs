@@ -212,7 +212,7 @@ pub fn compute(
 ) -> MPIJobStatus {
     let prev = prev.cloned().unwrap_or_default();
     let name = job.metadata.name.as_deref().unwrap_or_default();
-    let expected = roles(job.spec.worker().replicas);
+    let expected = roles(u32::try_from(job.spec.worker().replicas).unwrap_or(0));
     let run = observed.run;
     // Pods going while the job pauses or resumes are of the run before:
     // their ends (a SIGTERM'd mpirun) are not this run's.

@@ -189,12 +189,13 @@ async fn plain_run(h: &Harness, client: &Client, jobs: usize, workers: usize) ->
             let services: Api<Service> = Api::namespaced(client.clone(), ns_name);
             let pods: Api<Pod> = Api::namespaced(client, ns_name);
             let pp = PostParams::default();
-            let mut job = jobs
+            let created = jobs
                 .create(&pp, &job(&format!("b{j}"), workers))
                 .await
                 .unwrap();
-            mpijob_api::defaults::normalize(&mut job.spec);
-            let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
+            // Validated, normalised and typed, as the controller takes it.
+            let job = mpijob_api::t9k::resolve(&created).unwrap();
+            let meta = JobMeta::of(&created, labels::JOB_NAME).unwrap();
             let key = mpijob_api::sshkey::generate(&format!("mpijob:{ns_name}/b{j}"));
             let secret = build::secret::secret(&meta, &key, &job.spec.ssh.ssh_auth_mount_path);
             let service = build::service::service(&meta);
@@ -202,9 +203,9 @@ async fn plain_run(h: &Harness, client: &Client, jobs: usize, workers: usize) ->
             a.unwrap();
             b.unwrap();
             let (job, meta, pods, pp) = (&job, &meta, &pods, &pp);
-            futures::stream::iter(roles(job.spec.worker().replicas))
+            futures::stream::iter(roles(job.workers))
                 .map(|role| async move {
-                    let p = pod::pod(job, meta, role, config, false).unwrap();
+                    let p = pod::pod(job, meta, role, config, false);
                     pods.create(pp, &p).await.map(|_| ())
                 })
                 .buffer_unordered(MAX_IN_FLIGHT)

@@ -54,8 +54,7 @@ impl Role {
 }
 
 /// Every pod a job with this many workers has: the launcher first.
-pub fn roles(replicas: i32) -> Vec<Role> {
-    let workers = u32::try_from(replicas.max(0)).unwrap_or(0);
+pub fn roles(workers: u32) -> Vec<Role> {
     std::iter::once(Role::Launcher)
         .chain((0..workers).map(Role::Worker))
         .collect()
@@ -73,6 +72,11 @@ pub(crate) mod fixtures {
         .unwrap();
         mpijob_api::defaults::normalize(&mut job.spec);
         job
+    }
+
+    /// `job`, resolved as the reconcile resolves it.
+    pub fn resolved(job: &MPIJob) -> mpijob_api::t9k::Resolved {
+        mpijob_api::t9k::resolve::of_valid(job).unwrap()
     }
 
     pub const PI: &str = "  worker:\n    replicas: 2\n    cmd: [/opt/pi, '100']\n    template:\n      metadata: {labels: {team: a}}\n      spec:\n        containers:\n          - {name: sidecar, image: busybox}\n          - {name: mpi-worker, image: mpi:1, command: [ignored]}\n";

@@ -17,9 +17,8 @@
 //! containers; the one that delivers the agent stays unless the replica
 //! runs a command of its own and so does not need the agent.
 
-use mpijob_api::defaults;
+use mpijob_api::t9k::Resolved;
 use mpijob_api::v1beta1::ReplicaType;
-use mpijob_api::MPIJob;
 
 use super::Role;
 
@@ -45,10 +44,10 @@ impl Override {
 
 /// The override for `role`'s pod; `resumed` when the pod is created while
 /// the job is `Resuming`.
-pub fn of(job: &MPIJob, role: Role, resumed: bool) -> Override {
+pub fn of(job: &Resolved, role: Role, resumed: bool) -> Override {
     let want = role.replica_type();
     let mode = job.spec.run_mode.as_ref();
-    if defaults::debug_enabled(&job.spec) {
+    if job.debug {
         let entry = mode
             .and_then(|m| m.debug.as_ref())
             .and_then(|d| d.replica_specs.iter().find(|r| r.replica_type == want));
@@ -98,7 +97,7 @@ mod tests {
     use super::*;
     use crate::t9k::build::fixtures;
 
-    fn job(run_mode: &str) -> MPIJob {
+    fn job(run_mode: &str) -> mpijob_api::MPIJob {
         let mut job = fixtures::job(fixtures::PI);
         job.spec.run_mode = Some(mpijob_api::yaml::from_str(run_mode).unwrap());
         mpijob_api::defaults::normalize(&mut job.spec);
@@ -109,37 +108,46 @@ mod tests {
     fn no_mode_no_override() {
         let j = fixtures::job(fixtures::PI);
         for role in [Role::Launcher, Role::Worker(0)] {
-            assert_eq!(of(&j, role, false), Override::default());
-            assert_eq!(of(&j, role, true), Override::default());
+            assert_eq!(
+                of(&fixtures::resolved(&j), role, false),
+                Override::default()
+            );
+            assert_eq!(of(&fixtures::resolved(&j), role, true), Override::default());
         }
     }
 
     #[test]
     fn debug_holds_the_launcher_and_runs_listed_commands() {
         let j = job("{debug: {enable: true}}");
-        assert!(of(&j, Role::Launcher, false).hold);
-        assert!(of(&j, Role::Launcher, false).runs_agent());
-        assert_eq!(of(&j, Role::Worker(1), false), Override::default());
+        assert!(of(&fixtures::resolved(&j), Role::Launcher, false).hold);
+        assert!(of(&fixtures::resolved(&j), Role::Launcher, false).runs_agent());
+        assert_eq!(
+            of(&fixtures::resolved(&j), Role::Worker(1), false),
+            Override::default()
+        );
 
         let j = job("{debug: {enable: true, replicaSpecs: [{type: worker, command: [sleep, inf], skipInitContainer: true}, {type: master, skipInitContainer: true}]}}");
-        let w = of(&j, Role::Worker(0), false);
+        let w = of(&fixtures::resolved(&j), Role::Worker(0), false);
         assert_eq!(
             w.command,
             Some((vec!["sleep".into(), "inf".into()], vec![]))
         );
         assert!(w.skip_template_init && !w.runs_agent() && !w.hold);
-        let l = of(&j, Role::Launcher, false);
+        let l = of(&fixtures::resolved(&j), Role::Launcher, false);
         assert!(l.hold && l.skip_template_init && l.runs_agent());
     }
 
     #[test]
     fn resume_specs_apply_only_to_a_resumed_run() {
         let j = job("{pause: {enable: false, resumeSpecs: [{type: launcher, command: [echo], args: [resumed]}, {type: worker, command: [/usr/sbin/sshd, -D], args: [-p, '2222']}]}}");
-        assert_eq!(of(&j, Role::Launcher, false), Override::default());
-        let l = of(&j, Role::Launcher, true);
+        assert_eq!(
+            of(&fixtures::resolved(&j), Role::Launcher, false),
+            Override::default()
+        );
+        let l = of(&fixtures::resolved(&j), Role::Launcher, true);
         assert_eq!(l.mpirun_cmd, Some(vec!["echo".into(), "resumed".into()]));
         assert!(l.runs_agent());
-        let w = of(&j, Role::Worker(0), true);
+        let w = of(&fixtures::resolved(&j), Role::Worker(0), true);
         assert_eq!(
             w.command,
             Some((
@@ -151,7 +159,7 @@ mod tests {
         let j = job("{pause: {resumeSpecs: [{type: launcher, args: ['5']}]}}");
         let cmd = &j.spec.worker().cmd;
         assert_eq!(
-            of(&j, Role::Launcher, true).mpirun_cmd,
+            of(&fixtures::resolved(&j), Role::Launcher, true).mpirun_cmd,
             Some(vec![cmd[0].clone(), "5".into()])
         );
     }

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 use mpijob_api::contract::{self, labels};
-use mpijob_api::{validate, FieldError, MPIJob};
+use mpijob_api::t9k::Resolved;
 
 use super::Role;
 use crate::core::agent::{
@@ -24,21 +24,13 @@ use crate::core::context::Config;
 use crate::core::meta::JobMeta;
 
 /// The pod for `role`; `resumed` when it is created while the job is
-/// `Resuming` (see [`super::mode`]). Fails only on a template that
-/// validation would have rejected.
-pub fn pod(
-    job: &MPIJob,
-    meta: &JobMeta,
-    role: Role,
-    config: &Config,
-    resumed: bool,
-) -> Result<Pod, FieldError> {
+/// `Resuming` (see [`super::mode`]).
+pub fn pod(job: &Resolved, meta: &JobMeta, role: Role, config: &Config, resumed: bool) -> Pod {
     let mode = super::mode::of(job, role, resumed);
     let template: PodTemplateSpec = match role {
-        Role::Launcher => job.spec.launcher_template(),
-        Role::Worker(_) => &job.spec.worker().template,
-    }
-    .parse()?;
+        Role::Launcher => job.launcher.clone(),
+        Role::Worker(_) => job.worker.clone(),
+    };
     let mut spec: PodSpec = template.spec.unwrap_or_default();
     let template_meta = template.metadata.unwrap_or_default();
     let name = role.pod_name(&meta.name);
@@ -58,7 +50,7 @@ pub fn pod(
             .get_or_insert_with(BTreeMap::new)
             .insert(key, spec);
     }
-    if mpijob_api::defaults::debug_enabled(&job.spec) {
+    if job.debug {
         metadata
             .annotations
             .get_or_insert_with(BTreeMap::new)
@@ -73,8 +65,7 @@ pub fn pod(
     spec.restart_policy = Some("Never".to_string());
     readable_keys_for_non_root(&mut spec);
 
-    // Validated before any pod is built: a wrong value never gets here.
-    let baked = validate::agent_in_image(job.metadata.annotations.as_ref()).unwrap_or(false);
+    let baked = job.agent_in_image;
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     if !baked {
         volumes.push(agent_volume());
@@ -92,12 +83,10 @@ pub fn pod(
 
     let index = mpi_container_index(&spec.containers);
     let ssh_dir = job.spec.ssh.ssh_auth_mount_path.clone();
-    let Some(c) = spec.containers.get_mut(index) else {
-        return Err(FieldError::new(
-            "spec.worker.template.spec.containers",
-            "must list at least one container",
-        ));
-    };
+    let c = spec
+        .containers
+        .get_mut(index)
+        .expect("a resolved job's templates list a container");
     let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
     if !baked {
         mounts.push(agent_mount());
@@ -140,11 +129,11 @@ pub fn pod(
         });
     }
 
-    Ok(Pod {
+    Pod {
         metadata,
         spec: Some(spec),
         status: None,
-    })
+    }
 }
 
 /// The container that runs MPI: `mpi-worker`, or the first.
@@ -168,7 +157,12 @@ pub fn built_for_debug(pod: &Pod) -> bool {
 }
 
 /// [`role_args`] with a run mode's changes to the launcher.
-fn role_argv(job: &MPIJob, meta: &JobMeta, role: Role, mode: super::mode::Override) -> Vec<String> {
+fn role_argv(
+    job: &Resolved,
+    meta: &JobMeta,
+    role: Role,
+    mode: super::mode::Override,
+) -> Vec<String> {
     if role != Role::Launcher {
         return role_args(job, meta, role);
     }
@@ -181,7 +175,7 @@ fn role_argv(job: &MPIJob, meta: &JobMeta, role: Role, mode: super::mode::Overri
 }
 
 /// The agent's arguments for a role, built through the pod contract.
-pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
+pub fn role_args(job: &Resolved, meta: &JobMeta, role: Role) -> Vec<String> {
     let spec = &job.spec;
     match role {
         Role::Worker(_) => contract::WorkerArgs {
@@ -196,17 +190,17 @@ pub fn role_args(job: &MPIJob, meta: &JobMeta, role: Role) -> Vec<String> {
 }
 
 /// The launcher agent's arguments, as the spec asks.
-pub fn launcher_args(job: &MPIJob, meta: &JobMeta) -> contract::LauncherArgs {
+pub fn launcher_args(job: &Resolved, meta: &JobMeta) -> contract::LauncherArgs {
     let spec = &job.spec;
     contract::LauncherArgs {
         job: Some(meta.name.clone()),
         namespace: Some(meta.namespace.clone()),
-        workers: Some(u32::try_from(spec.worker().replicas).unwrap_or(0)),
+        workers: Some(job.workers),
         // The T9k API has no slots field: the ranks per worker come
         // from what `extraMPIArgs` asks of mpirun (`-N 2`, `-np 8`).
         slots: mpijob_api::slots::of_valid(
             &spec.worker().extra_mpi_args,
-            u32::try_from(spec.worker().replicas).unwrap_or(1),
+            job.workers.max(1),
             spec.worker().processes_per_worker,
         ),
         ssh_dir: spec.ssh.ssh_auth_mount_path.clone().into(),
@@ -293,7 +287,7 @@ mod tests {
     fn build(spec: &str, role: Role) -> Pod {
         let job = fixtures::job(spec);
         let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
-        pod(&job, &meta, role, &config(), false).unwrap()
+        pod(&fixtures::resolved(&job), &meta, role, &config(), false)
     }
 
     fn mpi(p: &Pod) -> &Container {
@@ -390,7 +384,7 @@ mod tests {
         )]));
         let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
         for role in [Role::Launcher, Role::Worker(1)] {
-            let p = pod(&job, &meta, role, &config(), false).unwrap();
+            let p = pod(&fixtures::resolved(&job), &meta, role, &config(), false);
             let spec = p.spec.as_ref().unwrap();
             assert!(
                 spec.init_containers.as_ref().is_none_or(Vec::is_empty),
@@ -555,8 +549,20 @@ mod tests {
         let spec = "  runMode: {pause: {enable: false, resumeSpecs: [{type: launcher, command: [/opt/pi], args: ['7'], skipInitContainer: true}]}}\n  worker:\n    cmd: [/opt/pi, '100']\n    template: {spec: {initContainers: [{name: fetch-data, image: x}], containers: [{name: mpi-worker, image: x}]}}\n";
         let job = fixtures::job(spec);
         let meta = JobMeta::of(&job, labels::JOB_NAME).unwrap();
-        let fresh = pod(&job, &meta, Role::Launcher, &config(), false).unwrap();
-        let resumed = pod(&job, &meta, Role::Launcher, &config(), true).unwrap();
+        let fresh = pod(
+            &fixtures::resolved(&job),
+            &meta,
+            Role::Launcher,
+            &config(),
+            false,
+        );
+        let resumed = pod(
+            &fixtures::resolved(&job),
+            &meta,
+            Role::Launcher,
+            &config(),
+            true,
+        );
         let tail = |p: &Pod| {
             let a = mpi(p).args.clone().unwrap();
             let at = a.iter().position(|x| x == "--").unwrap();

@@ -62,16 +62,12 @@ where
     S: Serialize + PartialEq,
 {
     if prev != Some(next) {
-        let before = prev.map_or(Value::Null, |p| {
-            serde_json::to_value(p).unwrap_or(Value::Null)
-        });
-        let after = serde_json::to_value(next).unwrap_or(Value::Null);
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &meta.namespace);
         ctx.wrote(Write::Status);
         api.patch_status(
             &meta.name,
             &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": merge_patch(&before, &after) })),
+            &Patch::Merge(&patch(prev, next)),
         )
         .await?;
     }
@@ -80,6 +76,14 @@ where
         event(ctx, job, n.type_, &n.reason, &n.message).await;
     }
     Ok(())
+}
+
+/// The body of the status write: `{"status": …}` with the merge patch
+/// from `prev` (none: the whole of `next`) to `next`.
+pub fn patch<S: Serialize>(prev: Option<&S>, next: &S) -> Value {
+    let value = |s: &S| serde_json::to_value(s).unwrap_or(Value::Null);
+    let before = prev.map_or(Value::Null, value);
+    json!({ "status": merge_patch(&before, &value(next)) })
 }
 
 /// The JSON merge patch that turns `prev` into `next`: changed keys, and

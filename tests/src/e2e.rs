@@ -2,20 +2,21 @@
 //! cluster DNS next to the API server): finding it, installing the operator
 //! from `deploy/` once per test process, and MPIJobs from `examples/`.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, LogParams, PostParams};
-use kube::{Api, Client};
-use mpijob_api::v1beta1::{MPIJobStatus, Phase};
-use mpijob_api::MPIJob;
+use kube::core::NamespaceResourceScope;
+use kube::{Api, Client, Resource, ResourceExt};
+use mpijob_api::kubeflow;
 use serde_json::{json, Value};
 
 use crate::cluster::repo_root;
 use crate::controller::wait_for;
-use crate::{crds, Harness, TestNamespace};
+use crate::{crds, Harness, JobKind, TestNamespace};
 
 /// The node's address on its bridge: kubelet, the cluster-DNS stand-in
 /// and (with host networking) the controller's health endpoint.
@@ -43,17 +44,19 @@ pub fn state_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/tmp/mpijob-e2e"))
 }
 
-pub struct E2e {
+/// The e2e cluster, driving jobs of kind `K` (either MPIJob API).
+pub struct E2e<K> {
     pub harness: Harness,
     pub client: Client,
+    kind: PhantomData<fn() -> K>,
 }
 
 static OPERATOR: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
-impl E2e {
+impl<K: JobKind> E2e<K> {
     /// The running e2e cluster with the operator installed from deploy/.
     /// Panics, saying how to start it, when the cluster is not running.
-    pub async fn get() -> E2e {
+    pub async fn get() -> Self {
         let harness = Harness::at(
             &state_dir(),
             "bash tests/e2e/e2e.sh start",
@@ -63,55 +66,80 @@ impl E2e {
         OPERATOR
             .get_or_init(|| install_operator(&harness, &client))
             .await;
-        E2e { harness, client }
+        E2e {
+            harness,
+            client,
+            kind: PhantomData,
+        }
+    }
+
+    /// The same cluster, driving jobs of kind `J`.
+    pub fn of<J: JobKind>(&self) -> E2e<J> {
+        E2e {
+            harness: self.harness.clone(),
+            client: self.client.clone(),
+            kind: PhantomData,
+        }
     }
 
     pub async fn namespace(&self, prefix: &str) -> TestNamespace {
         TestNamespace::new(&self.client, &self.harness, prefix).await
     }
 
-    pub fn jobs(&self, ns: &str) -> Api<MPIJob> {
+    /// Resources of any namespaced kind in `ns`.
+    pub fn api<R>(&self, ns: &str) -> Api<R>
+    where
+        R: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
         Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn jobs(&self, ns: &str) -> Api<K> {
+        self.api(ns)
     }
 
     pub fn pods(&self, ns: &str) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), ns)
+        self.api(ns)
     }
 
-    pub async fn create(&self, ns: &str, job: Value) -> MPIJob {
-        let job: MPIJob = serde_json::from_value(job).expect("a well-formed MPIJob");
+    pub async fn create(&self, ns: &str, job: Value) -> K {
+        let kind = K::kind(&());
+        let job: K = serde_json::from_value(job)
+            .unwrap_or_else(|e| panic!("a well-formed {}/{kind}: {e}", K::api_version(&())));
         self.jobs(ns)
             .create(&PostParams::default(), &job)
             .await
-            .unwrap_or_else(|e| panic!("creating the MPIJob in {ns}: {e}"))
+            .unwrap_or_else(|e| panic!("creating the {kind} in {ns}: {e}"))
     }
 
-    /// Wait until the job's phase is `phase` (or any finished phase, which
-    /// then fails the wait if it is not `phase`), and return its status.
+    /// Wait until the job reaches `stage` and return its status. A job
+    /// that finishes elsewhere fails the wait at once.
     pub async fn wait_phase(
         &self,
         ns: &str,
         name: &str,
-        phase: Phase,
+        stage: K::Stage,
         timeout: Duration,
-    ) -> MPIJobStatus {
+    ) -> K::Status {
         let jobs = self.jobs(ns);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let job = jobs.get(name).await.expect("reading the MPIJob");
-            let status = job.status.clone().unwrap_or_default();
-            if status.phase == Some(phase) {
+            let job = jobs.get(name).await.expect("reading the job");
+            let status = job.status_or_default();
+            if K::reached(&status, stage) {
                 return status;
             }
-            let finished = status.phase.is_some_and(Phase::is_finished);
+            let finished = K::finished(&status);
             if finished || tokio::time::Instant::now() >= deadline {
                 panic!(
-                    "MPIJob {ns}/{name}: wanted phase {phase:?}, {} \n{}",
+                    "{} {ns}/{name}: wanted {stage:?}, {} {}\n{}",
+                    K::api_version(&()),
                     if finished {
-                        format!("it finished {:?}", status.phase)
+                        "it finished:".to_string()
                     } else {
-                        format!("still {:?} after {timeout:?}", status.phase)
+                        format!("not there after {timeout:?}:")
                     },
+                    serde_json::to_string(&status).unwrap(),
                     self.describe(ns).await
                 );
             }
@@ -168,17 +196,11 @@ impl E2e {
             .unwrap_or_else(|e| format!("(no log of {pod}: {e})"))
     }
 
-    /// Everything worth seeing when a test fails: the job's status, every
-    /// pod's state, the events and the launcher's log.
+    /// Everything worth seeing when a test fails: the jobs' status (of
+    /// both APIs), every pod's state, the events and the launchers' logs.
     pub async fn describe(&self, ns: &str) -> String {
-        let mut s = String::new();
-        for job in self.jobs(ns).list(&ListParams::default()).await.unwrap() {
-            s += &format!(
-                "MPIJob {}: {}\n",
-                job.metadata.name.as_deref().unwrap_or("?"),
-                serde_json::to_string(&job.status).unwrap()
-            );
-        }
+        let mut s = self.of::<mpijob_api::MPIJob>().statuses(ns).await;
+        s += &self.of::<kubeflow::MPIJob>().statuses(ns).await;
         for pod in self.pods(ns).list(&ListParams::default()).await.unwrap() {
             let name = pod.metadata.name.clone().unwrap_or_default();
             let status = pod.status.clone().unwrap_or_default();
@@ -189,9 +211,12 @@ impl E2e {
             );
             if name.ends_with("-launcher") {
                 s += &format!("--- log of {name}:\n{}\n---\n", self.logs(ns, &name).await);
+            } else if pod.labels().get(KUBEFLOW_ROLE).map(String::as_str) == Some("launcher") {
+                let log = kubeflow_launcher_log(&self.pods(ns), &name).await;
+                s += &format!("--- log of {name}:\n{log}\n");
             }
         }
-        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let events: Api<Event> = self.api(ns);
         for e in events.list(&ListParams::default()).await.unwrap() {
             s += &format!(
                 "event {} {}: {}\n",
@@ -202,6 +227,62 @@ impl E2e {
         }
         s
     }
+
+    /// `<kind> <name>: <status>` for each job of kind `K` in `ns`.
+    async fn statuses(&self, ns: &str) -> String {
+        let jobs = self.jobs(ns).list(&ListParams::default()).await;
+        let mut s = String::new();
+        for job in jobs.map(|l| l.items).unwrap_or_default() {
+            s += &format!(
+                "{} {}: {}\n",
+                K::api_version(&()),
+                job.name_any(),
+                serde_json::to_string(&job.status_or_default()).unwrap()
+            );
+        }
+        s
+    }
+}
+
+/// The label that tells a Kubeflow job's launcher and workers apart.
+const KUBEFLOW_ROLE: &str = "training.kubeflow.org/job-role";
+
+impl E2e<kubeflow::MPIJob> {
+    /// The launcher pods the Job controller made for Kubeflow job `job`.
+    pub async fn launcher_pods(&self, ns: &str, job: &str) -> Vec<String> {
+        let lp = ListParams::default().labels(&format!(
+            "training.kubeflow.org/job-name={job},{KUBEFLOW_ROLE}=launcher"
+        ));
+        self.pods(ns)
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|p| p.name_any())
+            .collect()
+    }
+
+    /// A Kubeflow launcher pod's log: its wait for the workers, then mpirun.
+    pub async fn launcher_log(&self, ns: &str, pod: &str) -> String {
+        kubeflow_launcher_log(&self.pods(ns), pod).await
+    }
+}
+
+async fn kubeflow_launcher_log(pods: &Api<Pod>, pod: &str) -> String {
+    let mut out = String::new();
+    for container in ["mpijob-wait-for-workers", "mpi-launcher"] {
+        let lp = LogParams {
+            container: Some(container.into()),
+            ..LogParams::default()
+        };
+        let log = pods
+            .logs(pod, &lp)
+            .await
+            .unwrap_or_else(|e| format!("(no log: {e})"));
+        out += &format!("[{container}]\n{log}");
+    }
+    out
 }
 
 /// When a line of a log read with `timestamps: true` was written, in

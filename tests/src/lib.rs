@@ -10,9 +10,13 @@ pub mod cluster_dns;
 pub mod controller;
 pub mod crds;
 pub mod e2e;
+pub mod env;
 pub mod fixtures;
+pub mod kind;
 pub mod kubelet_stand_in;
 pub mod namespace;
 
 pub use cluster::Harness;
+pub use env::{merge, Env, T};
+pub use kind::JobKind;
 pub use namespace::TestNamespace;

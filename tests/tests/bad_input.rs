@@ -5,20 +5,14 @@
 //! MPI or the kernel) is served. A healthy job next to them is served
 //! throughout.
 
-use std::time::Duration;
-
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use mpijob_api::v1beta1::{ConditionType, Phase};
 use mpijob_api::MPIJob;
-use mpijob_tests::controller::{wait_for, RunningController};
+use mpijob_tests::controller::wait_for;
 use mpijob_tests::fixtures::pi_job;
-use mpijob_tests::kubelet_stand_in::KubeletStandIn;
-use mpijob_tests::{crds, Harness, TestNamespace};
+use mpijob_tests::{Env, T};
 use serde_json::{json, Value};
-
-const T: Duration = Duration::from_secs(30);
 
 /// What a case must come to.
 enum Want {
@@ -39,13 +33,8 @@ fn with(name: &str, pointer: &str, value: Value) -> Value {
 
 #[tokio::test]
 async fn bad_input_through_kubectl_is_refused_or_failed_and_a_healthy_job_is_served() {
-    let h = Harness::get();
-    let client = h.client().await;
-    crds::install(&client).await;
-    let ns = TestNamespace::new(&client, &h, "bad-input").await;
-    let _c = RunningController::start(&client, &ns.name);
-    let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &ns.name);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let e = Env::<MPIJob>::new("bad-input").await;
+    let _c = e.controller();
     let dir = std::env::temp_dir().join(format!("mpijob-bad-input-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // `kubectl apply`, or `kubectl create` for a name ending in -create:
@@ -58,7 +47,8 @@ async fn bad_input_through_kubectl_is_refused_or_failed_and_a_healthy_job_is_ser
         } else {
             "apply"
         };
-        h.kubectl(&[verb, "-n", &ns.name, "-f", file.to_str().unwrap()])
+        e.harness
+            .kubectl(&[verb, "-n", &e.ns.name, "-f", file.to_str().unwrap()])
     };
 
     let healthy = apply("healthy", &pi_job("healthy"));
@@ -181,7 +171,7 @@ async fn bad_input_through_kubectl_is_refused_or_failed_and_a_healthy_job_is_ser
         let name = doc["metadata"]["name"].as_str().unwrap();
         if let Want::Failed(message) = want {
             let status = wait_for(&format!("{what}: {name} Failed"), T, || async {
-                let s = jobs.get(name).await.unwrap().status.unwrap_or_default();
+                let s = e.status(name).await;
                 if s.phase == Some(Phase::Failed) {
                     Ok(s)
                 } else {
@@ -200,7 +190,7 @@ async fn bad_input_through_kubectl_is_refused_or_failed_and_a_healthy_job_is_ser
     for name in &served {
         let launcher = format!("{name}-launcher");
         wait_for(&launcher, T, || async {
-            let list = pods.list(&ListParams::default()).await.unwrap();
+            let list = e.pods.list(&ListParams::default()).await.unwrap();
             if list.items.iter().any(|p| p.name_any() == launcher) {
                 Ok(())
             } else {
@@ -209,23 +199,9 @@ async fn bad_input_through_kubectl_is_refused_or_failed_and_a_healthy_job_is_ser
         })
         .await;
     }
-    let kubelet = KubeletStandIn::new(&client, &ns.name);
     for p in ["healthy-launcher", "healthy-worker-0", "healthy-worker-1"] {
-        kubelet.run(p).await;
+        e.kubelet.run(p).await;
     }
-    wait_for("healthy Running", T, || async {
-        let s = jobs
-            .get("healthy")
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default();
-        if s.phase == Some(Phase::Running) {
-            Ok(())
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await;
+    e.wait_phase("healthy", Phase::Running).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,77 +6,54 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
-use mpijob_api::v1beta1::{ConditionStatus, ConditionType, MPIJobStatus, Phase, ReplicaPhase};
+use kube::{Api, ResourceExt};
+use mpijob_api::v1beta1::{ConditionStatus, ConditionType, Phase, ReplicaPhase};
 use mpijob_api::MPIJob;
 use mpijob_tests::controller::{wait_for, RunningController, AGENT_IMAGE};
 use mpijob_tests::fixtures::pi_job;
-use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
-use mpijob_tests::{crds, Harness, TestNamespace};
-use serde_json::json;
+use mpijob_tests::kubelet_stand_in::Termination;
+use mpijob_tests::T;
+use serde_json::{json, Value};
 
-const T: Duration = Duration::from_secs(30);
+type Env = mpijob_tests::Env<MPIJob>;
 
-struct Env {
-    client: Client,
-    ns: TestNamespace,
-    jobs: Api<MPIJob>,
-    pods: Api<Pod>,
-    kubelet: KubeletStandIn,
-}
-
-async fn env(prefix: &str) -> Env {
-    let h = Harness::get();
-    let client = h.client().await;
-    crds::install(&client).await;
-    let ns = TestNamespace::new(&client, &h, prefix).await;
-    Env {
-        jobs: Api::namespaced(client.clone(), &ns.name),
-        pods: Api::namespaced(client.clone(), &ns.name),
-        kubelet: KubeletStandIn::new(&client, &ns.name),
-        client,
-        ns,
-    }
-}
-
-fn job(name: &str, extra_spec: serde_json::Value) -> MPIJob {
+/// `pi_job(name)` with `extra_spec`'s fields set in its spec (each field
+/// replaced whole, not merged).
+fn job(name: &str, extra_spec: Value) -> Value {
     let mut j = pi_job(name);
-    if let serde_json::Value::Object(extra) = extra_spec {
+    if let Value::Object(extra) = extra_spec {
         for (k, v) in extra {
             j["spec"][k] = v;
         }
     }
-    serde_json::from_value(j).unwrap()
+    j
 }
 
-impl Env {
-    async fn create(&self, job: &MPIJob) {
-        self.jobs.create(&PostParams::default(), job).await.unwrap();
-    }
+/// What only these tests do with a T9k job's [`Env`].
+trait T9kEnv {
+    /// Every pod's name, terminating ones too.
+    async fn pod_names(&self) -> BTreeSet<String>;
+    async fn wait_pods(&self, names: &[&str]);
+    async fn run_all(&self, names: &[&str]);
+    /// Create job `pi` with `extra` spec fields and take it to Running.
+    async fn running_pi(&self, extra: Value);
+    /// The stand-in ends `pi-launcher`'s MPI container with `code`.
+    async fn launcher_exits(&self, code: i32);
+    async fn set_run_mode(&self, name: &str, run_mode: Value);
+    async fn pod_uids(&self) -> BTreeSet<String>;
+    async fn launcher_args(&self, name: &str) -> Vec<String>;
+    /// The job's condition `type_` as `(status, reason)`.
+    async fn condition(
+        &self,
+        name: &str,
+        type_: ConditionType,
+    ) -> Option<(ConditionStatus, String)>;
+    /// The job's Secret and Service are there.
+    async fn secret_and_service_exist(&self, name: &str);
+}
 
-    async fn status(&self, name: &str) -> MPIJobStatus {
-        self.jobs
-            .get(name)
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default()
-    }
-
-    async fn wait_phase(&self, name: &str, phase: Phase) -> MPIJobStatus {
-        wait_for(&format!("{name} to be {phase:?}"), T, || async {
-            let s = self.status(name).await;
-            if s.phase == Some(phase) {
-                Ok(s)
-            } else {
-                Err(format!("{s:?}"))
-            }
-        })
-        .await
-    }
-
+impl T9kEnv for Env {
     async fn pod_names(&self) -> BTreeSet<String> {
         let pods = self.pods.list(&ListParams::default()).await.unwrap();
         pods.items.iter().map(|p| p.name_any()).collect()
@@ -101,41 +78,60 @@ impl Env {
         }
     }
 
-    /// Create job `pi` with `extra` spec fields and take it to Running.
-    async fn running_pi(&self, extra: serde_json::Value) {
-        self.create(&job("pi", extra)).await;
+    async fn running_pi(&self, extra: Value) {
+        self.create(job("pi", extra)).await;
         self.wait_pods(&PODS).await;
         self.run_all(&PODS).await;
         self.wait_phase("pi", Phase::Running).await;
     }
 
-    /// Events about `job`, as `reason: note` lines.
-    async fn events(&self, job: &str) -> Vec<String> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
-        let list = api.list(&ListParams::default()).await.unwrap();
-        list.items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(job))
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.reason.unwrap_or_default(),
-                    e.note.unwrap_or_default()
-                )
-            })
-            .collect()
+    async fn launcher_exits(&self, code: i32) {
+        let reason = if code == 0 { "Completed" } else { "Error" };
+        self.kubelet
+            .terminate("pi-launcher", "mpi-worker", &Termination::new(code, reason))
+            .await;
     }
 
-    async fn wait_event(&self, job: &str, line: &str) {
-        wait_for(&format!("event {line:?}"), T, || async {
-            let events = self.events(job).await;
-            if events.iter().any(|e| e == line) {
-                Ok(())
-            } else {
-                Err(format!("{events:?}"))
-            }
-        })
-        .await
+    async fn set_run_mode(&self, name: &str, run_mode: Value) {
+        self.jobs
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"runMode": run_mode}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn pod_uids(&self) -> BTreeSet<String> {
+        let pods = self.pods.list(&ListParams::default()).await.unwrap();
+        pods.items.iter().filter_map(|p| p.uid()).collect()
+    }
+
+    async fn launcher_args(&self, name: &str) -> Vec<String> {
+        let p = self.pods.get(&format!("{name}-launcher")).await.unwrap();
+        p.spec.unwrap().containers[0].args.clone().unwrap()
+    }
+
+    async fn condition(
+        &self,
+        name: &str,
+        type_: ConditionType,
+    ) -> Option<(ConditionStatus, String)> {
+        let s = self.status(name).await;
+        s.condition(type_)
+            .map(|c| (c.status, c.reason.clone().unwrap_or_default()))
+    }
+
+    async fn secret_and_service_exist(&self, name: &str) {
+        let secrets: Api<Secret> = self.api();
+        let services: Api<Service> = self.api();
+        assert!(secrets
+            .get_opt(&format!("{name}-ssh"))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(services.get_opt(name).await.unwrap().is_some());
     }
 }
 
@@ -143,9 +139,9 @@ const PODS: [&str; 3] = ["pi-launcher", "pi-worker-0", "pi-worker-1"];
 
 #[tokio::test]
 async fn happy_path_from_creation_to_succeeded() {
-    let e = env("happy").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job(
+    let e = Env::new("happy").await;
+    let _c = e.controller();
+    e.create(job(
         "pi",
         json!({"mca": {"btl": "^openib"}, "runPolicy": {"cleanUpWorkers": "none"}}),
     ))
@@ -154,7 +150,7 @@ async fn happy_path_from_creation_to_succeeded() {
     let job_uid = e.jobs.get("pi").await.unwrap().uid().unwrap();
 
     // The Secret: one immutable ed25519 key pair, owned by the job.
-    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let secrets: Api<Secret> = e.api();
     let secret = secrets.get("pi-ssh").await.unwrap();
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
     assert_eq!(secret.immutable, Some(true));
@@ -171,7 +167,7 @@ async fn happy_path_from_creation_to_succeeded() {
     );
 
     // The headless Service.
-    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let services: Api<Service> = e.api();
     let svc = services.get("pi").await.unwrap().spec.unwrap();
     assert_eq!(svc.cluster_ip.as_deref(), Some("None"));
     assert_eq!(svc.publish_not_ready_addresses, Some(true));
@@ -244,8 +240,8 @@ async fn happy_path_from_creation_to_succeeded() {
 
 #[tokio::test]
 async fn a_worker_oom_kill_and_a_launcher_exit_3_give_exact_messages() {
-    let e = env("failures").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("failures").await;
+    let _c = e.controller();
     e.running_pi(json!({})).await;
     e.kubelet
         .terminate(
@@ -269,7 +265,7 @@ async fn a_worker_oom_kill_and_a_launcher_exit_3_give_exact_messages() {
     assert_eq!(worker.containers[0].reason.as_deref(), Some("OOMKilled"));
 
     let names = ["l3-launcher", "l3-worker-0", "l3-worker-1"];
-    e.create(&job("l3", json!({}))).await;
+    e.create(job("l3", json!({}))).await;
     wait_for("l3's pods", T, || async {
         let got = e.pod_names().await;
         if names.iter().all(|n| got.contains(*n)) {
@@ -298,14 +294,14 @@ async fn a_worker_oom_kill_and_a_launcher_exit_3_give_exact_messages() {
 
 #[tokio::test]
 async fn an_invalid_job_fails_with_its_message_and_the_others_are_served() {
-    let e = env("invalid").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job(
+    let e = Env::new("invalid").await;
+    let _c = e.controller();
+    e.create(job(
         "bad",
         json!({"mca": {"-x": "y"}, "ssh": {"sshdPath": "sshd"}}),
     ))
     .await;
-    e.create(&job("pi", json!({}))).await;
+    e.create(job("pi", json!({}))).await;
     let s = e.wait_phase("bad", Phase::Failed).await;
     let failed = s
         .conditions
@@ -318,16 +314,16 @@ async fn an_invalid_job_fails_with_its_message_and_the_others_are_served() {
     e.wait_event("bad", &format!("InvalidSpec: {msg}")).await;
     // The valid job next to it is served; the bad one has no children.
     e.wait_pods(&PODS).await;
-    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let secrets: Api<Secret> = e.api();
     assert!(secrets.get_opt("bad-ssh").await.unwrap().is_none());
-    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let services: Api<Service> = e.api();
     assert!(services.get_opt("bad").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn a_name_clash_is_reported_and_the_other_object_is_never_touched() {
-    let e = env("clash").await;
-    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let e = Env::new("clash").await;
+    let secrets: Api<Secret> = e.api();
     let theirs: Secret = serde_json::from_value(json!({
         "metadata": {"name": "pi-ssh"}, "stringData": {"mine": "do not touch"}
     }))
@@ -336,8 +332,8 @@ async fn a_name_clash_is_reported_and_the_other_object_is_never_touched() {
         .create(&PostParams::default(), &theirs)
         .await
         .unwrap();
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job("pi", json!({}))).await;
+    let _c = e.controller();
+    e.create(job("pi", json!({}))).await;
     let msg = "Secret pi-ssh already exists and is not owned by this MPIJob: delete or rename it, or rename the job";
     let s = wait_for("the clash condition", T, || async {
         let s = e.status("pi").await;
@@ -371,8 +367,8 @@ async fn a_name_clash_is_reported_and_the_other_object_is_never_touched() {
 
 #[tokio::test]
 async fn clean_up_workers_all_deletes_the_workers_after_success() {
-    let e = env("clean-all").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("clean-all").await;
+    let _c = e.controller();
     e.running_pi(json!({"runPolicy": {"cleanUpWorkers": true}}))
         .await;
     e.launcher_exits(0).await;
@@ -397,9 +393,9 @@ async fn clean_up_workers_all_deletes_the_workers_after_success() {
 
 #[tokio::test]
 async fn clean_up_workers_unfinished_deletes_only_running_workers_even_across_a_restart() {
-    let e = env("clean-unfinished").await;
-    let c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job(
+    let e = Env::new("clean-unfinished").await;
+    let c = e.controller();
+    e.create(job(
         "pi",
         json!({"runPolicy": {"cleanUpWorkers": "unfinished"}}),
     ))
@@ -417,25 +413,25 @@ async fn clean_up_workers_unfinished_deletes_only_running_workers_even_across_a_
         )
         .await;
     e.launcher_exits(0).await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let _c = e.controller();
     e.wait_phase("pi", Phase::Succeeded).await;
     e.wait_pods(&["pi-launcher", "pi-worker-0"]).await;
 }
 
 #[tokio::test]
 async fn a_restarted_controller_adopts_everything_and_creates_no_duplicates() {
-    let e = env("restart").await;
-    let c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job("pi", json!({}))).await;
+    let e = Env::new("restart").await;
+    let c = e.controller();
+    e.create(job("pi", json!({}))).await;
     e.wait_pods(&PODS).await;
     e.wait_phase("pi", Phase::Pending).await;
-    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let secrets: Api<Secret> = e.api();
     let before = secrets.get("pi-ssh").await.unwrap();
     let uids: Vec<String> = futures_uids(&e.pods).await;
     c.kill().await;
 
     e.run_all(&PODS).await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let _c = e.controller();
     let s = e.wait_phase("pi", Phase::Running).await;
     assert_eq!(s.aggregate.unwrap().running, 3);
     // Same objects: the key was not regenerated, no pod was replaced.
@@ -461,8 +457,8 @@ async fn futures_uids(pods: &Api<Pod>) -> Vec<String> {
 
 #[tokio::test]
 async fn deleting_a_worker_while_the_job_runs_fails_the_job() {
-    let e = env("lost-worker").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("lost-worker").await;
+    let _c = e.controller();
     e.running_pi(json!({})).await;
     e.pods
         .delete("pi-worker-0", &DeleteParams::default())
@@ -486,16 +482,16 @@ async fn deleting_a_worker_while_the_job_runs_fails_the_job() {
 
 #[tokio::test]
 async fn deleting_the_job_leaves_nothing_behind() {
-    let e = env("delete").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job("pi", json!({}))).await;
+    let e = Env::new("delete").await;
+    let _c = e.controller();
+    e.create(job("pi", json!({}))).await;
     e.wait_pods(&PODS).await;
     e.jobs
         .delete("pi", &DeleteParams::background())
         .await
         .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns.name);
-    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let secrets: Api<Secret> = e.api();
+    let services: Api<Service> = e.api();
     // The garbage collector learns new resource types every 30 s.
     wait_for(
         "every child to be collected",
@@ -528,7 +524,7 @@ async fn deleting_the_job_leaves_nothing_behind() {
 async fn with_leader_election_one_replica_acts_and_another_takes_over() {
     use k8s_openapi::api::coordination::v1::Lease;
     use mpijob_controller::runtime::leader::LeaseConfig;
-    let e = env("leader").await;
+    let e = Env::new("leader").await;
     let lease = |who: &str| LeaseConfig {
         namespace: e.ns.name.clone(),
         name: "mpijob-controller".into(),
@@ -536,7 +532,7 @@ async fn with_leader_election_one_replica_acts_and_another_takes_over() {
         duration: Duration::from_secs(2),
         renew_every: Duration::from_millis(300),
     };
-    let leases: Api<Lease> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let leases: Api<Lease> = e.api();
     let holder = || async {
         leases
             .get_opt("mpijob-controller")
@@ -554,7 +550,7 @@ async fn with_leader_election_one_replica_acts_and_another_takes_over() {
     })
     .await;
     let _b = RunningController::start_with(&e.client, &e.ns.name, Some(lease("replica-b")));
-    e.create(&job("pi", json!({}))).await;
+    e.create(job("pi", json!({}))).await;
     e.wait_pods(&PODS).await;
     e.wait_phase("pi", Phase::Pending).await;
     assert_eq!(holder().await.as_deref(), Some("replica-a"));
@@ -577,8 +573,8 @@ async fn with_leader_election_one_replica_acts_and_another_takes_over() {
 #[tokio::test]
 async fn a_spec_edited_while_the_job_runs_is_reported_and_ignored() {
     use kube::api::{Patch, PatchParams};
-    let e = env("edited").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("edited").await;
+    let _c = e.controller();
     e.running_pi(json!({})).await;
     let more = json!({"spec": {"worker": {"replicas": 3}}});
     e.jobs
@@ -613,8 +609,8 @@ async fn a_spec_edited_while_the_job_runs_is_reported_and_ignored() {
 #[tokio::test]
 async fn a_reset_status_does_not_unfreeze_a_running_job_and_every_edit_is_named() {
     use kube::api::{Patch, PatchParams};
-    let e = env("frozen").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("frozen").await;
+    let _c = e.controller();
     e.running_pi(json!({})).await;
     let generation = |j: &MPIJob| j.metadata.generation;
     let before = e.jobs.get("pi").await.unwrap();
@@ -660,17 +656,17 @@ async fn a_reset_status_does_not_unfreeze_a_running_job_and_every_edit_is_named(
 
 #[tokio::test]
 async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
-    let e = env("rejected").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("rejected").await;
+    let _c = e.controller();
     // A volume named like the controller's own: valid for the CRD's
     // outline, refused by the API server's pod validation.
     let template = json!({"spec": {
         "containers": [{"name": "mpi-worker", "image": "mpijob/openmpi:test"}],
         "volumes": [{"name": "mpijob-ssh", "emptyDir": {}}]
     }});
-    let mut j = job("pi", json!({}));
+    let mut j: MPIJob = serde_json::from_value(job("pi", json!({}))).unwrap();
     j.spec.worker_mut().template = mpijob_api::v1beta1::PodTemplate(template);
-    e.create(&j).await;
+    e.jobs.create(&PostParams::default(), &j).await.unwrap();
     let s = e.wait_phase("pi", Phase::Failed).await;
     let failed = s
         .conditions
@@ -694,13 +690,13 @@ async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
 /// `extraMPIArgs` ask `slots` of each worker.
 async fn the_launcher_gets_the_slots_asked_for(
     prefix: &str,
-    mut manifest: serde_json::Value,
+    mut manifest: Value,
     name: &str,
     slots: &str,
 ) {
-    let e = env(prefix).await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    let cases: &[(&str, serde_json::Value, &str)] = &[
+    let e = Env::new(prefix).await;
+    let _c = e.controller();
+    let cases: &[(&str, Value, &str)] = &[
         ("n", json!(["-N", "2", "--bind-to", "none"]), "2"),
         ("ppr", json!(["--map-by", "ppr:3:node"]), "3"),
         ("np", json!(["-np", "5"]), "3"),
@@ -710,11 +706,11 @@ async fn the_launcher_gets_the_slots_asked_for(
     for (name, extra, _) in cases {
         let mut j = pi_job(name);
         j["spec"]["worker"]["extraMPIArgs"] = extra.clone();
-        e.create(&serde_json::from_value(j).unwrap()).await;
+        e.create(j).await;
     }
     manifest["spec"]["worker"]["template"]["spec"]["containers"][0]["image"] =
         json!("mpijob/openmpi:test");
-    e.create(&serde_json::from_value(manifest).unwrap()).await;
+    e.create(manifest).await;
     let all = cases
         .iter()
         .map(|(n, _, s)| (n.to_string(), *s))
@@ -750,60 +746,6 @@ async fn peer_the_launcher_gets_the_slots_that_extra_mpi_args_ask_for() {
     the_launcher_gets_the_slots_asked_for("peer-slots", manifest, "minigo", "9").await;
 }
 
-impl Env {
-    /// The stand-in ends `pi-launcher`'s MPI container with `code`.
-    async fn launcher_exits(&self, code: i32) {
-        let reason = if code == 0 { "Completed" } else { "Error" };
-        self.kubelet
-            .terminate("pi-launcher", "mpi-worker", &Termination::new(code, reason))
-            .await;
-    }
-
-    async fn set_run_mode(&self, name: &str, run_mode: serde_json::Value) {
-        self.jobs
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"runMode": run_mode}})),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn pod_uids(&self) -> BTreeSet<String> {
-        let pods = self.pods.list(&ListParams::default()).await.unwrap();
-        pods.items.iter().filter_map(|p| p.uid()).collect()
-    }
-
-    async fn launcher_args(&self, name: &str) -> Vec<String> {
-        let p = self.pods.get(&format!("{name}-launcher")).await.unwrap();
-        p.spec.unwrap().containers[0].args.clone().unwrap()
-    }
-
-    /// The job's condition `type_` as `(status, reason)`.
-    async fn condition(
-        &self,
-        name: &str,
-        type_: ConditionType,
-    ) -> Option<(ConditionStatus, String)> {
-        let s = self.status(name).await;
-        s.condition(type_)
-            .map(|c| (c.status, c.reason.clone().unwrap_or_default()))
-    }
-
-    /// The job's Secret and Service are there.
-    async fn secret_and_service_exist(&self, name: &str) {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns.name);
-        let services: Api<Service> = Api::namespaced(self.client.clone(), &self.ns.name);
-        assert!(secrets
-            .get_opt(&format!("{name}-ssh"))
-            .await
-            .unwrap()
-            .is_some());
-        assert!(services.get_opt(name).await.unwrap().is_some());
-    }
-}
-
 /// What mpirun starts, after the launcher's `--`.
 fn mpirun_cmd(args: &[String]) -> Vec<String> {
     let at = args.iter().position(|a| a == "--").expect("--");
@@ -812,8 +754,8 @@ fn mpirun_cmd(args: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn pause_keeps_the_secret_and_service_and_resume_runs_the_resume_command() {
-    let e = env("pause").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("pause").await;
+    let _c = e.controller();
     let pause = |on: bool| {
         json!({"pause": {"enable": on, "resumeSpecs": [
             {"type": "launcher", "command": ["/opt/mpi-examples/pi"], "args": ["7"]}
@@ -885,9 +827,9 @@ async fn pause_keeps_the_secret_and_service_and_resume_runs_the_resume_command()
 
 #[tokio::test]
 async fn a_job_created_paused_or_paused_while_pending_has_no_pods() {
-    let e = env("paused").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    e.create(&job("pi", json!({"runMode": {"pause": {"enable": true}}})))
+    let e = Env::new("paused").await;
+    let _c = e.controller();
+    e.create(job("pi", json!({"runMode": {"pause": {"enable": true}}})))
         .await;
     e.wait_phase("pi", Phase::Paused).await;
     e.secret_and_service_exist("pi").await;
@@ -895,7 +837,7 @@ async fn a_job_created_paused_or_paused_while_pending_has_no_pods() {
     assert!(e.pod_names().await.is_empty());
 
     // A job paused while its pods are still pending.
-    e.create(&job("pend", json!({}))).await;
+    e.create(job("pend", json!({}))).await;
     e.wait_pods(&["pend-launcher", "pend-worker-0", "pend-worker-1"])
         .await;
     e.wait_phase("pend", Phase::Pending).await;
@@ -917,8 +859,8 @@ async fn a_job_created_paused_or_paused_while_pending_has_no_pods() {
 
 #[tokio::test]
 async fn a_launcher_result_from_before_the_pause_never_counts() {
-    let e = env("stale").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("stale").await;
+    let _c = e.controller();
     e.running_pi(json!({})).await;
     // The old launcher lingers while it is deleted, as a real one does for
     // its grace period.
@@ -973,8 +915,8 @@ async fn a_launcher_result_from_before_the_pause_never_counts() {
 
 #[tokio::test]
 async fn pausing_a_finished_job_does_nothing_and_says_so() {
-    let e = env("pause-done").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("pause-done").await;
+    let _c = e.controller();
     e.running_pi(json!({"runPolicy": {"cleanUpWorkers": "none"}}))
         .await;
     e.launcher_exits(0).await;
@@ -995,8 +937,8 @@ async fn pausing_a_finished_job_does_nothing_and_says_so() {
 
 #[tokio::test]
 async fn debug_mode_runs_without_end_until_turned_off_then_runs_for_real() {
-    let e = env("debug").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("debug").await;
+    let _c = e.controller();
     e.running_pi(json!({"runMode": {"debug": {"enable": true}}}))
         .await;
     let args = e.launcher_args("pi").await;
@@ -1050,7 +992,7 @@ async fn debug_mode_runs_without_end_until_turned_off_then_runs_for_real() {
 /// (with an empty launcher template) and a pre-2023 one, and what their
 /// pods say.
 struct Eras<'a> {
-    of_2025: serde_json::Value,
+    of_2025: Value,
     /// The 2025 manifest's name and last worker's index.
     name_2025: &'a str,
     last_worker: usize,
@@ -1059,7 +1001,7 @@ struct Eras<'a> {
     /// Among the 2025 launcher's args.
     launcher_args: &'a [&'a str],
     worker_dir: &'a str,
-    pre_2023: serde_json::Value,
+    pre_2023: Value,
     pre_2023_slots: &'a str,
     /// The pre-2023 launcher's `--extra-mpi-args`, in order.
     pre_2023_extra: &'a [&'a str],
@@ -1068,15 +1010,15 @@ struct Eras<'a> {
 /// One job of each schema era, and one 2025 job with its launcher's own
 /// template: the pods each makes.
 async fn every_schema_era_makes_pods(prefix: &str, want: Eras<'_>) {
-    let e = env(prefix).await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new(prefix).await;
+    let _c = e.controller();
     let image = json!("mpijob/openmpi:test");
     // 2025, with an empty launcher template: the launcher runs in the
     // workers' template.
     let mut mnist = want.of_2025;
     mnist["spec"].as_object_mut().unwrap().remove("scheduler");
     mnist["spec"]["replicaSpecs"][0]["template"]["spec"]["containers"][0]["image"] = image.clone();
-    e.create(&serde_json::from_value(mnist).unwrap()).await;
+    e.create(mnist).await;
     // 2025, with the launcher's own template.
     let own = json!({
         "apiVersion": "batch.tensorstack.dev/v1beta1", "kind": "MPIJob",
@@ -1089,12 +1031,12 @@ async fn every_schema_era_makes_pods(prefix: &str, want: Eras<'_>) {
             ]
         }
     });
-    e.create(&serde_json::from_value(own).unwrap()).await;
+    e.create(own).await;
     // Pre-2023.
     let mut oldest = want.pre_2023;
     oldest["metadata"]["name"] = json!("oldest");
     oldest["spec"]["worker"]["template"]["spec"]["containers"][0]["image"] = image.clone();
-    e.create(&serde_json::from_value(oldest).unwrap()).await;
+    e.create(oldest).await;
 
     let pod = |name: String| {
         let pods = &e.pods;

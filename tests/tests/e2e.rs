@@ -13,10 +13,11 @@ use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::crds;
 use mpijob_tests::e2e::{
-    log_time, on_this_node, pi_example, ranks_on, E2e, MPICH_IMAGE, OPENMPI_BAKED_IMAGE,
-    OPENMPI_IMAGE,
+    log_time, on_this_node, pi_example, ranks_on, MPICH_IMAGE, OPENMPI_BAKED_IMAGE, OPENMPI_IMAGE,
 };
 use serde_json::json;
+
+type E2e = mpijob_tests::e2e::E2e<mpijob_api::MPIJob>;
 
 /// Every replica of the status, by pod name.
 fn replicas(status: &MPIJobStatus) -> BTreeMap<String, ReplicaStatus> {
@@ -418,8 +419,8 @@ async fn deleting_the_mpijob_leaves_nothing_in_the_namespace() {
 /// token) is left in `ns`, nor any object of `also`.
 async fn nothing_left(e2e: &E2e, ns: &str, also: Option<&Api<kube::api::DynamicObject>>) {
     let pods = e2e.pods(ns);
-    let services: Api<Service> = Api::namespaced(e2e.client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), ns);
+    let services: Api<Service> = e2e.api(ns);
+    let secrets: Api<Secret> = e2e.api(ns);
     let jobs = e2e.jobs(ns);
     wait_for(
         "nothing of the job left in the namespace",
@@ -637,7 +638,7 @@ async fn pause_and_resume_run_the_resume_command_on_new_pods() {
     e2e.wait_phase(&ns.name, "pz", Phase::Running, Duration::from_secs(180))
         .await;
     let pods = e2e.pods(&ns.name);
-    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let secrets: Api<Secret> = e2e.api(&ns.name);
     let secret = secrets.get("pz-ssh").await.unwrap().metadata.uid;
     let launcher = pods.get("pz-launcher").await.unwrap().metadata.uid;
 
@@ -858,7 +859,7 @@ async fn hand_written_pods_run_the_baked_agent_without_the_operator() {
         }
     }))
     .unwrap();
-    Api::<Secret>::namespaced(e2e.client.clone(), &ns.name)
+    e2e.api::<Secret>(&ns.name)
         .create(&Default::default(), &secret)
         .await
         .unwrap();
@@ -870,7 +871,7 @@ async fn hand_written_pods_run_the_baked_agent_without_the_operator() {
         match doc["kind"].as_str().unwrap() {
             "Service" => {
                 let s: Service = serde_json::from_value(doc).unwrap();
-                Api::<Service>::namespaced(e2e.client.clone(), &ns.name)
+                e2e.api::<Service>(&ns.name)
                     .create(&Default::default(), &s)
                     .await
                     .unwrap();

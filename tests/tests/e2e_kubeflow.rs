@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, LogParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use mpijob_api::kubeflow::{JobStatus, MPIJob};
+use mpijob_api::kubeflow::MPIJob;
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{
-    on_this_node, pi_example, ranks_on, E2e, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_BAKED_IMAGE,
+    on_this_node, pi_example, ranks_on, KUBEFLOW_MPICH_IMAGE, KUBEFLOW_OPENMPI4_BAKED_IMAGE,
     KUBEFLOW_OPENMPI4_IMAGE, KUBEFLOW_OPENMPI5_IMAGE, OPENMPI_IMAGE,
 };
 use serde_json::{json, Value};
+
+type E2e = mpijob_tests::e2e::E2e<MPIJob>;
 
 const RUN: Duration = Duration::from_secs(180);
 
@@ -70,88 +72,6 @@ const OMPI_ROOT: &[&str] = &[
 ];
 const PLAIN: &[&str] = &["mpirun", "-n", "2", "/home/mpiuser/pi"];
 
-fn jobs(e2e: &E2e, ns: &str) -> Api<MPIJob> {
-    Api::namespaced(e2e.client.clone(), ns)
-}
-
-async fn create(e2e: &E2e, ns: &str, job: Value) {
-    let job: MPIJob = serde_json::from_value(job).expect("a well-formed Kubeflow MPIJob");
-    jobs(e2e, ns)
-        .create(&PostParams::default(), &job)
-        .await
-        .unwrap_or_else(|e| panic!("creating the MPIJob in {ns}: {e}"));
-}
-
-/// Wait until condition `type_` is True; panic with everything worth
-/// seeing if the job finishes otherwise or time runs out.
-async fn wait_condition(
-    e2e: &E2e,
-    ns: &str,
-    name: &str,
-    type_: &str,
-    timeout: Duration,
-) -> JobStatus {
-    let api = jobs(e2e, ns);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let s = api.get(name).await.unwrap().status.unwrap_or_default();
-        if s.is_true(type_) {
-            return s;
-        }
-        let finished_otherwise = s.is_finished() && !matches!(type_, "Succeeded" | "Failed");
-        let other_end = (type_ == "Succeeded" && s.is_true("Failed"))
-            || (type_ == "Failed" && s.is_true("Succeeded"));
-        if finished_otherwise || other_end || tokio::time::Instant::now() >= deadline {
-            panic!(
-                "Kubeflow MPIJob {ns}/{name}: wanted {type_}, got {}\n{}",
-                serde_json::to_string(&s).unwrap(),
-                describe(e2e, ns, name).await
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The job's pods, states and launcher logs, and the events.
-async fn describe(e2e: &E2e, ns: &str, job: &str) -> String {
-    let mut s = e2e.describe(ns).await;
-    for p in launcher_pods(e2e, ns, job).await {
-        s += &format!("--- log of {p}:\n{}\n", launcher_log(e2e, ns, &p).await);
-    }
-    s
-}
-
-async fn launcher_pods(e2e: &E2e, ns: &str, job: &str) -> Vec<String> {
-    let lp = ListParams::default().labels(&format!(
-        "training.kubeflow.org/job-name={job},training.kubeflow.org/job-role=launcher"
-    ));
-    e2e.pods(ns)
-        .list(&lp)
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|p| p.name_any())
-        .collect()
-}
-
-async fn launcher_log(e2e: &E2e, ns: &str, pod: &str) -> String {
-    let mut out = String::new();
-    for container in ["mpijob-wait-for-workers", "mpi-launcher"] {
-        let lp = LogParams {
-            container: Some(container.into()),
-            ..LogParams::default()
-        };
-        let log = e2e
-            .pods(ns)
-            .logs(pod, &lp)
-            .await
-            .unwrap_or_else(|e| format!("(no log: {e})"));
-        out += &format!("[{container}]\n{log}");
-    }
-    out
-}
-
 /// Every rank ran on a worker pod's hostname, one on each, none on the
 /// launcher, and pi came out right.
 async fn assert_ranks_on_workers(e2e: &E2e, ns: &str) {
@@ -161,9 +81,9 @@ async fn assert_ranks_on_workers(e2e: &E2e, ns: &str) {
 /// [`assert_ranks_on_workers`] for job `job` with `workers` workers: ranks
 /// on each worker, none on the launcher, and pi came out right.
 async fn assert_ranks_on_the_workers_of(e2e: &E2e, ns: &str, job: &str, workers: usize) {
-    let pods = launcher_pods(e2e, ns, job).await;
+    let pods = e2e.launcher_pods(ns, job).await;
     assert_eq!(pods.len(), 1, "one launcher pod, never restarted: {pods:?}");
-    let log = launcher_log(e2e, ns, &pods[0]).await;
+    let log = e2e.launcher_log(ns, &pods[0]).await;
     for i in 0..workers {
         let host = format!("{job}-worker-{i}");
         assert!(
@@ -181,8 +101,8 @@ async fn assert_ranks_on_the_workers_of(e2e: &E2e, ns: &str, job: &str, workers:
 async fn pi_succeeds(image: &str, root: bool, cmd: &[&str], prefix: &str) {
     let e2e = E2e::get().await;
     let ns = e2e.namespace(prefix).await;
-    create(&e2e, &ns.name, pi(&ns.name, image, root, cmd)).await;
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    e2e.create(&ns.name, pi(&ns.name, image, root, cmd)).await;
+    e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
     assert_ranks_on_workers(&e2e, &ns.name).await;
 }
 
@@ -220,8 +140,8 @@ async fn open_mpi_as_root_without_allow_run_as_root_fails_with_the_exit_code() {
     let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, PLAIN);
     job["spec"]["runPolicy"]["backoffLimit"] = json!(1);
     job["spec"]["mpiReplicaSpecs"]["Launcher"]["restartPolicy"] = json!("Never");
-    create(&e2e, &ns.name, job).await;
-    let s = wait_condition(&e2e, &ns.name, "pi", "Failed", RUN).await;
+    e2e.create(&ns.name, job).await;
+    let s = e2e.wait_phase(&ns.name, "pi", "Failed", RUN).await;
     let c = s.condition("Failed").unwrap();
     assert!(
         c.reason
@@ -241,8 +161,8 @@ async fn a_job_created_suspended_runs_when_resumed() {
     let ns = e2e.namespace("kf-suspend").await;
     let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT);
     job["spec"]["runPolicy"]["suspend"] = json!(true);
-    create(&e2e, &ns.name, job).await;
-    wait_condition(&e2e, &ns.name, "pi", "Suspended", RUN).await;
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "pi", "Suspended", RUN).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(e2e
         .pods(&ns.name)
@@ -251,7 +171,7 @@ async fn a_job_created_suspended_runs_when_resumed() {
         .unwrap()
         .items
         .is_empty());
-    jobs(&e2e, &ns.name)
+    e2e.jobs(&ns.name)
         .patch(
             "pi",
             &PatchParams::default(),
@@ -259,7 +179,7 @@ async fn a_job_created_suspended_runs_when_resumed() {
         )
         .await
         .unwrap();
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
     assert_ranks_on_workers(&e2e, &ns.name).await;
 }
 
@@ -270,7 +190,7 @@ async fn a_job_managed_elsewhere_gets_nothing() {
     let ns = e2e.namespace("kf-managed").await;
     let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT);
     job["spec"]["runPolicy"]["managedBy"] = json!("kueue.x-k8s.io/multikueue");
-    create(&e2e, &ns.name, job).await;
+    e2e.create(&ns.name, job).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(e2e
         .pods(&ns.name)
@@ -279,16 +199,16 @@ async fn a_job_managed_elsewhere_gets_nothing() {
         .unwrap()
         .items
         .is_empty());
-    let secrets: Api<Secret> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let secrets: Api<Secret> = e2e.api(&ns.name);
     assert!(secrets.get_opt("pi-ssh").await.unwrap().is_none());
-    let batch: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let batch: Api<Job> = e2e.api(&ns.name);
     assert!(batch
         .list(&ListParams::default())
         .await
         .unwrap()
         .items
         .is_empty());
-    assert_eq!(jobs(&e2e, &ns.name).get("pi").await.unwrap().status, None);
+    assert_eq!(e2e.jobs(&ns.name).get("pi").await.unwrap().status, None);
 }
 
 /// `WaitForWorkersReady`: the launcher Job appears only once every worker
@@ -300,9 +220,9 @@ async fn wait_for_workers_ready_creates_the_launcher_after_the_workers() {
     let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT);
     job["spec"]["launcherCreationPolicy"] = json!("WaitForWorkersReady");
     job["spec"]["runPolicy"]["cleanPodPolicy"] = json!("None");
-    create(&e2e, &ns.name, job).await;
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
-    let batch: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
+    let batch: Api<Job> = e2e.api(&ns.name);
     let created = batch
         .get("pi-launcher")
         .await
@@ -360,8 +280,8 @@ async fn fixture_succeeds(file: &str, name: &str, image: &str, prefix: &str) {
         launcher.to_string().contains("/home/mpiuser/pi"),
         "{launcher}"
     );
-    create(&e2e, &ns.name, job).await;
-    wait_condition(&e2e, &ns.name, name, "Succeeded", RUN).await;
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, name, "Succeeded", RUN).await;
     assert_ranks_on_the_workers_of(&e2e, &ns.name, name, 3).await;
 }
 
@@ -394,15 +314,16 @@ async fn a_t9k_job_and_a_kubeflow_job_run_side_by_side() {
     let ns = e2e.namespace("kf-side").await;
     let mut t9k = pi_example(&ns.name, OPENMPI_IMAGE);
     t9k["metadata"]["name"] = json!("t9k");
-    e2e.create(&ns.name, t9k).await;
-    create(
-        &e2e,
+    let t9k_e2e = e2e.of::<mpijob_api::MPIJob>();
+    t9k_e2e.create(&ns.name, t9k).await;
+    e2e.create(
         &ns.name,
         pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, OMPI_ROOT),
     )
     .await;
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
-    e2e.wait_phase(&ns.name, "t9k", mpijob_api::v1beta1::Phase::Succeeded, RUN)
+    e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
+    t9k_e2e
+        .wait_phase(&ns.name, "t9k", mpijob_api::v1beta1::Phase::Succeeded, RUN)
         .await;
     assert_ranks_on_workers(&e2e, &ns.name).await;
 }
@@ -423,18 +344,17 @@ async fn run_launcher_as_worker_puts_a_rank_on_the_launcher_too() {
     ];
     let mut job = pi(&ns.name, KUBEFLOW_OPENMPI4_IMAGE, true, three);
     job["spec"]["runLauncherAsWorker"] = json!(true);
-    create(&e2e, &ns.name, job).await;
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(e2e.client.clone(), &ns.name);
+    e2e.create(&ns.name, job).await;
+    e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = e2e.api(&ns.name);
     let hostfile = cms.get("pi-config").await.unwrap().data.unwrap()["hostfile"].clone();
     let domain = format!("pi.{}.svc.cluster.local slots=1", ns.name);
     assert_eq!(
         hostfile,
         format!("pi-launcher.{domain}\npi-worker-0.{domain}\npi-worker-1.{domain}\n")
     );
-    let pods = launcher_pods(&e2e, &ns.name, "pi").await;
-    let log = launcher_log(&e2e, &ns.name, &pods[0]).await;
+    let pods = e2e.launcher_pods(&ns.name, "pi").await;
+    let log = e2e.launcher_log(&ns.name, &pods[0]).await;
     for host in ["pi-launcher", "pi-worker-0", "pi-worker-1"] {
         assert!(ranks_on(&log, host) > 0, "no rank on {host}:\n{log}");
     }
@@ -454,10 +374,10 @@ async fn at_startup_the_launcher_waits_for_a_late_worker_without_restarting() {
         job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["schedulerName"] =
             json!("mpijob-e2e-late");
     }
-    create(&e2e, &ns.name, job).await;
+    e2e.create(&ns.name, job).await;
     let pods = e2e.pods(&ns.name);
     let launcher = wait_for("the launcher pod", Duration::from_secs(60), || async {
-        match launcher_pods(&e2e, &ns.name, "pi").await.as_slice() {
+        match e2e.launcher_pods(&ns.name, "pi").await.as_slice() {
             [one] => Ok(one.clone()),
             other => Err(format!("launcher pods: {other:?}")),
         }
@@ -478,7 +398,7 @@ async fn at_startup_the_launcher_waits_for_a_late_worker_without_restarting() {
         "the launcher to say it waits for pi-worker-1",
         Duration::from_secs(90),
         || async {
-            let log = launcher_log(&e2e, &ns.name, &launcher).await;
+            let log = e2e.launcher_log(&ns.name, &launcher).await;
             if log.contains("waiting for 1/2 workers: pi-worker-1") {
                 Ok(())
             } else {
@@ -499,10 +419,10 @@ async fn at_startup_the_launcher_waits_for_a_late_worker_without_restarting() {
         "the launcher did not keep waiting: {wait:?}"
     );
     e2e.bind(&ns.name, "pi-worker-1").await;
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
 
     assert_eq!(
-        launcher_pods(&e2e, &ns.name, "pi").await,
+        e2e.launcher_pods(&ns.name, "pi").await,
         vec![launcher.clone()]
     );
     let status = pods.get(&launcher).await.unwrap().status.unwrap();
@@ -514,7 +434,7 @@ async fn at_startup_the_launcher_waits_for_a_late_worker_without_restarting() {
     {
         assert_eq!(c.restart_count, 0, "{c:?}");
     }
-    let launcher_jobs: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let launcher_jobs: Api<Job> = e2e.api(&ns.name);
     let failed = launcher_jobs
         .get("pi-launcher")
         .await
@@ -551,15 +471,15 @@ async fn an_oom_killed_worker_fails_the_job_and_is_named() {
         "requests": {"cpu": "10m", "memory": "96Mi"},
         "limits": {"memory": "96Mi"}
     });
-    create(&e2e, &ns.name, job).await;
-    let status = wait_condition(&e2e, &ns.name, "pi", "Failed", RUN).await;
+    e2e.create(&ns.name, job).await;
+    let status = e2e.wait_phase(&ns.name, "pi", "Failed", RUN).await;
     let failed = status.condition("Failed").unwrap();
     let message = failed.message.clone().unwrap_or_default();
     assert_eq!(failed.reason.as_deref(), Some("MPIJobFailed"), "{message}");
     assert!(
         message.contains("1/2 workers failed: worker pod pi-worker-1 container mpi-worker exited 137 (OOMKilled)"),
         "{message}\n{}",
-        describe(&e2e, &ns.name, "pi").await
+        e2e.describe(&ns.name).await
     );
     assert!(status.completion_time.is_some());
 
@@ -576,7 +496,7 @@ async fn an_oom_killed_worker_fails_the_job_and_is_named() {
         "{log}"
     );
     // The launcher Job did not fail its way through its backoff limit.
-    let launcher: Api<Job> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let launcher: Api<Job> = e2e.api(&ns.name);
     let js = launcher
         .get("pi-launcher")
         .await
@@ -597,7 +517,7 @@ async fn an_image_with_the_agent_baked_in_needs_no_init_container_on_the_workers
     job["metadata"]["annotations"] = json!({
         mpijob_api::contract::AGENT_IN_IMAGE_ANNOTATION: mpijob_api::contract::VERSION
     });
-    create(&e2e, &ns.name, job).await;
+    e2e.create(&ns.name, job).await;
     let pods = e2e.pods(&ns.name);
     // The workers as created (cleanPodPolicy Running deletes them at the end).
     let workers = wait_for("both workers running", RUN, || async {
@@ -631,6 +551,6 @@ async fn an_image_with_the_agent_baked_in_needs_no_init_container_on_the_workers
             [mpijob_api::contract::agent_path(), "guard".to_string()]
         );
     }
-    wait_condition(&e2e, &ns.name, "pi", "Succeeded", RUN).await;
+    e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
     assert_ranks_on_workers(&e2e, &ns.name).await;
 }

@@ -14,9 +14,12 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaPhase};
 use mpijob_tests::controller::wait_for;
-use mpijob_tests::e2e::{pi_example, Component, E2e, OPENMPI_IMAGE};
+use mpijob_tests::e2e::{pi_example, Component, OPENMPI_IMAGE};
 use serde_json::json;
 
+type E2e = mpijob_tests::e2e::E2e<mpijob_api::MPIJob>;
+
+/// Longer than the library's [`mpijob_tests::T`]: a fault takes time to recover from.
 const T: Duration = Duration::from_secs(180);
 
 /// The faults hit what every test shares (the controller): one at a time.

@@ -10,21 +10,20 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::{Api, Client, ResourceExt};
+use mpijob_api::kubeflow::MPIJob as KfMPIJob;
 use mpijob_api::v1beta1::{ConditionType, Phase};
+use mpijob_api::MPIJob;
 use mpijob_tests::controller::{wait_for, RunningController};
 use mpijob_tests::fixtures::{kubeflow_pi_job, pi_job};
-use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
-use mpijob_tests::{crds, Harness, TestNamespace};
+use mpijob_tests::kubelet_stand_in::Termination;
+use mpijob_tests::{crds, merge, T};
 use serde_json::{json, Value};
-
-const T: Duration = Duration::from_secs(30);
 
 /// The three kinds: (CRD file, group, version).
 const T9K: (&str, &str, &str) = ("t9k.yaml", "scheduler.tensorstack.dev", "v1beta1");
@@ -70,41 +69,32 @@ async fn priority_class(client: &Client, name: &str, value: i32) {
     }
 }
 
-struct Env {
-    client: Client,
-    ns: TestNamespace,
-    pods: Api<Pod>,
-    kubelet: KubeletStandIn,
-}
+type Env = mpijob_tests::Env<MPIJob>;
 
+/// An [`Env`] with the PodGroup CRDs of `kinds` installed too.
 async fn env(prefix: &str, kinds: &[(&str, &str, &str)]) -> Env {
-    let h = Harness::get();
-    let client = h.client().await;
-    crds::install(&client).await;
+    let e = Env::new(prefix).await;
     for k in kinds {
-        install(&client, *k).await;
+        install(&e.client, *k).await;
     }
-    let ns = TestNamespace::new(&client, &h, prefix).await;
-    Env {
-        pods: Api::namespaced(client.clone(), &ns.name),
-        kubelet: KubeletStandIn::new(&client, &ns.name),
-        client,
-        ns,
-    }
+    e
 }
 
-fn merge(into: &mut Value, patch: Value) {
-    match (into, patch) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
+/// What only these tests do with an [`Env`].
+trait GangEnv {
+    fn groups(&self, kind: (&str, &str, &str)) -> Api<DynamicObject>;
+    /// The PodGroup `name` of `kind`, once it exists (and its uid).
+    async fn group(&self, kind: (&str, &str, &str), name: &str) -> DynamicObject;
+    async fn group_gone(&self, kind: (&str, &str, &str), name: &str);
+    async fn pods_named(&self, names: &[&str]) -> Vec<Pod>;
+    async fn no_pods_named(&self, names: &[&str]);
+    /// The T9k job's Scheduled condition once its reason is `reason`.
+    async fn t9k_scheduled(&self, job: &str, reason: &str) -> (bool, String);
+    async fn kubeflow_scheduled(&self, job: &str, reason: &str) -> (String, String, usize);
+    async fn set_t9k(&self, job: &str, patch: Value);
 }
 
-impl Env {
+impl GangEnv for Env {
     fn groups(&self, kind: (&str, &str, &str)) -> Api<DynamicObject> {
         let ar = ApiResource {
             group: kind.1.into(),
@@ -116,31 +106,6 @@ impl Env {
         Api::namespaced_with(self.client.clone(), &self.ns.name, &ar)
     }
 
-    fn t9k(&self) -> Api<mpijob_api::MPIJob> {
-        Api::namespaced(self.client.clone(), &self.ns.name)
-    }
-
-    fn kubeflow(&self) -> Api<mpijob_api::kubeflow::MPIJob> {
-        Api::namespaced(self.client.clone(), &self.ns.name)
-    }
-
-    async fn create(&self, job: Value) {
-        if job["apiVersion"] == "kubeflow.org/v2beta1" {
-            let job: mpijob_api::kubeflow::MPIJob = serde_json::from_value(job).unwrap();
-            self.kubeflow()
-                .create(&PostParams::default(), &job)
-                .await
-                .unwrap();
-        } else {
-            let job: mpijob_api::MPIJob = serde_json::from_value(job).unwrap();
-            self.t9k()
-                .create(&PostParams::default(), &job)
-                .await
-                .unwrap();
-        }
-    }
-
-    /// The PodGroup `name` of `kind`, once it exists (and its uid).
     async fn group(&self, kind: (&str, &str, &str), name: &str) -> DynamicObject {
         let api = self.groups(kind);
         wait_for(&format!("PodGroup {name} ({})", kind.1), T, || async {
@@ -204,16 +169,9 @@ impl Env {
         .await
     }
 
-    /// The T9k job's Scheduled condition once `check` holds for it.
     async fn t9k_scheduled(&self, job: &str, reason: &str) -> (bool, String) {
         wait_for(&format!("{job} Scheduled {reason}"), T, || async {
-            let s = self
-                .t9k()
-                .get(job)
-                .await
-                .unwrap()
-                .status
-                .unwrap_or_default();
+            let s = self.status(job).await;
             match s.condition(ConditionType::Scheduled) {
                 Some(c) if c.reason.as_deref() == Some(reason) => {
                     Ok((c.is_true(), c.message.clone().unwrap_or_default()))
@@ -227,7 +185,7 @@ impl Env {
     async fn kubeflow_scheduled(&self, job: &str, reason: &str) -> (String, String, usize) {
         wait_for(&format!("{job} Scheduled {reason}"), T, || async {
             let s = self
-                .kubeflow()
+                .api::<KfMPIJob>()
                 .get(job)
                 .await
                 .unwrap()
@@ -244,57 +202,11 @@ impl Env {
         .await
     }
 
-    async fn events(&self, job: &str) -> Vec<String> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
-        let list = api.list(&ListParams::default()).await.unwrap();
-        list.items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(job))
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.reason.unwrap_or_default(),
-                    e.note.unwrap_or_default()
-                )
-            })
-            .collect()
-    }
-
-    async fn wait_event(&self, job: &str, line: &str) {
-        wait_for(&format!("event {line:?}"), T, || async {
-            let events = self.events(job).await;
-            if events.iter().any(|e| e == line) {
-                Ok(())
-            } else {
-                Err(format!("{events:?}"))
-            }
-        })
-        .await
-    }
-
     async fn set_t9k(&self, job: &str, patch: Value) {
-        self.t9k()
+        self.jobs
             .patch(job, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap();
-    }
-
-    async fn t9k_phase(&self, job: &str, phase: Phase) {
-        wait_for(&format!("{job} {phase:?}"), T, || async {
-            let s = self
-                .t9k()
-                .get(job)
-                .await
-                .unwrap()
-                .status
-                .unwrap_or_default();
-            if s.phase == Some(phase) {
-                Ok(())
-            } else {
-                Err(format!("{s:?}"))
-            }
-        })
-        .await
     }
 }
 
@@ -377,7 +289,7 @@ const PODS: [&str; 3] = ["pi-launcher", "pi-worker-0", "pi-worker-1"];
 #[tokio::test]
 async fn t9k_scheduler_podgroup_through_waiting_running_pause_resume_and_clean_up() {
     let e = env("gang-t9k", &[T9K]).await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let _c = e.controller();
     e.create(t9k_job(
         "pi",
         json!({"spec": {
@@ -399,7 +311,7 @@ async fn t9k_scheduler_podgroup_through_waiting_running_pause_resume_and_clean_u
     let (placed, message) = e.t9k_scheduled("pi", "WaitingForGangScheduler").await;
     assert!(!placed);
     assert_eq!(message, "3 of 3 pods wait for the gang scheduler t9k-scheduler, which starts PodGroup pi (minMember 3, queue gpu) only when all of its pods fit at once; no scheduler has looked at them yet: check that t9k-scheduler runs in the cluster");
-    e.t9k_phase("pi", Phase::Pending).await;
+    e.wait_phase("pi", Phase::Pending).await;
     e.wait_event("pi", &format!("WaitingForGangScheduler: {message}"))
         .await;
     // The scheduler turns one pod down, with its reason.
@@ -428,7 +340,7 @@ async fn t9k_scheduler_podgroup_through_waiting_running_pause_resume_and_clean_u
     let (placed, message) = e.t9k_scheduled("pi", "GangScheduled").await;
     assert!(placed);
     assert_eq!(message, "t9k-scheduler placed all 3 pods of PodGroup pi");
-    e.t9k_phase("pi", Phase::Running).await;
+    e.wait_phase("pi", Phase::Running).await;
 
     // Pause: the pods and the PodGroup go. Resume: both come back.
     let first_uid = g.uid().unwrap();
@@ -438,7 +350,7 @@ async fn t9k_scheduler_podgroup_through_waiting_running_pause_resume_and_clean_u
     )
     .await;
     e.group_gone(T9K, "pi").await;
-    e.t9k_phase("pi", Phase::Paused).await;
+    e.wait_phase("pi", Phase::Paused).await;
     e.set_t9k(
         "pi",
         json!({"spec": {"runMode": {"pause": {"enable": false}}}}),
@@ -454,7 +366,7 @@ async fn t9k_scheduler_podgroup_through_waiting_running_pause_resume_and_clean_u
     for p in PODS {
         e.kubelet.run(p).await;
     }
-    e.t9k_phase("pi", Phase::Running).await;
+    e.wait_phase("pi", Phase::Running).await;
     // Success with cleanUpWorkers All: the workers and the PodGroup go.
     e.kubelet
         .terminate(
@@ -463,7 +375,7 @@ async fn t9k_scheduler_podgroup_through_waiting_running_pause_resume_and_clean_u
             &Termination::new(0, "Completed"),
         )
         .await;
-    e.t9k_phase("pi", Phase::Succeeded).await;
+    e.wait_phase("pi", Phase::Succeeded).await;
     e.group_gone(T9K, "pi").await;
     e.no_pods_named(&["pi-worker-0", "pi-worker-1"]).await;
 }
@@ -558,7 +470,7 @@ async fn kubeflow_under_volcano_with_and_without_each_policy_field_and_suspend()
         assert_in_gang(&p, VOLCANO, "full", "volcano");
     }
     // The launcher Job's template is in the gang too.
-    let batch: Api<Job> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let batch: Api<Job> = e.api();
     let launcher = wait_for("full-launcher", T, || async {
         batch
             .get_opt("full-launcher")
@@ -583,7 +495,7 @@ async fn kubeflow_under_volcano_with_and_without_each_policy_field_and_suspend()
     // An edit of the policy reaches the PodGroup (mpi-operator's e2e:
     // clearing minResources lets the gang start). Recomputed for
     // minAvailable 2, the higher-priority workers count: two workers.
-    e.kubeflow()
+    e.api::<KfMPIJob>()
         .patch(
             "full",
             &PatchParams::default(),
@@ -605,7 +517,7 @@ async fn kubeflow_under_volcano_with_and_without_each_policy_field_and_suspend()
 
     // Suspend: the workers and the PodGroup go; resume brings both back.
     let suspend = |on: bool| json!({"spec": {"runPolicy": {"suspend": on}}});
-    e.kubeflow()
+    e.api::<KfMPIJob>()
         .patch(
             "full",
             &PatchParams::default(),
@@ -615,7 +527,7 @@ async fn kubeflow_under_volcano_with_and_without_each_policy_field_and_suspend()
         .unwrap();
     e.group_gone(VOLCANO, "full").await;
     e.no_pods_named(&["full-worker-0", "full-worker-1"]).await;
-    e.kubeflow()
+    e.api::<KfMPIJob>()
         .patch(
             "full",
             &PatchParams::default(),
@@ -686,21 +598,7 @@ async fn wait_for_workers_ready_under_a_gang_reaches_running() {
     let launcher = e.pods.get(&lp).await.unwrap();
     assert_in_gang(&launcher, VOLCANO, "pi", "volcano");
     e.kubelet.run(&lp).await;
-    wait_for("Running", T, || async {
-        let s = e
-            .kubeflow()
-            .get("pi")
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default();
-        if s.is_true("Running") {
-            Ok(())
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await;
+    e.wait_job::<KfMPIJob>("pi", "Running", T).await;
     let (status, message, _) = e.kubeflow_scheduled("pi", "GangScheduled").await;
     assert_eq!(status, "True");
     assert_eq!(message, "volcano placed all 3 pods of PodGroup pi");

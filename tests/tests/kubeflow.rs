@@ -11,41 +11,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use mpijob_api::kubeflow::{JobStatus, MPIJob};
-use mpijob_tests::controller::{wait_for, RunningController};
+use mpijob_tests::controller::wait_for;
 use mpijob_tests::fixtures::{kubeflow_pi_job, pi_job};
-use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
-use mpijob_tests::{crds, Harness, TestNamespace};
+use mpijob_tests::kubelet_stand_in::Termination;
+use mpijob_tests::{crds, merge, Harness, T};
 use serde_json::{json, Value};
 
-const T: Duration = Duration::from_secs(30);
-
-struct Env {
-    client: Client,
-    ns: TestNamespace,
-    jobs: Api<MPIJob>,
-    pods: Api<Pod>,
-    batch: Api<Job>,
-    kubelet: KubeletStandIn,
-}
-
-async fn env(prefix: &str) -> Env {
-    let h = Harness::get();
-    let client = h.client().await;
-    crds::install(&client).await;
-    let ns = TestNamespace::new(&client, &h, prefix).await;
-    Env {
-        jobs: Api::namespaced(client.clone(), &ns.name),
-        pods: Api::namespaced(client.clone(), &ns.name),
-        batch: Api::namespaced(client.clone(), &ns.name),
-        kubelet: KubeletStandIn::new(&client, &ns.name),
-        client,
-        ns,
-    }
-}
+type Env = mpijob_tests::Env<MPIJob>;
 
 /// `kubeflow_pi_job(name)` with `patch` merged into it.
 fn job(name: &str, patch: Value) -> Value {
@@ -54,35 +29,20 @@ fn job(name: &str, patch: Value) -> Value {
     j
 }
 
-fn merge(into: &mut Value, patch: Value) {
-    match (into, patch) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
+/// What only these tests do with a Kubeflow job's [`Env`].
+trait KubeflowEnv {
+    /// Wait for condition `type_` to have `status` (True or False).
+    async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> JobStatus;
+    /// The pods not being deleted.
+    async fn pod_names(&self) -> BTreeSet<String>;
+    async fn wait_workers(&self, names: &[&str]);
+    /// The launcher pod the Job controller made.
+    async fn launcher_pod(&self, job: &str) -> String;
+    /// The batch/v1 Jobs.
+    async fn job_names(&self) -> Vec<String>;
 }
 
-impl Env {
-    async fn create(&self, job: Value) {
-        let job: MPIJob = serde_json::from_value(job).unwrap();
-        self.jobs
-            .create(&PostParams::default(), &job)
-            .await
-            .unwrap();
-    }
-
-    async fn status(&self, name: &str) -> JobStatus {
-        self.jobs
-            .get(name)
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default()
-    }
-
+impl KubeflowEnv for Env {
     async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> JobStatus {
         wait_for(&format!("{name} {type_}={status}"), T, || async {
             let s = self.status(name).await;
@@ -121,7 +81,6 @@ impl Env {
         .await
     }
 
-    /// The launcher pod the Job controller made.
     async fn launcher_pod(&self, job: &str) -> String {
         wait_for(&format!("{job}'s launcher pod"), T, || async {
             let lp = ListParams::default().labels(&format!(
@@ -137,43 +96,8 @@ impl Env {
         .await
     }
 
-    /// Events about `job`, as `reason: note` lines, oldest first.
-    async fn events(&self, job: &str) -> Vec<String> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
-        let mut list: Vec<Event> = api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(job))
-            .collect();
-        list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-        list.into_iter()
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.reason.unwrap_or_default(),
-                    e.note.unwrap_or_default()
-                )
-            })
-            .collect()
-    }
-
-    async fn wait_event(&self, job: &str, line: &str) {
-        wait_for(&format!("event {line:?}"), T, || async {
-            let events = self.events(job).await;
-            if events.iter().any(|e| e == line) {
-                Ok(events)
-            } else {
-                Err(format!("{events:?}"))
-            }
-        })
-        .await;
-    }
-
     async fn job_names(&self) -> Vec<String> {
-        self.batch
+        self.api::<Job>()
             .list(&ListParams::default())
             .await
             .unwrap()
@@ -218,9 +142,10 @@ struct PiShaped<'a> {
 /// objects, the wait init container, and the status moving with the pods
 /// to Succeeded.
 async fn a_pi_shaped_example_succeeds(prefix: &str, example: &std::path::Path, want: PiShaped<'_>) {
-    let e = env(prefix).await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    Harness::get().kubectl_ok(&["apply", "-n", &e.ns.name, "-f", example.to_str().unwrap()]);
+    let e = Env::new(prefix).await;
+    let _c = e.controller();
+    e.harness
+        .kubectl_ok(&["apply", "-n", &e.ns.name, "-f", example.to_str().unwrap()]);
     let name = want.name;
     let workers: Vec<String> = (0..want.workers)
         .map(|i| format!("{name}-worker-{i}"))
@@ -238,10 +163,7 @@ async fn a_pi_shaped_example_succeeds(prefix: &str, example: &std::path::Path, w
         })
     };
 
-    let svc = Api::<Service>::namespaced(e.client.clone(), ns)
-        .get(name)
-        .await
-        .unwrap();
+    let svc = e.api::<Service>().get(name).await.unwrap();
     assert!(owned(svc.owner_references()));
     let spec = svc.spec.unwrap();
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
@@ -255,10 +177,7 @@ async fn a_pi_shaped_example_succeeds(prefix: &str, example: &std::path::Path, w
     assert_eq!(sel["training.kubeflow.org/job-name"], name);
 
     let config = format!("{name}-config");
-    let cm = Api::<ConfigMap>::namespaced(e.client.clone(), ns)
-        .get(&config)
-        .await
-        .unwrap();
+    let cm = e.api::<ConfigMap>().get(&config).await.unwrap();
     assert!(owned(cm.owner_references()));
     assert_eq!(cm.labels()["app"], name);
     let data = cm.data.unwrap();
@@ -272,10 +191,7 @@ async fn a_pi_shaped_example_succeeds(prefix: &str, example: &std::path::Path, w
     );
     assert_eq!(data["discover_hosts.sh"], "#!/bin/sh\n");
 
-    let secret = Api::<Secret>::namespaced(e.client.clone(), ns)
-        .get(&format!("{name}-ssh"))
-        .await
-        .unwrap();
+    let secret = e.api::<Secret>().get(&format!("{name}-ssh")).await.unwrap();
     assert!(owned(secret.owner_references()));
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
     let keys: BTreeSet<&str> = secret
@@ -322,7 +238,11 @@ async fn a_pi_shaped_example_succeeds(prefix: &str, example: &std::path::Path, w
         .any(|m| m.name == "ssh-auth" && m.mount_path == want.ssh_auth_mount_path));
 
     // AtStartup: the launcher Job exists at once, with the wait init container.
-    let launcher = e.batch.get(&format!("{name}-launcher")).await.unwrap();
+    let launcher = e
+        .api::<Job>()
+        .get(&format!("{name}-launcher"))
+        .await
+        .unwrap();
     assert!(owned(launcher.owner_references()));
     let ls = launcher.spec.unwrap();
     let lt = ls.template.spec.unwrap();
@@ -350,10 +270,7 @@ async fn a_pi_shaped_example_succeeds(prefix: &str, example: &std::path::Path, w
         .map(|w| format!("echo {w}.{name}.{ns}.svc\n"))
         .collect();
     wait_for("discover_hosts.sh to list every worker", T, || async {
-        let cm = Api::<ConfigMap>::namespaced(e.client.clone(), ns)
-            .get(&config)
-            .await
-            .unwrap();
+        let cm = e.api::<ConfigMap>().get(&config).await.unwrap();
         let script = cm.data.unwrap()["discover_hosts.sh"].clone();
         if script == format!("#!/bin/sh\n{listed}") {
             Ok(())
@@ -458,8 +375,8 @@ async fn peer_the_kubeflow_pi_example_gets_mpi_operators_objects_and_succeeds() 
 
 #[tokio::test]
 async fn wait_for_workers_ready_creates_the_launcher_only_when_every_worker_is_ready() {
-    let e = env("kf-wait").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-wait").await;
+    let _c = e.controller();
     e.create(job(
         "pi",
         json!({"spec": {"launcherCreationPolicy": "WaitForWorkersReady"}}),
@@ -489,8 +406,8 @@ async fn wait_for_workers_ready_creates_the_launcher_only_when_every_worker_is_r
 /// the new workers again, not start the launcher at once.
 #[tokio::test]
 async fn resuming_under_wait_for_workers_ready_waits_for_the_workers_again() {
-    let e = env("kf-615").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-615").await;
+    let _c = e.controller();
     e.create(job(
         "pi",
         json!({"spec": {"launcherCreationPolicy": "WaitForWorkersReady"}}),
@@ -537,8 +454,8 @@ async fn resuming_under_wait_for_workers_ready_waits_for_the_workers_again() {
 
 #[tokio::test]
 async fn suspended_at_creation_then_resumed() {
-    let e = env("kf-suspend").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-suspend").await;
+    let _c = e.controller();
     e.create(job("pi", json!({"spec": {"runPolicy": {"suspend": true}}})))
         .await;
     let s = e.wait_condition("pi", "Suspended", "True").await;
@@ -551,20 +468,10 @@ async fn suspended_at_creation_then_resumed() {
         ]
     );
     assert_eq!(s.start_time, None, "a suspended job has not started");
-    let ns = &e.ns.name;
     // The Service, ConfigMap and Secret exist; no pods, no launcher Job.
-    Api::<Service>::namespaced(e.client.clone(), ns)
-        .get("pi")
-        .await
-        .unwrap();
-    Api::<ConfigMap>::namespaced(e.client.clone(), ns)
-        .get("pi-config")
-        .await
-        .unwrap();
-    Api::<Secret>::namespaced(e.client.clone(), ns)
-        .get("pi-ssh")
-        .await
-        .unwrap();
+    e.api::<Service>().get("pi").await.unwrap();
+    e.api::<ConfigMap>().get("pi-config").await.unwrap();
+    e.api::<Secret>().get("pi-ssh").await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(e.pod_names().await.is_empty());
     assert!(e.job_names().await.is_empty());
@@ -611,8 +518,8 @@ async fn suspended_at_creation_then_resumed() {
 
 #[tokio::test]
 async fn a_failed_launcher_fails_the_job_naming_its_pod_container_and_exit_code() {
-    let e = env("kf-fail").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-fail").await;
+    let _c = e.controller();
     e.create(job(
         "pi",
         json!({"spec": {"runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "All"}, "mpiReplicaSpecs": {"Launcher": {"restartPolicy": "Never"}}}}),
@@ -639,8 +546,8 @@ async fn a_failed_launcher_fails_the_job_naming_its_pod_container_and_exit_code(
 
 #[tokio::test]
 async fn an_evicted_worker_fails_the_job_and_the_clean_up_runs() {
-    let e = env("kf-evict").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-evict").await;
+    let _c = e.controller();
     e.create(job(
         "pi",
         json!({"spec": {"runPolicy": {"cleanPodPolicy": "All"}}}),
@@ -672,8 +579,8 @@ async fn an_evicted_worker_fails_the_job_and_the_clean_up_runs() {
 
 #[tokio::test]
 async fn a_job_managed_by_another_controller_is_left_alone() {
-    let e = env("kf-managed").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-managed").await;
+    let _c = e.controller();
     e.create(job(
         "pi",
         json!({"spec": {"runPolicy": {"managedBy": "kueue.x-k8s.io/multikueue"}}}),
@@ -683,17 +590,8 @@ async fn a_job_managed_by_another_controller_is_left_alone() {
     e.create(job("other", json!({}))).await;
     e.wait_condition("other", "Created", "True").await;
     assert_eq!(e.status("pi").await, JobStatus::default());
-    let ns = &e.ns.name;
-    assert!(Api::<Secret>::namespaced(e.client.clone(), ns)
-        .get_opt("pi-ssh")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(Api::<Service>::namespaced(e.client.clone(), ns)
-        .get_opt("pi")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(e.api::<Secret>().get_opt("pi-ssh").await.unwrap().is_none());
+    assert!(e.api::<Service>().get_opt("pi").await.unwrap().is_none());
     assert!(!e.job_names().await.contains(&"pi-launcher".to_string()));
     assert!(!e.pod_names().await.iter().any(|p| p.starts_with("pi-")));
     assert!(e.events("pi").await.is_empty());
@@ -701,8 +599,8 @@ async fn a_job_managed_by_another_controller_is_left_alone() {
 
 #[tokio::test]
 async fn an_invalid_job_gets_a_validation_event_and_nothing_else() {
-    let e = env("kf-invalid").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-invalid").await;
+    let _c = e.controller();
     let mut bad = kubeflow_pi_job("pi");
     bad["spec"]["mpiReplicaSpecs"]["Worker"]
         .as_object_mut()
@@ -722,17 +620,13 @@ async fn an_invalid_job_gets_a_validation_event_and_nothing_else() {
         JobStatus::default(),
         "no status, as mpi-operator"
     );
-    assert!(Api::<Secret>::namespaced(e.client.clone(), &e.ns.name)
-        .get_opt("pi-ssh")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(e.api::<Secret>().get_opt("pi-ssh").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn an_image_with_an_agent_of_another_release_gets_a_validation_event() {
-    let e = env("kf-baked-old").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-baked-old").await;
+    let _c = e.controller();
     let mut bad = kubeflow_pi_job("pi");
     bad["metadata"]["annotations"] =
         json!({ mpijob_api::contract::AGENT_IN_IMAGE_ANNOTATION: "0.0.9" });
@@ -751,9 +645,9 @@ async fn an_image_with_an_agent_of_another_release_gets_a_validation_event() {
 
 #[tokio::test]
 async fn a_name_clash_is_reported_and_nothing_is_taken_over() {
-    let e = env("kf-clash").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    let services: Api<Service> = Api::namespaced(e.client.clone(), &e.ns.name);
+    let e = Env::new("kf-clash").await;
+    let _c = e.controller();
+    let services: Api<Service> = e.api();
     let theirs: Service = serde_json::from_value(json!({
         "metadata": {"name": "pi"},
         "spec": {"ports": [{"port": 80}]}
@@ -787,8 +681,8 @@ async fn a_name_clash_is_reported_and_nothing_is_taken_over() {
 
 #[tokio::test]
 async fn a_restarted_controller_creates_nothing_twice() {
-    let e = env("kf-restart").await;
-    let c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-restart").await;
+    let c = e.controller();
     e.create(job("pi", json!({}))).await;
     e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
     let lp = e.launcher_pod("pi").await;
@@ -799,23 +693,26 @@ async fn a_restarted_controller_creates_nothing_twice() {
             .collect::<BTreeSet<_>>()
     };
     let before = uids(e.pods.list(&ListParams::default()).await.unwrap().items);
-    let job_before = e.batch.get("pi-launcher").await.unwrap().uid();
+    let job_before = e.api::<Job>().get("pi-launcher").await.unwrap().uid();
     c.kill().await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let _c = e.controller();
     e.kubelet.run("pi-worker-0").await;
     e.kubelet.run("pi-worker-1").await;
     e.kubelet.run(&lp).await;
     e.wait_condition("pi", "Running", "True").await;
     let after = uids(e.pods.list(&ListParams::default()).await.unwrap().items);
     assert_eq!(before, after, "the same pods, none added");
-    assert_eq!(e.batch.get("pi-launcher").await.unwrap().uid(), job_before);
+    assert_eq!(
+        e.api::<Job>().get("pi-launcher").await.unwrap().uid(),
+        job_before
+    );
     assert_eq!(e.job_names().await, ["pi-launcher"]);
 }
 
 #[tokio::test]
 async fn deleting_the_job_leaves_nothing_behind() {
-    let e = env("kf-delete").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
+    let e = Env::new("kf-delete").await;
+    let _c = e.controller();
     e.create(job("pi", json!({}))).await;
     e.wait_workers(&["pi-worker-0", "pi-worker-1"]).await;
     e.launcher_pod("pi").await;
@@ -823,11 +720,11 @@ async fn deleting_the_job_leaves_nothing_behind() {
         .delete("pi", &DeleteParams::background())
         .await
         .unwrap();
-    let ns = &e.ns.name;
     wait_for("every child to go", T, || async {
         let pods = e.pod_names().await;
         let jobs = e.job_names().await;
-        let cms: Vec<String> = Api::<ConfigMap>::namespaced(e.client.clone(), ns)
+        let cms: Vec<String> = e
+            .api::<ConfigMap>()
             .list(&ListParams::default().labels("app=pi"))
             .await
             .unwrap()
@@ -835,14 +732,8 @@ async fn deleting_the_job_leaves_nothing_behind() {
             .iter()
             .map(|c| c.name_any())
             .collect();
-        let svc = Api::<Service>::namespaced(e.client.clone(), ns)
-            .get_opt("pi")
-            .await
-            .unwrap();
-        let secret = Api::<Secret>::namespaced(e.client.clone(), ns)
-            .get_opt("pi-ssh")
-            .await
-            .unwrap();
+        let svc = e.api::<Service>().get_opt("pi").await.unwrap();
+        let secret = e.api::<Secret>().get_opt("pi-ssh").await.unwrap();
         if pods.is_empty() && jobs.is_empty() && cms.is_empty() && svc.is_none() && secret.is_none()
         {
             Ok(())
@@ -861,11 +752,9 @@ async fn deleting_the_job_leaves_nothing_behind() {
 /// API calls for.
 #[tokio::test]
 async fn both_apis_in_one_controller_each_with_its_own_children() {
-    let e = env("kf-both").await;
-    let _c = RunningController::start(&e.client, &e.ns.name);
-    let t9k: Api<mpijob_api::MPIJob> = Api::namespaced(e.client.clone(), &e.ns.name);
-    let a: mpijob_api::MPIJob = serde_json::from_value(pi_job("a")).unwrap();
-    t9k.create(&PostParams::default(), &a).await.unwrap();
+    let e = Env::new("kf-both").await;
+    let _c = e.controller();
+    e.create(pi_job("a")).await;
     e.create(job("b", json!({}))).await;
     e.launcher_pod("b").await;
     wait_for("both jobs' pods", T, || async {
@@ -897,11 +786,11 @@ async fn both_apis_in_one_controller_each_with_its_own_children() {
         ["b-launcher"],
         "only the Kubeflow job has a launcher Job"
     );
-    let cms = Api::<ConfigMap>::namespaced(e.client.clone(), &e.ns.name);
+    let cms = e.api::<ConfigMap>();
     assert!(cms.get_opt("a-config").await.unwrap().is_none());
     assert!(cms.get_opt("b-config").await.unwrap().is_some());
     // Each Secret in its API's shape.
-    let secrets = Api::<Secret>::namespaced(e.client.clone(), &e.ns.name);
+    let secrets = e.api::<Secret>();
     let keys = |s: Secret| {
         s.data
             .unwrap()

@@ -7,22 +7,18 @@
 //! binary only, and ours is put back at the end; cargo runs test binaries
 //! one after another, so no other test sees it.
 
-use std::time::Duration;
-
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use mpijob_api::kubeflow::v2beta1::{JobCondition, ReplicaStatus};
 use mpijob_api::kubeflow::{JobStatus, MPIJob};
 use mpijob_tests::cluster::repo_root;
-use mpijob_tests::controller::{wait_for, RunningController};
+use mpijob_tests::controller::wait_for;
 use mpijob_tests::fixtures::kubeflow_pi_job;
-use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
-use mpijob_tests::{crds, Harness, TestNamespace};
+use mpijob_tests::kubelet_stand_in::Termination;
+use mpijob_tests::{crds, Env, T};
 use serde_json::json;
 
-const T: Duration = Duration::from_secs(30);
 const CRD: &str = "mpijobs.kubeflow.org";
 
 /// Replace the installed `mpijobs.kubeflow.org` with the CRD in `file`.
@@ -40,12 +36,9 @@ async fn install_crd(client: &Client, file: &str) {
 
 #[tokio::test]
 async fn everything_the_controller_writes_fits_kubeflows_own_crd() {
-    let h = Harness::get();
-    let client = h.client().await;
-    crds::install(&client).await;
-    install_crd(&client, "tests/fixtures/kubeflow-upstream-crd.yaml").await;
-    let ns = TestNamespace::new(&client, &h, "kf-upstream").await;
-    let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &ns.name);
+    let e = Env::<MPIJob>::new("kf-upstream").await;
+    install_crd(&e.client, "tests/fixtures/kubeflow-upstream-crd.yaml").await;
+    let jobs = &e.jobs;
 
     // Kubeflow's schema has no enum for launcherCreationPolicy: once a
     // value ours refuses is stored, the server serves the fixture.
@@ -104,28 +97,22 @@ async fn everything_the_controller_writes_fits_kubeflows_own_crd() {
         "Kubeflow's CRD pruned or changed a status field"
     );
     // The controller sees the bad policy and says so; it writes no status.
-    let _c = RunningController::start(&client, &ns.name);
+    let _c = e.controller();
 
     // A whole job, through the controller, to success.
-    jobs.create(
-        &PostParams::default(),
-        &serde_json::from_value(kubeflow_pi_job("pi")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let kubelet = KubeletStandIn::new(&client, &ns.name);
+    e.create(kubeflow_pi_job("pi")).await;
     for w in ["pi-worker-0", "pi-worker-1"] {
         wait_for(&format!("pod {w}"), T, || async {
-            pods.get(w).await.map(|_| ()).map_err(|e| e.to_string())
+            e.pods.get(w).await.map(|_| ()).map_err(|e| e.to_string())
         })
         .await;
-        kubelet.run(w).await;
+        e.kubelet.run(w).await;
     }
     let launcher = wait_for("the launcher pod", T, || async {
         let lp = ListParams::default()
             .labels("training.kubeflow.org/job-role=launcher,training.kubeflow.org/job-name=pi");
-        pods.list(&lp)
+        e.pods
+            .list(&lp)
             .await
             .unwrap()
             .items
@@ -134,28 +121,12 @@ async fn everything_the_controller_writes_fits_kubeflows_own_crd() {
             .ok_or_else(|| "none yet".to_string())
     })
     .await;
-    kubelet.run(&launcher).await;
-    wait_for("Running", T, || async {
-        let s = jobs.get("pi").await.unwrap().status.unwrap_or_default();
-        if s.is_true("Running") {
-            Ok(())
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await;
-    kubelet
+    e.kubelet.run(&launcher).await;
+    e.wait_phase("pi", "Running").await;
+    e.kubelet
         .terminate(&launcher, "mpi-launcher", &Termination::new(0, "Completed"))
         .await;
-    let s = wait_for("Succeeded", T, || async {
-        let s = jobs.get("pi").await.unwrap().status.unwrap_or_default();
-        if s.is_true("Succeeded") {
-            Ok(s)
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await;
+    let s = e.wait_phase("pi", "Succeeded").await;
     let kinds: Vec<(&str, &str, &str)> = s
         .conditions
         .iter()
@@ -183,31 +154,12 @@ async fn everything_the_controller_writes_fits_kubeflows_own_crd() {
 
     // The job whose policy only Kubeflow's schema let through gets our
     // validation event, and no status from us.
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), &ns.name);
-    let line = "Found validation errors: spec.launcherCreationPolicy: unknown policy \"WaitForWorkers\": use AtStartup or WaitForWorkersReady";
-    wait_for("the probe's ValidationError event", T, || async {
-        let notes: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("probe"))
-            .filter_map(|e| e.note)
-            .collect();
-        if notes.iter().any(|n| n == line) {
-            Ok(())
-        } else {
-            Err(format!("{notes:?}"))
-        }
-    })
-    .await;
+    e.wait_event("probe", "ValidationError: Found validation errors: spec.launcherCreationPolicy: unknown policy \"WaitForWorkers\": use AtStartup or WaitForWorkersReady").await;
     assert_eq!(
         jobs.get("probe").await.unwrap().status.as_ref(),
         Some(&full),
         "the controller left its status alone"
     );
 
-    install_crd(&client, "crds/kubeflow.org_mpijobs.yaml").await;
+    install_crd(&e.client, "crds/kubeflow.org_mpijobs.yaml").await;
 }

@@ -7,17 +7,15 @@
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
 use kube::Api;
 use mpijob_api::v1beta1::{MPIJobStatus, Phase, ReplicaPhase};
 use mpijob_api::validate::MAX_REPLICAS;
 use mpijob_api::MPIJob;
 use mpijob_controller::core::context::COMPACT_ABOVE;
-use mpijob_tests::controller::{wait_for, RunningController};
+use mpijob_tests::controller::wait_for;
 use mpijob_tests::fixtures::pi_job;
-use mpijob_tests::kubelet_stand_in::KubeletStandIn;
-use mpijob_tests::{crds, Harness, TestNamespace};
+use mpijob_tests::Env;
 use serde_json::json;
 
 /// Slow on a 2-core machine: every pod is created and run.
@@ -27,23 +25,18 @@ const ETCD_LIMIT: usize = 1536 * 1024;
 
 #[tokio::test]
 async fn the_largest_job_allowed_runs_and_succeeds_with_a_status_that_fits() {
-    let h = Harness::get();
-    let client = h.client().await;
-    crds::install(&client).await;
-    let ns = TestNamespace::new(&client, &h, "scale").await;
-    let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &ns.name);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let kubelet = KubeletStandIn::new(&client, &ns.name);
-    let _c = RunningController::start(&client, &ns.name);
+    let e = Env::<MPIJob>::new("scale").await;
+    let (client, pods, kubelet) = (&e.client, &e.pods, &e.kubelet);
+    let _c = e.controller();
     let workers = MAX_REPLICAS as usize;
     assert!(workers > COMPACT_ABOVE);
 
     let mut job = pi_job("big");
     job["spec"]["worker"]["replicas"] = json!(workers);
     let job: MPIJob = serde_json::from_value(job).unwrap();
-    let refused_before = too_many_requests(&client).await;
+    let refused_before = too_many_requests(client).await;
     let started = Instant::now();
-    jobs.create(&PostParams::default(), &job).await.unwrap();
+    e.jobs.create(&PostParams::default(), &job).await.unwrap();
     let names: Vec<String> = std::iter::once("big-launcher".to_string())
         .chain((0..workers).map(|i| format!("big-worker-{i}")))
         .collect();
@@ -68,8 +61,11 @@ async fn the_largest_job_allowed_runs_and_succeeds_with_a_status_that_fits() {
     );
 
     // The status, and the size of the whole object as JSON.
-    let raw: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns.name, &ApiResource::erase::<MPIJob>(&()));
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &e.ns.name,
+        &ApiResource::erase::<MPIJob>(&()),
+    );
     let stored = || async {
         let job = raw.get("big").await.unwrap();
         let bytes = serde_json::to_vec(&job).unwrap().len();
@@ -129,7 +125,7 @@ async fn the_largest_job_allowed_runs_and_succeeds_with_a_status_that_fits() {
         started.elapsed().as_secs_f64()
     );
     // The controller's writes stayed within what the API server takes.
-    let refused = too_many_requests(&client).await - refused_before;
+    let refused = too_many_requests(client).await - refused_before;
     assert_eq!(
         refused, 0,
         "the API server answered 429 Too Many Requests {refused} times"

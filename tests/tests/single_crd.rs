@@ -7,39 +7,37 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use kube::Api;
 use mpijob_api::v1beta1::Phase;
 use mpijob_api::MPIJob;
 use mpijob_controller::runtime::{choose_apis, Served};
-use mpijob_tests::controller::{wait_for, RunningController};
+use mpijob_tests::controller::wait_for;
 use mpijob_tests::fixtures::pi_job;
-use mpijob_tests::kubelet_stand_in::KubeletStandIn;
-use mpijob_tests::{crds, Harness, TestNamespace};
+use mpijob_tests::{crds, Env};
 
+/// Longer than the library's [`mpijob_tests::T`]: discovery has to catch up with the CRD.
 const T: Duration = Duration::from_secs(60);
 const KUBEFLOW_CRD: &str = "mpijobs.kubeflow.org";
 
 #[tokio::test]
 async fn with_only_the_t9k_crd_t9k_jobs_are_served() {
-    let h = Harness::get();
-    let client = h.client().await;
-    crds::install(&client).await;
+    let e = Env::<MPIJob>::new("single-crd").await;
+    let client = &e.client;
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     crd_api
         .delete(KUBEFLOW_CRD, &DeleteParams::default())
         .await
         .unwrap();
     wait_for("the Kubeflow API to go from discovery", T, || async {
-        match choose_apis(&client, None).await {
+        match choose_apis(client, None).await {
             Ok(apis) if apis == [Served::T9k] => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
-    let asked = choose_apis(&client, Some(&[Served::Kubeflow]))
+    let asked = choose_apis(client, Some(&[Served::Kubeflow]))
         .await
         .unwrap_err();
     assert_eq!(
@@ -47,33 +45,16 @@ async fn with_only_the_t9k_crd_t9k_jobs_are_served() {
         "--apis asks for kubeflow.org/v2beta1 but CRD mpijobs.kubeflow.org is not installed: kubectl apply -f crds/kubeflow.org_mpijobs.yaml, or leave that API out of --apis"
     );
 
-    let ns = TestNamespace::new(&client, &h, "single-crd").await;
-    let _c = RunningController::start(&client, &ns.name);
-    let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &ns.name);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    jobs.create(
-        &PostParams::default(),
-        &serde_json::from_value(pi_job("pi")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let kubelet = KubeletStandIn::new(&client, &ns.name);
+    let _c = e.controller();
+    e.create(pi_job("pi")).await;
     for p in ["pi-launcher", "pi-worker-0", "pi-worker-1"] {
         wait_for(&format!("pod {p}"), T, || async {
-            pods.get(p).await.map(|_| ()).map_err(|e| e.to_string())
+            e.pods.get(p).await.map(|_| ()).map_err(|e| e.to_string())
         })
         .await;
-        kubelet.run(p).await;
+        e.kubelet.run(p).await;
     }
-    wait_for("Running", T, || async {
-        let s = jobs.get("pi").await.unwrap().status.unwrap_or_default();
-        if s.phase == Some(Phase::Running) {
-            Ok(())
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await;
+    e.wait_job::<MPIJob>("pi", Phase::Running, T).await;
 
-    crds::install_file(&client, "crds/kubeflow.org_mpijobs.yaml").await;
+    crds::install_file(client, "crds/kubeflow.org_mpijobs.yaml").await;
 }

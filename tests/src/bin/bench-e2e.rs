@@ -40,11 +40,13 @@ use kube::{Api, ResourceExt};
 use mpijob_api::kubeflow;
 use mpijob_api::v1beta1::Phase;
 use mpijob_tests::e2e::{
-    kubeflow_pi_example, log_time, pi_example, state_dir, E2e, KUBEFLOW_OPENMPI4_IMAGE,
+    kubeflow_pi_example, log_time, pi_example, state_dir, KUBEFLOW_OPENMPI4_IMAGE,
     OPENMPI_BAKED_IMAGE, OPENMPI_IMAGE,
 };
 use mpijob_tests::namespace::delete_and_wait;
 use serde_json::{json, Value};
+
+type E2e = mpijob_tests::e2e::E2e<mpijob_api::MPIJob>;
 
 const ROUNDS: usize = 5;
 
@@ -360,7 +362,7 @@ async fn kubeflow_round(e2e: &E2e, tag: &str) -> Duration {
     let job = kubeflow_pi_example(&ns.name, KUBEFLOW_OPENMPI4_IMAGE);
     let start = Instant::now();
     apply(e2e, &ns.name, &job);
-    let jobs: Api<kubeflow::MPIJob> = Api::namespaced(e2e.client.clone(), &ns.name);
+    let jobs = e2e.of::<kubeflow::MPIJob>().jobs(&ns.name);
     loop {
         let s = jobs.get("pi").await.unwrap().status.unwrap_or_default();
         if s.is_true("Succeeded") {

@@ -6,6 +6,8 @@
 #                           at SOCKET (namespace k8s.io, unpacked for CRI)
 #   images.sh list          print "<ref> <oci-archive>" of what is built, without building
 #                           (exit 3 when some image is not built)
+#   images.sh packages      install the Debian packages a build needs, and stop
+#                           (scripts/test.sh, before it builds in the background)
 #
 # Images (refs as containerd's CRI sees them):
 #   localhost/mpijob-e2e/pause:3.2      Kubernetes' pause.c, static, on scratch
@@ -564,6 +566,7 @@ main() {
   case "${cmd}" in
     build) cmd_build ;;
     load) cmd_load "$@" ;;
+    packages) ensure_packages "${BUILD_PACKAGES[@]}" ;;
     list) cmd_list ;;
     -h | --help | help) usage ;;
     *)

@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_core::CustomResourceExt;
 
-use crate::v1beta1::MPIJob;
+use crate::t9k::v1beta1::MPIJob;
 
 /// The MPIJob CRD.
 pub fn mpijob() -> CustomResourceDefinition {

@@ -6,7 +6,6 @@
 pub mod contract;
 pub mod convert;
 pub mod crd;
-pub mod defaults;
 pub mod duration;
 mod error;
 pub mod kubeflow;
@@ -17,9 +16,9 @@ pub mod sshclient;
 pub mod sshkey;
 pub mod t9k;
 pub mod template;
-pub mod v1beta1;
 pub mod validate;
 pub mod yaml;
 
 pub use error::{FieldError, FieldErrors};
-pub use v1beta1::{MPIJob, MPIJobSpec, MPIJobStatus};
+/// T9k's MPIJob, the types most callers want, at the root for brevity.
+pub use t9k::v1beta1::{MPIJob, MPIJobSpec, MPIJobStatus};

@@ -2,8 +2,10 @@
 //! tests do. Errors come out exactly as the controller would report them:
 //! one `field: problem: fix` line each.
 
-use crate::v1beta1::MPIJob;
-use crate::{defaults, validate, FieldError, FieldErrors};
+use crate::t9k::defaults;
+use crate::t9k::v1beta1::MPIJob;
+use crate::t9k::validate;
+use crate::{FieldError, FieldErrors};
 
 /// The `apiVersion` of the primary API.
 pub const API_VERSION: &str = "batch.tensorstack.dev/v1beta1";

@@ -24,8 +24,8 @@ fn noted(c: &Converted, field: &str) -> bool {
 fn comparable(spec: &MPIJobSpec) -> MPIJobSpec {
     let mut s = spec.clone();
     s.worker_mut().processes_per_worker = None;
-    s.run_policy = Some(mpijob_api::v1beta1::RunPolicy {
-        clean_up_workers: Some(mpijob_api::defaults::clean_up_workers(spec)),
+    s.run_policy = Some(mpijob_api::t9k::v1beta1::RunPolicy {
+        clean_up_workers: Some(mpijob_api::t9k::defaults::clean_up_workers(spec)),
     });
     s.run_mode = None;
     s.scheduler = None;
@@ -50,8 +50,8 @@ fn t9k_round_trip(text: &str) {
     assert_eq!(slots_of(&back.spec), slots_of(&original.spec));
     // Pause is carried as Kubeflow's suspend.
     assert_eq!(
-        mpijob_api::defaults::pause_enabled(&back.spec),
-        mpijob_api::defaults::pause_enabled(&original.spec)
+        mpijob_api::t9k::defaults::pause_enabled(&back.spec),
+        mpijob_api::t9k::defaults::pause_enabled(&original.spec)
     );
     let want = comparable(&original.spec);
     let mut got = comparable(&back.spec);

@@ -6,8 +6,9 @@
 
 mod common;
 
-use mpijob_api::v1beta1::{CleanUpWorkers, MPIJob};
-use mpijob_api::{defaults, manifest, slots};
+use mpijob_api::t9k::defaults;
+use mpijob_api::t9k::v1beta1::{CleanUpWorkers, MPIJob};
+use mpijob_api::{manifest, slots};
 
 fn parse(text: &str) -> MPIJob {
     manifest::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"))

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use mpijob_api::{defaults, manifest, v1beta1::CleanUpWorkers};
+use mpijob_api::manifest;
+use mpijob_api::t9k::defaults;
+use mpijob_api::t9k::v1beta1::CleanUpWorkers;
 
 /// The T9k examples (the Kubeflow ones are in `examples/kubeflow/`).
 fn example_manifests() -> Vec<PathBuf> {

@@ -32,7 +32,7 @@ fn job(workers: usize) -> MPIJob {
         "spec": {"worker": {"replicas": workers, "cmd": ["/pi"], "template": {"spec": {"containers": [{"name": "mpi-worker", "image": "mpi"}]}}}}
     }))
     .unwrap();
-    mpijob_api::defaults::normalize(&mut job.spec);
+    mpijob_api::t9k::defaults::normalize(&mut job.spec);
     job
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use kube::core::NamespaceResourceScope;
 use kube::Resource;
 use mpijob_api::kubeflow;
-use mpijob_api::v1beta1::{MPIJobStatus, Phase};
+use mpijob_api::t9k::v1beta1::{MPIJobStatus, Phase};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

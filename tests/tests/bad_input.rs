@@ -7,7 +7,7 @@
 
 use kube::api::ListParams;
 use kube::ResourceExt;
-use mpijob_api::v1beta1::{ConditionType, Phase};
+use mpijob_api::t9k::v1beta1::{ConditionType, Phase};
 use mpijob_api::MPIJob;
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::fixtures::pi_job;

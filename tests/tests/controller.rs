@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use mpijob_api::v1beta1::{ConditionStatus, ConditionType, Phase, ReplicaPhase};
+use mpijob_api::t9k::v1beta1::{ConditionStatus, ConditionType, Phase, ReplicaPhase};
 use mpijob_api::MPIJob;
 use mpijob_tests::controller::{wait_for, RunningController, AGENT_IMAGE};
 use mpijob_tests::fixtures::pi_job;
@@ -665,7 +665,7 @@ async fn a_pod_template_the_api_server_rejects_fails_the_job_with_its_reason() {
         "volumes": [{"name": "mpijob-ssh", "emptyDir": {}}]
     }});
     let mut j: MPIJob = serde_json::from_value(job("pi", json!({}))).unwrap();
-    j.spec.worker_mut().template = mpijob_api::v1beta1::PodTemplate(template);
+    j.spec.worker_mut().template = mpijob_api::t9k::v1beta1::PodTemplate(template);
     e.jobs.create(&PostParams::default(), &j).await.unwrap();
     let s = e.wait_phase("pi", Phase::Failed).await;
     let failed = s

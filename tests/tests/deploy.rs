@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use mpijob_api::v1beta1::Phase;
+use mpijob_api::t9k::v1beta1::Phase;
 use mpijob_api::MPIJob;
 use mpijob_tests::cluster::repo_root;
 use mpijob_tests::controller::{wait_for, RunningController};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
+use mpijob_api::t9k::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaStatus};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::crds;
 use mpijob_tests::e2e::{

@@ -323,7 +323,12 @@ async fn a_t9k_job_and_a_kubeflow_job_run_side_by_side() {
     .await;
     e2e.wait_phase(&ns.name, "pi", "Succeeded", RUN).await;
     t9k_e2e
-        .wait_phase(&ns.name, "t9k", mpijob_api::v1beta1::Phase::Succeeded, RUN)
+        .wait_phase(
+            &ns.name,
+            "t9k",
+            mpijob_api::t9k::v1beta1::Phase::Succeeded,
+            RUN,
+        )
         .await;
     assert_ranks_on_workers(&e2e, &ns.name).await;
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaPhase};
+use mpijob_api::t9k::v1beta1::{ConditionType, MPIJobStatus, Phase, ReplicaPhase};
 use mpijob_tests::controller::wait_for;
 use mpijob_tests::e2e::{pi_example, Component, OPENMPI_IMAGE};
 use serde_json::json;
@@ -148,7 +148,7 @@ async fn a_worker_pod_deleted_mid_job_fails_it_with_pod_deleted_and_nothing_repl
         .status
         .unwrap();
     let workers = &s
-        .task(&mpijob_api::v1beta1::ReplicaType::Worker)
+        .task(&mpijob_api::t9k::v1beta1::ReplicaType::Worker)
         .unwrap()
         .replicas;
     assert!(
@@ -206,7 +206,7 @@ async fn mpirun_killed_by_sigkill_fails_the_job_naming_the_launcher_and_137() {
         "{message}"
     );
     let launcher = &s
-        .task(&mpijob_api::v1beta1::ReplicaType::Launcher)
+        .task(&mpijob_api::t9k::v1beta1::ReplicaType::Launcher)
         .unwrap()
         .replicas[0];
     assert_eq!(launcher.containers[0].exit_code, Some(137), "{launcher:?}");
@@ -257,7 +257,7 @@ async fn the_controller_killed_mid_create_creates_each_pod_once_after_it_restart
         .wait_phase(&ns.name, "big", Phase::Succeeded, Duration::from_secs(600))
         .await;
     let workers = &s
-        .task(&mpijob_api::v1beta1::ReplicaType::Worker)
+        .task(&mpijob_api::t9k::v1beta1::ReplicaType::Worker)
         .unwrap()
         .replicas;
     assert_eq!(workers.len(), 32);
@@ -527,7 +527,7 @@ async fn an_etcd_pause_during_pod_creation_duplicates_nothing() {
         )
         .await;
     assert_eq!(
-        s.task(&mpijob_api::v1beta1::ReplicaType::Worker)
+        s.task(&mpijob_api::t9k::v1beta1::ReplicaType::Worker)
             .unwrap()
             .replicas
             .len(),

@@ -17,7 +17,7 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use mpijob_api::kubeflow::MPIJob as KfMPIJob;
-use mpijob_api::v1beta1::{ConditionType, Phase};
+use mpijob_api::t9k::v1beta1::{ConditionType, Phase};
 use mpijob_api::MPIJob;
 use mpijob_tests::controller::{wait_for, RunningController};
 use mpijob_tests::fixtures::{kubeflow_pi_job, pi_job};

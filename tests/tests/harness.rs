@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource};
-use mpijob_api::v1beta1::{MPIJob, MPIJobStatus, Phase};
+use mpijob_api::t9k::v1beta1::{MPIJob, MPIJobStatus, Phase};
 use mpijob_tests::fixtures::pi_job;
 use mpijob_tests::kubelet_stand_in::{KubeletStandIn, Termination};
 use mpijob_tests::{crds, Harness, TestNamespace};
@@ -116,7 +116,7 @@ async fn every_example_is_accepted_by_the_api_server() {
     assert_eq!(listed.items.len() + kubeflow_listed.items.len(), created);
     // What the server stored validates with our own rules, too.
     for job in listed.items {
-        mpijob_api::validate::validate_job(&job)
+        mpijob_api::t9k::validate::validate_job(&job)
             .unwrap_or_else(|e| panic!("{:?}: {e:?}", job.metadata.name));
     }
     for job in kubeflow_listed.items {
@@ -196,7 +196,7 @@ async fn both_forms_of_clean_up_workers_are_stored_and_read_back() {
             .unwrap();
         let got = api.get(name).await.unwrap();
         assert_eq!(
-            mpijob_api::defaults::clean_up_workers(&got.spec).as_str(),
+            mpijob_api::t9k::defaults::clean_up_workers(&got.spec).as_str(),
             want
         );
     }
@@ -214,7 +214,7 @@ async fn both_forms_of_clean_up_workers_are_stored_and_read_back() {
         .iter()
         .find(|j| j.metadata.name.as_deref() == Some("neither"))
         .unwrap();
-    let errors = mpijob_api::validate::validate_job(neither).unwrap_err();
+    let errors = mpijob_api::t9k::validate::validate_job(neither).unwrap_err();
     assert_eq!(
         errors[0].to_string(),
         "spec.runPolicy.cleanUpWorkers: must be true, false, \"all\", \"unfinished\" or \"none\", got \"sometimes\""

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::{stream, StreamExt};
 use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
 use kube::Api;
-use mpijob_api::v1beta1::{MPIJobStatus, Phase, ReplicaPhase};
+use mpijob_api::t9k::v1beta1::{MPIJobStatus, Phase, ReplicaPhase};
 use mpijob_api::validate::MAX_REPLICAS;
 use mpijob_api::MPIJob;
 use mpijob_controller::core::context::COMPACT_ABOVE;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::DeleteParams;
 use kube::Api;
-use mpijob_api::v1beta1::Phase;
+use mpijob_api::t9k::v1beta1::Phase;
 use mpijob_api::MPIJob;
 use mpijob_controller::runtime::{choose_apis, Served};
 use mpijob_tests::controller::wait_for;

@@ -208,7 +208,7 @@ impl Plan {
             mca: contract::LauncherArgs::mca_entries(&spec.mca),
             extra_args: spec.worker().extra_mpi_args.clone(),
             processes_per_worker: spec.worker().processes_per_worker,
-            debug: mpijob_api::defaults::debug_enabled(spec),
+            debug: mpijob_api::t9k::defaults::debug_enabled(spec),
             sshd_path,
             port,
             bridge: format!("mjl-{id}"),

@@ -21,8 +21,9 @@ use serde_json::{json, Map, Value};
 use super::mpirun::{self, Split};
 use super::Note;
 use crate::contract::{self, DEFAULT_SSHD_PATH, DEFAULT_SSH_AUTH_MOUNT_PATH};
-use crate::v1beta1::{CleanUpWorkers, MPIJob, MPIJobSpec};
-use crate::{defaults, slots, FieldError, FieldErrors};
+use crate::t9k::defaults;
+use crate::t9k::v1beta1::{CleanUpWorkers, MPIJob, MPIJobSpec};
+use crate::{slots, FieldError, FieldErrors};
 
 /// The variables that let Open MPI's mpirun run as root.
 const RUN_AS_ROOT: [(&str, &str); 2] = [

@@ -5,9 +5,9 @@
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use crate::defaults;
-use crate::v1beta1::{CleanUpWorkers, MPIJob, MPIJobSpec};
-use crate::{validate, FieldError};
+use super::v1beta1::{CleanUpWorkers, MPIJob, MPIJobSpec};
+use super::{defaults, validate};
+use crate::FieldError;
 
 /// A valid job's spec, normalised, with what the builders read typed.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,7 +60,7 @@ pub fn of_valid(job: &MPIJob) -> Result<Resolved, FieldError> {
             ));
         }
     }
-    let agent_in_image = validate::agent_in_image(job.metadata.annotations.as_ref())?;
+    let agent_in_image = crate::validate::agent_in_image(job.metadata.annotations.as_ref())?;
     Ok(Resolved {
         workers: u32::try_from(spec.worker().replicas.max(0)).unwrap_or(0),
         worker,

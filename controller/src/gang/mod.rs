@@ -268,7 +268,7 @@ pub fn t9k_priority_classes(r: &T9kResolved, flag: Option<&GangScheduling>) -> V
     t9k_members(r, 0).priority_classes()
 }
 
-fn t9k_scheduler(r: &T9kResolved) -> Option<&mpijob_api::v1beta1::T9kScheduler> {
+fn t9k_scheduler(r: &T9kResolved) -> Option<&mpijob_api::t9k::v1beta1::T9kScheduler> {
     r.spec
         .scheduler
         .as_ref()

@@ -12,8 +12,8 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use mpijob_api::contract;
+use mpijob_api::t9k::v1beta1::CleanUpWorkers;
 use mpijob_api::t9k::Resolved;
-use mpijob_api::v1beta1::CleanUpWorkers;
 use serde_json::json;
 
 use super::build::{self, pod, roles, Role};

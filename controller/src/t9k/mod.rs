@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
+use mpijob_api::t9k::defaults;
 use mpijob_api::t9k::resolve;
-use mpijob_api::v1beta1::{ConditionType, MPIJobStatus, Phase};
-use mpijob_api::{contract, defaults, MPIJob};
+use mpijob_api::t9k::v1beta1::{ConditionType, MPIJobStatus, Phase};
+use mpijob_api::{contract, MPIJob};
 
 use crate::core::apply::owned_pods;
 use crate::core::context::{Context, COMPACT_ABOVE};
@@ -23,7 +24,7 @@ use crate::core::meta::JobMeta;
 use crate::core::status as status_writer;
 use crate::gang::{self, podgroups};
 use mpijob_api::contract::labels;
-use mpijob_api::v1beta1::CleanUpWorkers;
+use mpijob_api::t9k::v1beta1::CleanUpWorkers;
 
 /// What the T9k reconciler reads: the shared context (its caches hold the
 /// children labelled with T9k's job-name label) and the gang settings.

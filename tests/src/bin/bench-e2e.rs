@@ -38,7 +38,7 @@ use kube::api::LogParams;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mpijob_api::kubeflow;
-use mpijob_api::v1beta1::Phase;
+use mpijob_api::t9k::v1beta1::Phase;
 use mpijob_tests::e2e::{
     kubeflow_pi_example, log_time, pi_example, state_dir, KUBEFLOW_OPENMPI4_IMAGE,
     OPENMPI_BAKED_IMAGE, OPENMPI_IMAGE,

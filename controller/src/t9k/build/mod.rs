@@ -9,7 +9,7 @@ pub mod service;
 use std::collections::BTreeMap;
 
 use mpijob_api::contract::labels;
-use mpijob_api::v1beta1::ReplicaType;
+use mpijob_api::t9k::v1beta1::ReplicaType;
 
 /// The two roles a pod can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub(crate) mod fixtures {
             "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata: {{name: pi, namespace: team, uid: 1234-abcd}}\nspec:\n{yaml_spec}"
         ))
         .unwrap();
-        mpijob_api::defaults::normalize(&mut job.spec);
+        mpijob_api::t9k::defaults::normalize(&mut job.spec);
         job
     }
 

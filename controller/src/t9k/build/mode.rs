@@ -17,8 +17,8 @@
 //! containers; the one that delivers the agent stays unless the replica
 //! runs a command of its own and so does not need the agent.
 
+use mpijob_api::t9k::v1beta1::ReplicaType;
 use mpijob_api::t9k::Resolved;
-use mpijob_api::v1beta1::ReplicaType;
 
 use super::Role;
 
@@ -100,7 +100,7 @@ mod tests {
     fn job(run_mode: &str) -> mpijob_api::MPIJob {
         let mut job = fixtures::job(fixtures::PI);
         job.spec.run_mode = Some(mpijob_api::yaml::from_str(run_mode).unwrap());
-        mpijob_api::defaults::normalize(&mut job.spec);
+        mpijob_api::t9k::defaults::normalize(&mut job.spec);
         job
     }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use mpijob_api::v1beta1::{
+use mpijob_api::t9k::v1beta1::{
     Aggregate, Condition, ConditionStatus, ConditionType, ContainerPhase, ContainerStatus,
     MPIJobStatus, Phase, ReplicaPhase, ReplicaStatus, ReplicaType, Task,
 };

@@ -718,7 +718,7 @@ mod tests {
         assert_eq!(spec.ssh.ssh_auth_mount_path, "/root/.ssh");
         assert_eq!(spec.ssh.sshd_path, "/usr/sbin/sshd");
         assert_eq!(
-            crate::defaults::clean_up_workers(&spec),
+            crate::t9k::defaults::clean_up_workers(&spec),
             CleanUpWorkers::None
         );
         let spec = spec_from("{worker: {cmd: [x]}, scheduler: {t9kScheduler: {queue: q}}}");
@@ -764,9 +764,9 @@ mod tests {
         );
         let debug = spec.run_mode.as_ref().unwrap().debug.as_ref().unwrap();
         assert_eq!(debug.replica_specs[0].replica_type, ReplicaType::Launcher);
-        assert!(crate::defaults::debug_enabled(&spec));
+        assert!(crate::t9k::defaults::debug_enabled(&spec));
         let mut spec = spec;
-        crate::defaults::normalize(&mut spec);
+        crate::t9k::defaults::normalize(&mut spec);
         let out = serde_json::to_value(&spec).unwrap();
         assert_eq!(
             out["runMode"]["debug"]["replicaSpecs"][0]["type"],

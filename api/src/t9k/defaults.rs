@@ -4,7 +4,7 @@
 //! parsed job is already defaulted) and the CRD schema (so `kubectl
 //! explain` shows it) find it.
 
-use crate::v1beta1::{default_replicas, CleanUpWorkers, MPIJobSpec, ReplicaType};
+use super::v1beta1::{default_replicas, CleanUpWorkers, MPIJobSpec, ReplicaType};
 
 /// `spec.runPolicy.cleanUpWorkers` when absent: keep the workers (their
 /// sshd is still told to finish when the job ends).

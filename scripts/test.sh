@@ -23,17 +23,6 @@ scripts/install-deps.sh test
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-# The end-to-end cluster's images (Debian bases, MPI images, the agent and
-# the controller) do not need Kubernetes: on a fresh machine they build in
-# the background while the harness's Kubernetes builds, the one mostly
-# downloading and the other compiling. Their packages go in first, since
-# apt takes one caller at a time. Both are cached: a warm run spends
-# seconds here.
-step "building the end-to-end cluster's images in the background (cached; log $images_log)"
-tests/e2e/images.sh packages
-tests/e2e/images.sh build >"$images_log" 2>&1 &
-images_pid=$!
-
 # Two clusters, built once and cached outside the repo: the kube-apiserver +
 # etcd harness (tests/cluster) for the controller and API tests, and the
 # end-to-end cluster (tests/e2e: the same control plane plus a real node,
@@ -64,6 +53,18 @@ if [[ -z ${MPIJOB_E2E_DIR:-} ]]; then
     export MPIJOB_E2E_DIR=/tmp/mpijob-e2e-test.$$
     stops+=("tests/e2e/e2e.sh stop")
 fi
+
+# The end-to-end cluster's images (Debian bases, MPI images, the agent and
+# the controller) do not need Kubernetes: on a fresh machine they build in
+# the background while the harness's Kubernetes builds, the one mostly
+# downloading and the other compiling. Their packages go in first, since
+# apt takes one caller at a time. Both are cached: a warm run spends
+# seconds here.
+step "building the end-to-end cluster's images in the background (cached; log $images_log)"
+tests/e2e/images.sh packages
+tests/e2e/images.sh build >"$images_log" 2>&1 &
+images_pid=$!
+
 step "starting the kube-apiserver harness in $MPIJOB_CLUSTER_DIR (built once, cached)"
 tests/cluster/cluster.sh start >/dev/null
 

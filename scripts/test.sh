@@ -68,10 +68,11 @@ images_pid=$!
 step "starting the kube-apiserver harness in $MPIJOB_CLUSTER_DIR (built once, cached)"
 tests/cluster/cluster.sh start >/dev/null
 
-# After the harness: its Kubernetes build overlaps the images' cargo
-# builds, which clippy would otherwise wait for (cargo locks its target).
+# Clippy's checks in a target dir of their own: the tests' build never
+# reuses them, and so clippy does not wait for the images' release builds,
+# which hold the cargo lock of the shared one.
 step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+CARGO_TARGET_DIR="$CARGO_TARGET_DIR/clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "waiting for the images' build"
 if ! wait "$images_pid"; then

@@ -65,17 +65,22 @@ VERSION="$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' 
 readonly VERSION
 
 # name  ref  (in build order)
+# In build order. The MPI images come first: scripts/test.sh builds these
+# in the background while the harness's Kubernetes compiles, and they are
+# mostly downloads. The baked images need the agent's. pause comes last:
+# it is compiled from the Kubernetes source tree, which waits for that
+# compile to finish.
 readonly IMAGES=(
-  "pause localhost/mpijob-e2e/pause:3.2"
-  "agent docker.io/mpijob/agent:${VERSION}"
-  "controller docker.io/mpijob/controller:${VERSION}"
   "openmpi docker.io/mpijob/openmpi:latest"
   "mpich docker.io/mpijob/mpich:latest"
   "kubeflow-openmpi4 docker.io/mpijob/kubeflow-openmpi4:latest"
   "kubeflow-openmpi5 docker.io/mpijob/kubeflow-openmpi5:latest"
   "kubeflow-mpich docker.io/mpijob/kubeflow-mpich:latest"
+  "agent docker.io/mpijob/agent:${VERSION}"
+  "controller docker.io/mpijob/controller:${VERSION}"
   "openmpi-baked docker.io/mpijob/openmpi-baked:latest"
   "kubeflow-openmpi4-baked docker.io/mpijob/kubeflow-openmpi4-baked:latest"
+  "pause localhost/mpijob-e2e/pause:3.2"
 )
 
 readonly BUILD_PACKAGES=(buildah debootstrap gcc libc6-dev file)

@@ -173,9 +173,3 @@ impl Context {
         self.metrics.wrote(kind);
     }
 }
-
-impl AsRef<Context> for Context {
-    fn as_ref(&self) -> &Context {
-        self
-    }
-}

@@ -140,21 +140,27 @@ async fn a_worker_pod_deleted_mid_job_fails_it_with_pod_deleted_and_nothing_repl
         }
     })
     .await;
-    let s = e2e
-        .jobs(&ns.name)
-        .get("lost")
-        .await
-        .unwrap()
-        .status
-        .unwrap();
-    let workers = &s
-        .task(&mpijob_api::t9k::v1beta1::ReplicaType::Worker)
-        .unwrap()
-        .replicas;
-    assert!(
-        workers.iter().all(|r| r.phase == ReplicaPhase::Deleted),
-        "{workers:?}"
-    );
+    // The status follows the pods' going: the reconcile that sees the last
+    // one gone may still be writing when the API server no longer lists it.
+    let s = wait_for("every worker's task to read Deleted", T, || async {
+        let s = e2e
+            .jobs(&ns.name)
+            .get("lost")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .ok_or("no status")?;
+        let workers = &s
+            .task(&mpijob_api::t9k::v1beta1::ReplicaType::Worker)
+            .ok_or("no worker task")?
+            .replicas;
+        if workers.iter().all(|r| r.phase == ReplicaPhase::Deleted) {
+            Ok(s)
+        } else {
+            Err(format!("{workers:?}"))
+        }
+    })
+    .await;
     assert_eq!(s.phase, Some(Phase::Failed));
     // Exactly the three pods of the job were ever created.
     assert_eq!(

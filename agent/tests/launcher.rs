@@ -31,6 +31,8 @@ struct Job {
     agents: Vec<Option<Proc>>,
     home: PathBuf,
     hello: PathBuf,
+    /// The MPI's environment (Intel MPI's venv), on every agent.
+    env: Vec<(String, String)>,
 }
 
 impl Job {
@@ -55,6 +57,7 @@ impl Job {
             agents: (0..n).map(|_| None).collect(),
             home,
             hello,
+            env: hosts::mpi_env(mpi),
         }
     }
 
@@ -66,7 +69,8 @@ impl Job {
     fn start_worker(&mut self, i: usize) {
         let state = self.net.tmp.path(&format!("worker-{i}"));
         let mut cmd = self.net.command(&self.workers[i], AGENT);
-        cmd.arg("worker")
+        cmd.envs(self.env.iter().cloned())
+            .arg("worker")
             .arg("--ssh-dir")
             .arg(&self.secret)
             .args(["--port", "2222", "--grace-period", "2s"])
@@ -116,7 +120,8 @@ impl Job {
         mode: &str,
     ) -> Proc {
         let mut cmd = self.net.command(&self.launcher, AGENT);
-        cmd.arg("launcher")
+        cmd.envs(self.env.iter().cloned())
+            .arg("launcher")
             .args(source)
             .args(slots)
             .arg("--ssh-dir")
@@ -251,6 +256,25 @@ fn open_mpi_ranks_follow_a_given_hostfile() {
 #[test]
 fn mpich_ranks_follow_a_given_hostfile() {
     ranks_follow_a_given_hostfile("mpich");
+}
+
+/// Intel MPI from PyPI: its Hydra reads no counts from the host file, so
+/// unequal slots must still land where the file says.
+#[test]
+fn intel_mpi_ranks_follow_a_given_hostfile() {
+    ranks_follow_a_given_hostfile("intel");
+}
+
+/// Intel MPI's Hydra would place as many ranks on a host as it has cores:
+/// two slots mean two ranks.
+#[test]
+fn intel_mpi_ranks_run_on_the_hostfile_hosts_two_per_worker() {
+    ranks_follow_the_hostfile("intel");
+}
+
+#[test]
+fn intel_mpi_rank_aborting_with_3_fails_the_launcher_and_says_so() {
+    failing_rank("intel", "abort");
 }
 
 #[test]

@@ -153,6 +153,16 @@ struct Local {
 
 impl Local {
     fn start(manifest: &Path, extra: &[&str], uid_1000: Option<&Path>) -> Local {
+        Local::start_env(manifest, extra, uid_1000, &[])
+    }
+
+    /// [`Local::start`], with `env` set on top of this process's.
+    fn start_env(
+        manifest: &Path,
+        extra: &[&str],
+        uid_1000: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Local {
         let etc_ssh = etc_ssh();
         let mut cmd = match uid_1000 {
             Some(agent) => {
@@ -164,7 +174,11 @@ impl Local {
             }
             None => Command::new(AGENT),
         };
-        cmd.arg("local").arg("-f").arg(manifest).args(extra);
+        cmd.envs(env.iter().cloned())
+            .arg("local")
+            .arg("-f")
+            .arg(manifest)
+            .args(extra);
         Local {
             proc: Proc::spawn(cmd),
             etc_ssh,
@@ -290,15 +304,44 @@ fn pi(job: &str, workers: u32, uid_1000: bool) {
 /// processes on each of 3 workers, in one of its spellings, and the
 /// hostfile the launcher writes must hold them. With MPICH the job's
 /// `mpiHome` points at a directory whose `bin/mpirun` is MPICH's.
-fn two_ranks_per_worker(job: &str, mpich: bool, extra: &[&str]) {
-    two_ranks_per_worker_in(job, mpich, extra, Era::Seed);
+fn two_ranks_per_worker(job: &str, mpi: Mpi, extra: &[&str]) {
+    two_ranks_per_worker_in(job, mpi, extra, Era::Seed);
+}
+
+/// The MPI a test runs: Debian's Open MPI (found on PATH), MPICH (through
+/// the manifest's `mpiHome`), or Intel MPI from PyPI (its venv on PATH, as
+/// a user would set it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mpi {
+    Open,
+    Mpich,
+    Intel,
 }
 
 /// [`two_ranks_per_worker`], with the manifest in schema era `era`.
-fn two_ranks_per_worker_in(job: &str, mpich: bool, extra: &[&str], era: Era) {
+fn two_ranks_per_worker_in(job: &str, mpi: Mpi, extra: &[&str], era: Era) {
+    ranks_per_worker_in(job, mpi, extra, era, 2);
+}
+
+/// `per_worker` ranks on each of 3 workers.
+fn ranks_per_worker_in(job: &str, mpi: Mpi, extra: &[&str], era: Era, per_worker: usize) {
     require_local_tools();
     let tmp = TempDir::new(&format!("local-{job}"));
-    let (pi, home) = if mpich {
+    let mut env = Vec::new();
+    let (pi, home) = if mpi == Mpi::Intel {
+        let venv = venv(VENV_INTEL);
+        env = venv_env(&venv);
+        let pi = tmp.path("pi");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pi/pi.c");
+        hosts::run(
+            Command::new(venv.join("bin/mpicc"))
+                .envs(env.iter().cloned())
+                .args(["-O2", "-o"])
+                .arg(&pi)
+                .arg(src),
+        );
+        (pi, None)
+    } else if mpi == Mpi::Mpich {
         let pi = tmp.path("pi");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pi/pi.c");
         hosts::run(
@@ -329,36 +372,39 @@ fn two_ranks_per_worker_in(job: &str, mpich: bool, extra: &[&str], era: Era) {
         home.as_deref(),
         era,
     );
-    let mut run = Local::start(&m, &[], None);
+    let mut run = Local::start_env(&m, &[], None, &env);
     let (code, out, err) = run.finish();
     assert_eq!(code, 0, "{extra:?}\nstdout:\n{out}\nstderr:\n{err}");
     let got = ranks(&out);
-    assert_eq!(got.len(), 6, "{extra:?}: {out}\n{err}");
+    assert_eq!(got.len(), 3 * per_worker, "{extra:?}: {out}\n{err}");
     for i in 0..3 {
         let host = format!("{job}-worker-{i}");
         let n = got.iter().filter(|(_, h)| *h == host).count();
-        assert_eq!(n, 2, "{extra:?}: {n} ranks on {host}:\n{out}");
+        assert_eq!(n, per_worker, "{extra:?}: {n} ranks on {host}:\n{out}");
     }
     assert!(
-        err.contains("slots=2"),
-        "the launcher says it gives 2 slots: {err}"
+        err.contains(&format!("slots={per_worker}")),
+        "the launcher says it gives {per_worker} slots: {err}"
     );
+    if mpi == Mpi::Intel {
+        assert!(err.contains("mpi=\"Intel MPI\""), "{err}");
+    }
     run.assert_clean("");
 }
 
 #[test]
 fn open_mpi_dash_n_per_worker_gets_its_slots() {
-    two_ranks_per_worker("npn", false, &["-N", "2"]);
+    two_ranks_per_worker("npn", Mpi::Open, &["-N", "2"]);
 }
 
 #[test]
 fn open_mpi_map_by_ppr_gets_its_slots() {
-    two_ranks_per_worker("ppr", false, &["--map-by", "ppr:2:node"]);
+    two_ranks_per_worker("ppr", Mpi::Open, &["--map-by", "ppr:2:node"]);
 }
 
 #[test]
 fn open_mpi_np_spread_over_the_workers_gets_its_slots() {
-    two_ranks_per_worker("np", false, &["-np", "6"]);
+    two_ranks_per_worker("np", Mpi::Open, &["-np", "6"]);
 }
 
 #[test]
@@ -368,7 +414,7 @@ fn open_mpi_processes_per_worker_with_recovery_gets_its_slots() {
         processes: 2,
         recovery: true,
     };
-    two_ranks_per_worker_in("ppw", false, &[], era);
+    two_ranks_per_worker_in("ppw", Mpi::Open, &[], era);
 }
 
 #[test]
@@ -377,17 +423,42 @@ fn mpich_processes_per_worker_gets_its_slots() {
         processes: 2,
         recovery: false,
     };
-    two_ranks_per_worker_in("mppw", true, &[], era);
+    two_ranks_per_worker_in("mppw", Mpi::Mpich, &[], era);
+}
+
+/// Intel MPI's Hydra ignores the counts in its host file and fills each
+/// host's cores: one process per worker must still be one rank per worker.
+#[test]
+fn intel_mpi_one_process_per_worker_is_one_rank_per_worker() {
+    let era = Era::Pre2023 {
+        processes: 1,
+        recovery: false,
+    };
+    ranks_per_worker_in("ippw1", Mpi::Intel, &[], era, 1);
+}
+
+#[test]
+fn intel_mpi_processes_per_worker_gets_its_slots() {
+    let era = Era::Pre2023 {
+        processes: 2,
+        recovery: false,
+    };
+    two_ranks_per_worker_in("ippw", Mpi::Intel, &[], era);
+}
+
+#[test]
+fn intel_mpi_ppn_gets_its_slots() {
+    two_ranks_per_worker("ippn", Mpi::Intel, &["-ppn", "2"]);
 }
 
 #[test]
 fn open_mpi_in_the_2025_schema_gets_its_slots() {
-    two_ranks_per_worker_in("of2025", false, &["-N", "2"], Era::Of2025);
+    two_ranks_per_worker_in("of2025", Mpi::Open, &["-N", "2"], Era::Of2025);
 }
 
 #[test]
 fn mpich_in_the_2025_schema_gets_its_slots() {
-    two_ranks_per_worker_in("m2025", true, &["-ppn", "2"], Era::Of2025);
+    two_ranks_per_worker_in("m2025", Mpi::Mpich, &["-ppn", "2"], Era::Of2025);
 }
 
 /// Debug mode in local mode: the launcher prints the mpirun command and
@@ -449,12 +520,12 @@ fn debug_mode_prints_an_mpirun_command_that_runs_by_hand() {
 
 #[test]
 fn mpich_ppn_gets_its_slots() {
-    two_ranks_per_worker("ppn", true, &["-ppn", "2"]);
+    two_ranks_per_worker("ppn", Mpi::Mpich, &["-ppn", "2"]);
 }
 
 #[test]
 fn mpich_n_spread_over_the_workers_gets_its_slots() {
-    two_ranks_per_worker("mn", true, &["-n", "6"]);
+    two_ranks_per_worker("mn", Mpi::Mpich, &["-n", "6"]);
 }
 
 #[test]
@@ -595,4 +666,123 @@ fn keep_keeps_the_hosts_and_says_how_to_remove_them() {
     hosts::run(Command::new("sh").arg("-c").arg(remove));
     fs::remove_dir_all(&dir).unwrap();
     run.assert_clean("");
+}
+
+/// examples/pi/pi.py as an executable `tmp/bin/pi-mpi4py` run by `venv`'s
+/// python; the rank finds it by name, so only through `PATH`.
+fn mpi4py_pi(tmp: &TempDir, venv: &Path) -> PathBuf {
+    let bin = tmp.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("pi-mpi4py");
+    let src =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pi/pi.py"))
+            .unwrap();
+    fs::write(&script, format!("#!{}/bin/python3\n{src}", venv.display())).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// MPI and mpi4py from PyPI, in a venv that is only on the `PATH` of
+/// `mpijob-agent local` (`PATH=/venv/bin:$PATH mpijob-agent local -f …`),
+/// with nothing of it in /usr/bin: the daemons and ranks on the workers
+/// find it, and mpi4py, through the environment the workers' sshd passes
+/// on. 2 ranks on each of 3 workers, and the pip MPI's library said so.
+fn pip_mpi4py(job: &str, venv_name: &str, extra: &[&str], library: &str) {
+    require_local_tools();
+    let tmp = TempDir::new(&format!("local-{job}"));
+    let venv = venv(venv_name);
+    let bin = mpi4py_pi(&tmp, &venv);
+    let mut env = venv_env(&venv);
+    env[0].1 = format!("{}:{}", bin.display(), env[0].1);
+    let m = manifest_with(
+        &tmp,
+        job,
+        3,
+        &["pi-mpi4py", "100000"],
+        extra,
+        None,
+        Era::Seed,
+    );
+    let mut run = Local::start_env(&m, &[], None, &env);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let got = ranks(&out);
+    assert_eq!(got.len(), 6, "{out}\n{err}");
+    for i in 0..3 {
+        let host = format!("{job}-worker-{i}");
+        let n = got.iter().filter(|(_, h)| *h == host).count();
+        assert_eq!(n, 2, "{n} ranks on {host}:\n{out}");
+    }
+    let pi = out
+        .lines()
+        .find(|l| l.starts_with("pi is approximately 3.14159"))
+        .unwrap_or_else(|| panic!("no result in:\n{out}"));
+    assert!(pi.contains(library), "{pi}");
+    run.assert_clean("");
+}
+
+#[test]
+fn pip_open_mpi_5_runs_mpi4py_from_a_venv_on_path() {
+    pip_mpi4py("pipompi", VENV_OPEN_MPI, &["-N", "2"], "Open MPI v5.0.11");
+}
+
+#[test]
+fn pip_mpich_runs_mpi4py_from_a_venv_on_path() {
+    pip_mpi4py("pipmpich", VENV_MPICH, &["-ppn", "2"], "MPICH Version:");
+}
+
+/// A real workload: the Intel MPI Benchmarks' PingPong and Allreduce, as
+/// pip's Intel MPI ships them, across 2 workers. Both result tables are
+/// printed, for 2 processes, and Intel MPI's own pinning report
+/// (`I_MPI_DEBUG=4`) puts one rank on each worker.
+#[test]
+fn intel_mpi_benchmarks_pingpong_and_allreduce_run_one_rank_per_worker() {
+    require_local_tools();
+    let tmp = TempDir::new("local-imb");
+    let mut env = venv_env(&venv(VENV_INTEL));
+    env.push(("I_MPI_DEBUG".into(), "4".into()));
+    let cmd = ["IMB-MPI1", "-msglog", "12", "PingPong", "Allreduce"];
+    let m = manifest_with(&tmp, "imb", 2, &cmd, &[], None, Era::Seed);
+    let mut run = Local::start_env(&m, &[], None, &env);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for table in ["# Benchmarking PingPong", "# Benchmarking Allreduce"] {
+        let at = out
+            .find(table)
+            .unwrap_or_else(|| panic!("no {table:?} in:\n{out}"));
+        let rest = &out[at..];
+        assert!(rest.contains("#processes = 2"), "{rest}");
+        // The table's last row: 4096 bytes, 2^12.
+        assert!(
+            rest.lines()
+                .any(|l| l.split_whitespace().next() == Some("4096")),
+            "{table} has no 4096-byte row:\n{rest}"
+        );
+    }
+    assert_eq!(
+        imb_placement(&out),
+        [
+            (0, "imb-worker-0".to_string()),
+            (1, "imb-worker-1".to_string())
+        ],
+        "{out}"
+    );
+    run.assert_clean("");
+}
+
+/// (rank, node) from Intel MPI's `I_MPI_DEBUG` pinning report:
+/// `[0] MPI startup(): 1       8061     imb-worker-1  {0-1}`.
+fn imb_placement(out: &str) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, String)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("[0] MPI startup():"))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 4 && w[3].starts_with('{'))
+                .then(|| w[0].parse().ok().map(|r| (r, w[2].to_string())))
+                .flatten()
+        })
+        .collect();
+    v.sort();
+    v
 }

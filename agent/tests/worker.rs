@@ -323,3 +323,128 @@ fn as_pid_1_it_reaps_orphans_and_passes_sigterm_on() {
     // unshare --fork exits with the code of its child, the agent.
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).code(), Some(143));
 }
+
+/// The environment rule: a command run over ssh gets the environment the
+/// agent started with (the container's), PATH and LD_LIBRARY_PATH first of
+/// all, but not what sshd sets for the session itself, nor the agent's
+/// own settings, nor a value sshd's config cannot carry (named in the log).
+/// The log names the variables, never their values.
+#[test]
+fn commands_over_ssh_get_the_containers_environment() {
+    require_tools();
+    let tmp = TempDir::new("session-env");
+    let secret = secret_dir(&tmp, "secret", None);
+    let port = free_port();
+    let a = port_args(port, "127.0.0.1");
+    let path = "/opt/image-mpi/bin:/usr/local/bin:/usr/bin:/bin";
+    let env = [
+        ("PATH", path),
+        ("LD_LIBRARY_PATH", "/opt/image-mpi/lib"),
+        (
+            "IMAGE_NOTE",
+            "set by the image's ENV, with 'spaces' and $signs #",
+        ),
+        ("HOME", "/nowhere"),
+        ("SSH_AUTH_SOCK", "/tmp/agent.sock"),
+        ("MPIJOB_EXTRA_SETTING", "agent-only"),
+        ("QUOTED", "say \"hi\""),
+    ];
+    let launch = Launch {
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let mut agent = Agent::start(&launch, &tmp.path("state"), &secret, &args(&a));
+    agent.wait_ready();
+    let mut ssh = ssh_with_key(&tmp.path("state/job_key"), port, "127.0.0.1");
+    ssh.push(
+        "printf '%s|' \"$PATH\" \"$LD_LIBRARY_PATH\" \"$IMAGE_NOTE\" \"$HOME\" \
+         \"${SSH_AUTH_SOCK-unset}\" \"${MPIJOB_EXTRA_SETTING-unset}\" \"${QUOTED-unset}\""
+            .into(),
+    );
+    let out = std::process::Command::new(&ssh[0])
+        .args(&ssh[1..])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", agent.log());
+    let got = stdout(&out);
+    let got: Vec<&str> = got.split('|').collect();
+    // A login shell's rc file may put more in front of PATH; ours is whole.
+    assert!(got[0].ends_with(path), "{got:?}");
+    assert_eq!(
+        got[1..7],
+        [
+            "/opt/image-mpi/lib",
+            "set by the image's ENV, with 'spaces' and $signs #",
+            "/root",
+            "unset",
+            "unset",
+            "unset",
+        ]
+    );
+    let log = agent.log();
+    assert!(
+        log.contains("commands run over ssh get this container's environment (")
+            && log.contains(": PATH LD_LIBRARY_PATH "),
+        "{log}"
+    );
+    assert!(
+        log.contains("not passed to ssh sessions, since sshd's config cannot carry their values")
+            && log.contains(": QUOTED;"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("with 'spaces'") && !log.contains("say \\\"hi"),
+        "{log}"
+    );
+    agent.signal(Signal::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(15)).code(), Some(143));
+}
+
+/// OpenSSH before 8.7 has no SetEnv: its `sshd -t` refuses the line. The
+/// worker then starts sshd without it and says what that costs. The old
+/// sshd is played by a wrapper that refuses any config with SetEnv, as
+/// such an sshd does, and runs the real one otherwise.
+#[test]
+fn an_sshd_without_set_env_still_starts_and_the_log_says_what_is_lost() {
+    require_tools();
+    let tmp = TempDir::new("old-sshd");
+    let old = tmp.path("old-sshd");
+    fs::write(
+        &old,
+        format!(
+            "#!/bin/sh\n# OpenSSH 8.2 refuses SetEnv.\nfor a; do case $prev in -f) conf=$a;; esac; prev=$a; done\n\
+             if grep -q '^SetEnv ' \"$conf\"; then\n  echo \"$conf: line 16: Bad configuration option: SetEnv\" >&2\n  \
+             echo \"$conf: terminating, 1 bad configuration options\" >&2\n  exit 255\nfi\nexec {SSHD} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = secret_dir(&tmp, "secret", None);
+    let port = free_port();
+    let mut a = port_args(port, "127.0.0.1");
+    let old_arg = old.display().to_string();
+    a.extend(["--sshd-path".into(), old_arg]);
+    let mut agent = Agent::start(&Launch::default(), &tmp.path("state"), &secret, &args(&a));
+    agent.wait_ready();
+    let mut ssh = ssh_with_key(&tmp.path("state/job_key"), port, "127.0.0.1");
+    ssh.push("echo ok".into());
+    let out = std::process::Command::new(&ssh[0])
+        .args(&ssh[1..])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "ok\n", "{out:?}\n{}", agent.log());
+    let log = agent.log();
+    assert!(
+        log.contains("is older than OpenSSH 8.7 and has no SetEnv")
+            && log.contains("-x PATH -x LD_LIBRARY_PATH"),
+        "{log}"
+    );
+    let config = fs::read_to_string(tmp.path("state/sshd_config")).unwrap();
+    assert!(!config.contains("SetEnv"), "{config}");
+    agent.signal(Signal::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(15)).code(), Some(143));
+}

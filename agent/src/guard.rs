@@ -7,11 +7,20 @@
 //! of its memory cgroup, and on a kill stops the command and exits 137, so
 //! that the worker's container ends `OOMKilled` with exit code 137.
 //!
+//! When the command is OpenSSH's sshd (8.7 or later), the guard also hands
+//! it this container's environment for its sessions (a `SetEnv` line in a
+//! private copy of its config, see [`sshd::session_env`]): the ranks that sshd starts then find an MPI or
+//! a Python that the image put on `PATH` outside /usr/bin, which sshd's
+//! default environment would lose (mpi-operator #488).
+//!
 //! Otherwise the guard is transparent: the command keeps its own stdout
 //! and stderr, every signal is passed on, and the guard's exit code is the
 //! command's (see [`supervise::exit_code`]). Kubernetes keeps its own
 //! grace period, so the guard never sends SIGKILL after a stop signal.
 
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -22,12 +31,16 @@ use tracing::{error, info};
 
 use mpijob_api::contract::GuardArgs;
 
+use crate::errors::io_reason;
+use crate::files;
 use crate::init::{self, Init};
 use crate::log;
 use crate::oom::{OomWatch, OOM_EXIT};
+use crate::sshd;
 use crate::supervise::{
     self, Action, AfterStop, Ended, Ending, Event, Look, Policy, Supervisor, Watcher,
 };
+use crate::user::{self, User};
 
 /// How often the guard looks at the OOM counter at most, between reads
 /// the watch itself schedules.
@@ -37,7 +50,10 @@ const PATIENCE: Duration = Duration::from_millis(250);
 pub fn run(args: GuardArgs, oom_watch: bool) -> Result<i32> {
     // First, so that no signal is lost and no orphan escapes.
     let mut init = Init::new()?;
-    let command = args.command;
+    // The command as given is what the log shows: the environment added
+    // for sshd's sessions may hold secrets.
+    let given = args.command.clone();
+    let command = with_session_env(&mut init, args.command);
     let Some((program, args)) = command.split_first() else {
         bail!(
             "no command to run: give it after --, like `mpijob-agent guard -- /usr/sbin/sshd -De`"
@@ -46,7 +62,7 @@ pub fn run(args: GuardArgs, oom_watch: bool) -> Result<i32> {
     // Before the command starts, so that the count is taken before any
     // rank runs.
     let (oom, oom_words) = OomWatch::start(oom_watch);
-    info!(command = ?command, oom_watch = %oom_words, "guard starting");
+    info!(command = ?given, oom_watch = %oom_words, "guard starting");
     let child = init::child_command(program)
         .args(args)
         .spawn()
@@ -70,6 +86,97 @@ pub fn run(args: GuardArgs, oom_watch: bool) -> Result<i32> {
     report(program, &ended);
     init.stop_remaining(Duration::from_secs(1));
     Ok(ended.code)
+}
+
+/// `command`, with its sshd config swapped for a private copy that starts
+/// with a `SetEnv` line, when it is an sshd that knows SetEnv and neither
+/// its command line nor its config sets one. The copy, not the command
+/// line, carries the values: a command line is visible to every process
+/// that can list this one.
+fn with_session_env(init: &mut Init, command: Vec<String>) -> Vec<String> {
+    let Some(program) = command.first() else {
+        return command;
+    };
+    let is_sshd = Path::new(program).file_name().is_some_and(|n| n == "sshd");
+    let on_command_line = command
+        .windows(2)
+        .any(|w| w[0] == "-o" && sshd::sets_env(std::slice::from_ref(&w[1])));
+    if !is_sshd || on_command_line {
+        return command;
+    }
+    // `sshd -V` prints the version; an sshd too old for `-V` prints it in
+    // its usage. Both on stderr.
+    let asked = init::child_command(program)
+        .arg("-V")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|c| init.output(c));
+    let version = asked
+        .ok()
+        .and_then(|o| sshd::openssh_version(&String::from_utf8_lossy(&o.stderr)));
+    let lost = "commands run over ssh get sshd's default environment, not this container's; pass what the ranks need with mpirun (e.g. -x PATH -x LD_LIBRARY_PATH)";
+    match version {
+        Some(v) if v >= sshd::SET_ENV_SINCE => {}
+        Some((a, b)) => {
+            info!("{program} is OpenSSH {a}.{b}, which has no SetEnv: {lost}");
+            return command;
+        }
+        None => {
+            info!("{program} did not say it is OpenSSH 8.7 or later: {lost}");
+            return command;
+        }
+    }
+    let (at, config) = sshd::config_flag(&command);
+    let text = match fs::read_to_string(&config) {
+        Ok(text) => text,
+        Err(e) => {
+            info!(
+                "cannot read {} to add SetEnv to it: {}; {lost}",
+                config.display(),
+                io_reason(&e)
+            );
+            return command;
+        }
+    };
+    if sshd::sets_env(&text.lines().map(str::to_string).collect::<Vec<_>>()) {
+        info!(
+            "{} sets SetEnv itself: ssh sessions get what it says, not this container's environment",
+            config.display()
+        );
+        return command;
+    }
+    let env = sshd::session_env(std::env::vars_os());
+    let user = User::current();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let dir = user::default_state_dir(&user, xdg.as_deref()).join("guard");
+    let copy = dir.join("sshd_config");
+    let written = user::prepare_state_dir(&dir, &user).and_then(|()| {
+        files::write_private(
+            &copy,
+            sshd::with_set_env(&text, &config, &env.pass).as_bytes(),
+        )
+    });
+    if let Err(e) = written {
+        info!("cannot write {}: {e:#}; {lost}", copy.display());
+        return command;
+    }
+    sshd::announce(&env, "this container's");
+    info!(
+        "{program} reads {} (a private copy of {} with a SetEnv line first)",
+        copy.display(),
+        config.display()
+    );
+    let copy = copy.display().to_string();
+    let mut command = command;
+    match at {
+        Some(i) => command[i] = copy,
+        None => command
+            .splice(1..1, ["-f".to_string(), copy])
+            .for_each(drop),
+    }
+    command
 }
 
 /// How the command ended, in the log and the termination message.

@@ -63,18 +63,91 @@ pub fn render(c: &ServerConfig) -> String {
     line("LogLevel", "INFO");
     // One line: sshd keeps the first SetEnv it reads and ignores the rest.
     if !c.set_env.is_empty() && !sets_env(c.extra) {
-        let words: Vec<String> = c
-            .set_env
-            .iter()
-            .map(|(k, v)| format!("\"{k}={v}\""))
-            .collect();
-        line("SetEnv", &words.join(" "));
+        line("SetEnv", &set_env_value(c.set_env));
     }
     for extra in c.extra {
         s.push_str(extra.trim());
         s.push('\n');
     }
     s
+}
+
+/// The value of a `SetEnv` line: `"K=V" …`, each quoted ([`session_env`]
+/// passes no value a quote would break).
+pub fn set_env_value(env: &[(String, String)]) -> String {
+    let words: Vec<String> = env.iter().map(|(k, v)| format!("\"{k}={v}\"")).collect();
+    words.join(" ")
+}
+
+/// Where an sshd command line (`sshd … -f FILE …`, program first) says
+/// its config is: the index of FILE in it, or `None` and sshd's default.
+pub fn config_flag(command: &[String]) -> (Option<usize>, PathBuf) {
+    let mut found = (None, PathBuf::from("/etc/ssh/sshd_config"));
+    let mut i = 1;
+    while i < command.len() {
+        let a = &command[i];
+        // Flags that take a value, as sshd's getopt string names them.
+        if a == "-f" && i + 1 < command.len() {
+            found = (Some(i + 1), PathBuf::from(&command[i + 1]));
+            i += 1;
+        } else if ["-c", "-C", "-E", "-g", "-h", "-k", "-o", "-p", "-u"].contains(&a.as_str()) {
+            i += 1;
+        }
+        i += 1;
+    }
+    found
+}
+
+/// `config` (the text of the file at `path`) with a `SetEnv` line first:
+/// sshd keeps the first SetEnv it reads.
+pub fn with_set_env(config: &str, path: &Path, env: &[(String, String)]) -> String {
+    format!(
+        "# Written by mpijob-agent guard: {} with this container's environment for ssh sessions.\nSetEnv {}\n{config}",
+        path.display(),
+        set_env_value(env)
+    )
+}
+
+/// The OpenSSH version an `sshd -V` printed: `OpenSSH_9.2, OpenSSL …`.
+/// An sshd too old to know `-V` names its version in the usage it prints
+/// instead (`OpenSSH_8.2p1 Ubuntu-4ubuntu0.5, …`).
+pub fn openssh_version(text: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find("OpenSSH_")? + "OpenSSH_".len()..];
+    let mut numbers = rest.split(|c: char| !c.is_ascii_digit());
+    let major = numbers.next()?.parse().ok()?;
+    let minor = numbers.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The first OpenSSH with sshd_config's `SetEnv`.
+pub const SET_ENV_SINCE: (u32, u32) = (8, 7);
+
+/// Say, by name, what of this environment ssh sessions get; values can
+/// be secrets and are never shown.
+pub fn announce(env: &SessionEnv, whose: &str) {
+    // Not every name: Kubernetes adds a few per Service.
+    const SHOWN: usize = 12;
+    let mut names: Vec<&str> = env.pass.iter().map(|(k, _)| k.as_str()).collect();
+    let first = ["PATH", "LD_LIBRARY_PATH"];
+    names.sort_by_key(|&n| (first.iter().position(|&f| f == n).unwrap_or(first.len()), n));
+    let more = names.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    names.truncate(SHOWN);
+    tracing::info!(
+        "commands run over ssh get {whose} environment ({} variables: {}{more})",
+        env.pass.len(),
+        names.join(" ")
+    );
+    if !env.unwritable.is_empty() {
+        tracing::warn!(
+            "not passed to ssh sessions, since sshd's config cannot carry their values (a double quote, a backslash or a line break): {}; pass them with mpirun (-x NAME) if the ranks need them",
+            env.unwritable.join(" ")
+        );
+    }
 }
 
 /// Whether the `--sshd-option` lines set the sessions' environment
@@ -401,6 +474,53 @@ mod tests {
             assert!(text.ends_with(&format!("{}\n", own.trim())));
         }
         assert!(!sets_env(&["SetEnvironment x".into(), "X SetEnv".into()]));
+    }
+
+    #[test]
+    fn reads_the_openssh_version_from_either_answer_to_dash_v() {
+        assert_eq!(
+            openssh_version("OpenSSH_9.2, OpenSSL 3.0.19 27 Jan 2026\n"),
+            Some((9, 2))
+        );
+        assert_eq!(
+            openssh_version(
+                "unknown option -- V\nOpenSSH_8.2p1 Ubuntu-4ubuntu0.5, OpenSSL 1.1.1f  31 Mar 2020\nusage: sshd [-46DdeiqTt]\n"
+            ),
+            Some((8, 2))
+        );
+        assert_eq!(
+            openssh_version("OpenSSH_10.0p2 Debian-7, OpenSSL 3.5.1"),
+            Some((10, 0))
+        );
+        assert_eq!(openssh_version("dropbear v2022.83"), None);
+        assert!((8, 2) < SET_ENV_SINCE && (8, 7) >= SET_ENV_SINCE && (10, 0) > SET_ENV_SINCE);
+    }
+
+    #[test]
+    fn finds_the_config_of_an_sshd_command_line() {
+        let c = |v: &[&str]| config_flag(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            c(&["/usr/sbin/sshd", "-De"]),
+            (None, PathBuf::from("/etc/ssh/sshd_config"))
+        );
+        assert_eq!(
+            c(&["/usr/sbin/sshd", "-De", "-f", "/home/mpiuser/.sshd_config"]),
+            (Some(3), PathBuf::from("/home/mpiuser/.sshd_config"))
+        );
+        // A value that looks like -f is another flag's.
+        assert_eq!(
+            c(&["sshd", "-o", "-f", "-p", "2222"]),
+            (None, PathBuf::from("/etc/ssh/sshd_config"))
+        );
+        let text = with_set_env(
+            "Port 2222\n",
+            Path::new("/c"),
+            &[("PATH".into(), "/v/bin:/bin".into())],
+        );
+        assert_eq!(
+            text.lines().skip(1).collect::<Vec<_>>(),
+            ["SetEnv \"PATH=/v/bin:/bin\"", "Port 2222"]
+        );
     }
 
     #[test]

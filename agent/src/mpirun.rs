@@ -55,6 +55,20 @@ pub struct Plan<'a> {
     /// pod cannot resolve (a pod's short hostname is in no DNS zone), so
     /// Hydra gets this address with `-localhost`.
     pub callback_host: Option<&'a str>,
+    /// The network interface that holds `callback_host`. Intel's Hydra
+    /// ignores `-localhost` for its bootstrap proxies, which call back by
+    /// the launcher's hostname unless told the interface.
+    pub callback_iface: Option<&'a str>,
+}
+
+/// The interface, of `(name, address)` pairs as the system lists them,
+/// that holds `addr`.
+pub fn interface_with(interfaces: &[(String, std::net::IpAddr)], addr: &str) -> Option<String> {
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    interfaces
+        .iter()
+        .find(|(_, a)| *a == addr)
+        .map(|(name, _)| name.clone())
 }
 
 /// What to run.
@@ -138,6 +152,9 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
             set(host_file, &hostfile, false);
             if let (Implementation::Intel, Some(n)) = (p.implementation, equal) {
                 set("I_MPI_PERHOST", &n.to_string(), true);
+            }
+            if let (Implementation::Intel, Some(iface)) = (p.implementation, p.callback_iface) {
+                set("I_MPI_HYDRA_IFACE", iface, true);
             }
             set(bootstrap, "ssh", true);
             set(bootstrap_exec, &p.ssh_wrapper.display().to_string(), true);
@@ -380,6 +397,7 @@ mod tests {
             ssh_config: Path::new("/run/mpijob/launcher/ssh_config"),
             ssh_wrapper: Path::new("/run/mpijob/launcher/ssh"),
             callback_host: None,
+            callback_iface: None,
         }
     }
 
@@ -581,6 +599,30 @@ mod tests {
             strings(&["-machinefile", "/run/mpijob/launcher/hostfile"])
         );
         assert_eq!(env_of(&inv, "I_MPI_PERHOST"), None);
+        // The interface its bootstrap proxies call back on; the user's wins.
+        let mut p = plan(Implementation::Intel, &[], &[], &cmd, true);
+        p.callback_host = Some("10.1.2.3");
+        p.callback_iface = Some("eth0");
+        assert_eq!(
+            env_of(&assemble(&p, |_| false), "I_MPI_HYDRA_IFACE").as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(
+            env_of(
+                &assemble(&p, |k| k == "I_MPI_HYDRA_IFACE"),
+                "I_MPI_HYDRA_IFACE"
+            ),
+            None
+        );
+        let interfaces = [
+            ("lo".to_string(), "127.0.0.1".parse().unwrap()),
+            ("eth0".to_string(), "10.1.2.3".parse().unwrap()),
+        ];
+        assert_eq!(
+            interface_with(&interfaces, "10.1.2.3").as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(interface_with(&interfaces, "10.9.9.9"), None);
         // MPICH reads the counts from `-f` itself.
         let mut p = plan(Implementation::Mpich, &[], &[], &cmd, true);
         p.slots = &[1, 3];

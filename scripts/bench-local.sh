@@ -2,7 +2,8 @@
 # Local mode's benchmark: wall time of `mpijob-agent local` on the pi
 # example with 2 and 8 workers against bare mpirun over sshds started by
 # hand in the same namespaces, and set-up / tear-down cost per worker.
-# With a number, hello on that many workers (see agent/benches/local.rs).
+# With a number, hello on that many workers; with `imb`, the Intel MPI
+# Benchmarks against Intel mpirun by hand (see agent/benches/local.rs).
 # Needs root, iproute2, dnsmasq-base, openssh-server, openmpi-bin and
 # libopenmpi-dev. Builds the release agent (cargo bench's profile).
 set -eu

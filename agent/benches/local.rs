@@ -16,6 +16,12 @@
 //! its lowest while the hosts are up and while the ranks run), and what
 //! the tear-down left (namespaces, links, processes; target: nothing).
 //!
+//! With `imb` (`scripts/bench-local.sh imb`), instead: the Intel MPI
+//! Benchmarks' PingPong and Allreduce on 2 workers through local mode,
+//! against the same IMB-MPI1 started by hand with Intel's mpirun over bare
+//! sshds in the same namespaces, and their ratios (target: 1.00, since
+//! the agent is not in the data path).
+//!
 //! Run as root: `scripts/bench-local.sh`.
 
 #[path = "../tests/common/mod.rs"]
@@ -68,8 +74,21 @@ fn phases(err: &str) -> Vec<f64> {
 
 /// One `local` run: (wall s, set-up us, tear-down us, stderr).
 fn local(manifest: &Path, n: u32, extra: &[&str]) -> (f64, f64, f64, String) {
+    let (wall, setup, teardown, _, err) = local_in(manifest, n, extra, &[]);
+    (wall, setup, teardown, err)
+}
+
+/// [`local`] with `env` on top of this process's, and its stdout:
+/// (wall s, set-up us, tear-down us, stdout, stderr).
+fn local_in(
+    manifest: &Path,
+    n: u32,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> (f64, f64, f64, String, String) {
     let t0 = Instant::now();
     let out = Command::new(AGENT)
+        .envs(env.iter().cloned())
         .arg("local")
         .arg("-f")
         .arg(manifest)
@@ -83,46 +102,109 @@ fn local(manifest: &Path, n: u32, extra: &[&str]) -> (f64, f64, f64, String) {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     let (setup, teardown) = (timing(&err, "set-up"), timing(&err, "tear-down"));
-    (wall, setup, teardown, err)
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (wall, setup, teardown, stdout, err)
+}
+
+/// A `--keep` run's namespaces, with sshds started by hand on its workers
+/// (the agent's own configs, run as bare `sshd -D`).
+struct Kept {
+    id: String,
+    dir: std::path::PathBuf,
+    n: u32,
+    sshds: Vec<std::process::Child>,
+}
+
+impl Kept {
+    fn start(manifest: &Path, n: u32, env: &[(String, String)]) -> Kept {
+        let (_, _, _, _, err) = local_in(manifest, n, &["--keep"], env);
+        let at = err.find("local: run ").unwrap();
+        let id = err[at + 11..at + 17].to_string();
+        let dir = std::env::temp_dir().join(format!("mpijob-local-{id}"));
+        let mut kept = Kept {
+            id,
+            dir,
+            n,
+            sshds: Vec::new(),
+        };
+        for i in 0..n {
+            let state = kept.dir.join(format!("pi-worker-{i}"));
+            let _ = fs::remove_file(state.join("sshd.pid"));
+            kept.sshds.push(
+                Command::new(hosts::IP)
+                    .args(["netns", "exec", &kept.ns(&format!("w{i}"))])
+                    .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
+                    .arg(state.join("sshd_config"))
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        for i in 0..n {
+            let pid = kept.dir.join(format!("pi-worker-{i}/sshd.pid"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !pid.exists() {
+                assert!(Instant::now() < deadline, "sshd {i} did not start");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        kept
+    }
+
+    fn ns(&self, host: &str) -> String {
+        format!("mpijob-{}-{host}", self.id)
+    }
+
+    /// The workers' addresses, in order.
+    fn workers(&self) -> Vec<String> {
+        (0..self.n)
+            .map(|i| format!("198.18.0.{}", 10 + i))
+            .collect()
+    }
+
+    /// Plain ssh with the run's key, no host checking, port 2222.
+    fn ssh_options(&self) -> String {
+        format!(
+            "-F /dev/null -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -p 2222",
+            self.dir.join("ssh/id_ed25519").display()
+        )
+    }
+
+    fn remove(mut self) {
+        for s in &mut self.sshds {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let names: Vec<String> = ["launcher", "dns"]
+            .iter()
+            .map(|h| self.ns(h))
+            .chain((0..self.n).map(|i| self.ns(&format!("w{i}"))))
+            .collect();
+        let ids: Vec<(u64, u64)> = names
+            .iter()
+            .filter_map(|n| net::netns_identity(n))
+            .collect();
+        net::kill_all_in(&ids, Duration::from_secs(2), || {});
+        hosts::ip_batch(
+            None,
+            &net::delete_commands(Some(&format!("mjl-{}", self.id)), &names),
+        )
+        .unwrap();
+        fs::remove_dir_all(&self.dir).unwrap();
+    }
 }
 
 /// Bare mpirun over sshds started by hand in a `--keep` run's namespaces.
 fn bare(manifest: &Path, n: u32, pi: &Path) -> f64 {
-    let (_, _, _, err) = local(manifest, n, &["--keep"]);
-    let at = err.find("local: run ").unwrap();
-    let id = &err[at + 11..at + 17];
-    let dir = std::env::temp_dir().join(format!("mpijob-local-{id}"));
-    let ns = |h: &str| format!("mpijob-{id}-{h}");
-    let mut sshds = Vec::new();
-    let mut hostfile = String::new();
-    for i in 0..n {
-        let state = dir.join(format!("pi-worker-{i}"));
-        let _ = fs::remove_file(state.join("sshd.pid"));
-        sshds.push(
-            Command::new(hosts::IP)
-                .args(["netns", "exec", &ns(&format!("w{i}"))])
-                .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
-                .arg(state.join("sshd_config"))
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        hostfile += &format!("198.18.0.{} slots=1\n", 10 + i);
-    }
-    for i in 0..n {
-        let pid = dir.join(format!("pi-worker-{i}/sshd.pid"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pid.exists() {
-            assert!(Instant::now() < deadline, "sshd {i} did not start");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    fs::write(dir.join("bare-hostfile"), hostfile).unwrap();
-    let agent = format!(
-        "ssh -F /dev/null -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -p 2222",
-        dir.join("ssh/id_ed25519").display()
-    );
+    let kept = Kept::start(manifest, n, &[]);
+    let hostfile: String = kept
+        .workers()
+        .iter()
+        .map(|w| format!("{w} slots=1\n"))
+        .collect();
+    fs::write(kept.dir.join("bare-hostfile"), hostfile).unwrap();
+    let agent = format!("ssh {}", kept.ssh_options());
     // The same as local mode sets with more ranks than cores (one rank a
     // worker here).
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
@@ -132,9 +214,9 @@ fn bare(manifest: &Path, n: u32, pi: &Path) -> f64 {
         let t0 = Instant::now();
         let out = Command::new(hosts::IP)
             .env("OMPI_MCA_mpi_yield_when_idle", yield_when_idle)
-            .args(["netns", "exec", &ns("launcher")])
+            .args(["netns", "exec", &kept.ns("launcher")])
             .args(["mpirun.openmpi", "--allow-run-as-root", "--hostfile"])
-            .arg(dir.join("bare-hostfile"))
+            .arg(kept.dir.join("bare-hostfile"))
             .args(["--mca", "plm_rsh_agent", &agent])
             .args(["--mca", "plm_rsh_no_tree_spawn", "1"])
             .arg(pi)
@@ -148,26 +230,7 @@ fn bare(manifest: &Path, n: u32, pi: &Path) -> f64 {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    for mut s in sshds {
-        let _ = s.kill();
-        let _ = s.wait();
-    }
-    let names: Vec<String> = ["launcher", "dns"]
-        .iter()
-        .map(|h| ns(h))
-        .chain((0..n).map(|i| ns(&format!("w{i}"))))
-        .collect();
-    let ids: Vec<(u64, u64)> = names
-        .iter()
-        .filter_map(|n| net::netns_identity(n))
-        .collect();
-    net::kill_all_in(&ids, Duration::from_secs(2), || {});
-    hosts::ip_batch(
-        None,
-        &net::delete_commands(Some(&format!("mjl-{id}")), &names),
-    )
-    .unwrap();
-    fs::remove_dir_all(&dir).unwrap();
+    kept.remove();
     median(times)
 }
 
@@ -289,9 +352,126 @@ fn at_scale(n: u32) {
     println!("  left behind: {left_netns} network namespaces, {left_links} links (target: none)");
 }
 
+/// The rows of IMB's table for `benchmark` in `out`: its numbers, by
+/// column (`#bytes`, `#repetitions`, then the times or the rate).
+fn imb_table(out: &str, benchmark: &str) -> Vec<Vec<f64>> {
+    let at = out
+        .find(&format!("# Benchmarking {benchmark}"))
+        .unwrap_or_else(|| panic!("no {benchmark} table in:\n{out}"));
+    out[at..]
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("#bytes"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(|w| w.parse().unwrap()).collect())
+        .collect()
+}
+
+/// The figures taken from one IMB run: PingPong's latency at 0 bytes
+/// (us) and bandwidth at 4 MiB (MB/s), Allreduce's mean time at 1 KiB
+/// and at 4 MiB (us).
+fn imb_figures(out: &str) -> [f64; 4] {
+    let ping = imb_table(out, "PingPong");
+    let all = imb_table(out, "Allreduce");
+    let row = |t: &[Vec<f64>], bytes: f64| -> Vec<f64> {
+        t.iter()
+            .find(|r| r[0] == bytes)
+            .unwrap_or_else(|| panic!("no {bytes}-byte row in {t:?}"))
+            .clone()
+    };
+    [
+        row(&ping, 0.0)[2],
+        row(&ping, 4194304.0)[3],
+        row(&all, 1024.0)[4],
+        row(&all, 4194304.0)[4],
+    ]
+}
+
+/// The Intel MPI Benchmarks' PingPong and Allreduce on 2 workers, Intel
+/// MPI from PyPI: through local mode (the agent's sshd and launcher), and
+/// the same IMB-MPI1 started by hand with Intel's mpirun over bare sshds in
+/// the same namespaces. Medians of RUNS each, and their ratios.
+fn imb() {
+    let venv = venv(VENV_INTEL);
+    let env = venv_env(&venv);
+    let tmp = TempDir::new("bench-imb");
+    let manifest = tmp.path("imb.yaml");
+    fs::write(
+        &manifest,
+        "apiVersion: batch.tensorstack.dev/v1beta1\nkind: MPIJob\nmetadata: {name: pi, namespace: bench}\n\
+         spec:\n  worker:\n    replicas: 2\n    cmd: [IMB-MPI1, PingPong, Allreduce]\n\
+         \x20   template: {spec: {containers: [{name: w, image: mpijob/intel:latest}]}}\n",
+    )
+    .unwrap();
+    let mut through: Vec<[f64; 4]> = Vec::new();
+    for _ in 0..RUNS {
+        let (_, _, _, out, _) = local_in(&manifest, 2, &[], &env);
+        through.push(imb_figures(&out));
+    }
+    let kept = Kept::start(&manifest, 2, &env);
+    // Intel's bootstrap proxies call back on the launcher's interface;
+    // `ip netns exec` keeps this machine's hostname, which no worker knows.
+    let addrs = hosts::run(Command::new(hosts::IP).args([
+        "-n",
+        &kept.ns("launcher"),
+        "-o",
+        "-4",
+        "addr",
+        "show",
+    ]));
+    let iface = addrs
+        .lines()
+        .find(|l| l.contains("inet 198.18.0.2/"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no launcher address in:\n{addrs}"))
+        .to_string();
+    let hosts = kept.workers().join(",");
+    let mut by_hand: Vec<[f64; 4]> = Vec::new();
+    for _ in 0..RUNS {
+        let out = Command::new(hosts::IP)
+            .envs(env.iter().cloned())
+            .args(["netns", "exec", &kept.ns("launcher")])
+            .args([
+                "mpirun", "-hosts", &hosts, "-ppn", "1", "-n", "2", "-iface", &iface,
+            ])
+            .args(["-bootstrap-exec-args", &kept.ssh_options()])
+            .args(["IMB-MPI1", "PingPong", "Allreduce"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "IMB by hand: {}{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        by_hand.push(imb_figures(&text));
+    }
+    kept.remove();
+    let names = [
+        ("PingPong latency, 0 B", "us"),
+        ("PingPong bandwidth, 4 MiB", "MB/s"),
+        ("Allreduce mean time, 1 KiB", "us"),
+        ("Allreduce mean time, 4 MiB", "us"),
+    ];
+    println!("IMB-MPI1 on 2 workers, Intel MPI from PyPI, median of {RUNS}: through local mode (the agent) against the same binary by hand over bare sshds in the same namespaces");
+    for (i, (name, unit)) in names.iter().enumerate() {
+        let a = median(through.iter().map(|f| f[i]).collect());
+        let b = median(by_hand.iter().map(|f| f[i]).collect());
+        println!(
+            "  {name}: through the agent {a:.2} {unit}, by hand {b:.2} {unit}, ratio {:.2}",
+            a / b
+        );
+    }
+}
+
 fn main() {
     require_tools();
     hosts::require_net_tools();
+    if std::env::args().skip(1).any(|a| a == "imb") {
+        imb();
+        return;
+    }
     if let Some(n) = std::env::args().skip(1).find_map(|a| a.parse::<u32>().ok()) {
         at_scale(n);
         return;

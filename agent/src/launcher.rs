@@ -352,7 +352,18 @@ fn choose_mpi(
     let mpirun_path =
         find_mpirun(opts.mpi_home.as_deref(), path.as_deref()).map_err(Exit::bad_input)?;
     let implementation = match opts.mpi_implementation {
-        Some(i) => i,
+        // Asked for by name: what mpirun says it is must agree. When it
+        // says nothing known, the flag stands.
+        Some(asked) => match detect(init, &mpirun_path) {
+            Ok(found) if found != asked => {
+                return Err(Exit::bad_input(mpirun::mismatch(
+                    asked,
+                    found,
+                    &mpirun_path,
+                )))
+            }
+            _ => asked,
+        },
         None => detect(init, &mpirun_path).map_err(Exit::bad_input)?,
     };
     if implementation != Implementation::OpenMpi && !checked.mca.is_empty() {

@@ -31,6 +31,20 @@ pub fn detect(version: &str) -> Option<Implementation> {
     }
 }
 
+/// The error when `--mpi-implementation` names one MPI and mpirun's
+/// `--version` says it is another: what was asked, what was found, where,
+/// and the two ways out.
+pub fn mismatch(asked: Implementation, found: Implementation, mpirun: &Path) -> String {
+    format!(
+        "--mpi-implementation {}: but {} is {}'s mpirun (its --version says so); point --mpi-home, or PATH, at {}'s, or give --mpi-implementation {}",
+        asked.flag_value(),
+        mpirun.display(),
+        found.name(),
+        asked.name(),
+        found.flag_value()
+    )
+}
+
 /// Everything the argv and environment depend on.
 #[derive(Debug, Clone)]
 pub struct Plan<'a> {
@@ -216,11 +230,17 @@ pub struct Failure {
     pub exit_code: Option<i32>,
     /// e.g. `9 (Killed)`.
     pub signal: Option<String>,
+    /// Intel MPI: a worker's bootstrap proxy could not resolve the name it
+    /// calls the launcher back by: (the worker, the name).
+    pub unresolved_launcher: Option<(String, String)>,
+    /// A proxy's `getaddrinfo` failed, on this worker.
+    lookup_failed_on: Option<String>,
 }
 
 impl Failure {
     /// Read one line of mpirun's output; the first value of each kind wins.
     pub fn observe(&mut self, line: &str) {
+        self.observe_callback(line);
         let line = line.trim().trim_start_matches('=').trim();
         let number = |s: &str| -> Option<i64> {
             let digits: String = s
@@ -292,6 +312,32 @@ impl Failure {
         }
     }
 
+    /// Intel's Hydra: `[bstrap:0:0@w0] HYD_sock_connect (…): getaddrinfo
+    /// returned error -2 (Name or service not known)`, then `[bstrap:0:0@w0]
+    /// main (…): unable to connect to server L at port 45907 …`.
+    fn observe_callback(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("[bstrap:") else {
+            return;
+        };
+        let Some((tag, message)) = rest.split_once("] ") else {
+            return;
+        };
+        let worker = tag.rsplit('@').next().unwrap_or(tag).to_string();
+        if message.contains("getaddrinfo returned error") {
+            self.lookup_failed_on.get_or_insert(worker);
+        } else if let Some(i) = message.find("unable to connect to server ") {
+            let server = message[i + "unable to connect to server ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default();
+            if self.lookup_failed_on.as_deref() == Some(worker.as_str())
+                && self.unresolved_launcher.is_none()
+            {
+                self.unresolved_launcher = Some((worker, server.to_string()));
+            }
+        }
+    }
+
     fn set_rank(&mut self, rank: Option<i64>) {
         if self.rank.is_none() {
             self.rank = rank.and_then(|r| u32::try_from(r).ok());
@@ -313,6 +359,11 @@ impl Failure {
     /// e.g. `rank 2 on pi-worker-1 exited with code 3`; `None` when the
     /// output named nothing.
     pub fn describe(&self) -> Option<String> {
+        if let Some((worker, name)) = &self.unresolved_launcher {
+            return Some(format!(
+                "Intel MPI's proxy on {worker} cannot resolve {name}, the launcher's name it calls back to: make that name resolve on the workers, or set I_MPI_HYDRA_IFACE to the launcher's network interface toward them"
+            ));
+        }
         let who = match (self.rank, &self.host) {
             (Some(r), Some(h)) => format!("rank {r} on {h}"),
             (Some(r), None) => format!("rank {r}"),
@@ -743,6 +794,23 @@ mod tests {
             f.describe().unwrap(),
             "a process on pi-worker-0 was killed by signal 9 (Killed)"
         );
+    }
+
+    #[test]
+    fn reads_intel_proxies_that_cannot_resolve_the_launcher() {
+        let f = read(
+            "[mpiexec@ipi-launcher] Error setting up the bootstrap proxies\n\
+             [bstrap:0:0@ipi-worker-0] HYD_sock_connect (../../../../../src/pm/i_hydra/libhydra/sock/hydra_sock_intel.c:209): getaddrinfo returned error -2 (Name or service not known)\n\
+             [bstrap:0:0@ipi-worker-0] main (../../../../../src/pm/i_hydra/libhydra/bstrap/src/hydra_bstrap_proxy.c:532): unable to connect to server ipi-launcher at port 45907 (check for firewalls!)\n\
+             [bstrap:0:1@ipi-worker-1] main (../../../../../src/pm/i_hydra/libhydra/bstrap/src/hydra_bstrap_proxy.c:532): unable to connect to server ipi-launcher at port 45907 (check for firewalls!)\n",
+        );
+        assert_eq!(
+            summary(255, None, &f),
+            "launcher: mpirun failed; exit code 255; Intel MPI's proxy on ipi-worker-0 cannot resolve ipi-launcher, the launcher's name it calls back to: make that name resolve on the workers, or set I_MPI_HYDRA_IFACE to the launcher's network interface toward them"
+        );
+        // A refused connection, with no failed lookup, is not that.
+        let f = read("[bstrap:0:0@w0] main (x.c:1): unable to connect to server l at port 1 (check for firewalls!)\n");
+        assert_eq!(f.describe(), None);
     }
 
     #[test]

@@ -135,3 +135,27 @@ fn a_missing_or_bad_hostfile() {
         "--hosts and --hostfile both given; give one or the other",
     );
 }
+
+/// `--mpi-implementation intel` with an Open MPI mpirun in `--mpi-home`:
+/// what was asked, what was found and where, before any wait.
+#[test]
+fn intel_asked_but_mpirun_is_open_mpis() {
+    let tmp = TempDir::new("launcher-mismatch");
+    let home = common::hosts::mpi_home(&tmp, "openmpi");
+    let home = home.display().to_string();
+    fails_with(
+        &[
+            "--hosts",
+            "h1",
+            "--mpi-implementation",
+            "intel",
+            "--mpi-home",
+            &home,
+            "--",
+            "./hello",
+        ],
+        &format!(
+            "--mpi-implementation intel: but {home}/bin/mpirun is Open MPI's mpirun (its --version says so); point --mpi-home, or PATH, at Intel MPI's, or give --mpi-implementation openmpi"
+        ),
+    );
+}

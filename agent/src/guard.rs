@@ -101,7 +101,11 @@ fn with_session_env(init: &mut Init, command: Vec<String>) -> Vec<String> {
     let on_command_line = command
         .windows(2)
         .any(|w| w[0] == "-o" && sshd::sets_env(std::slice::from_ref(&w[1])));
-    if !is_sshd || on_command_line {
+    if !is_sshd {
+        return command;
+    }
+    if on_command_line {
+        info!("{program} is given SetEnv on its command line: ssh sessions get what it says, not this container's environment");
         return command;
     }
     // `sshd -V` prints the version; an sshd too old for `-V` prints it in

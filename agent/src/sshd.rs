@@ -127,9 +127,20 @@ pub const SET_ENV_SINCE: (u32, u32) = (8, 7);
 pub fn announce(env: &SessionEnv, whose: &str) {
     // Not every name: Kubernetes adds a few per Service.
     const SHOWN: usize = 12;
-    let mut names: Vec<&str> = env.pass.iter().map(|(k, _)| k.as_str()).collect();
+    // PATH and LD_LIBRARY_PATH first, then the environment's own order (no
+    // sort: its code would be the worker's largest resident cost here).
     let first = ["PATH", "LD_LIBRARY_PATH"];
-    names.sort_by_key(|&n| (first.iter().position(|&f| f == n).unwrap_or(first.len()), n));
+    let mut names: Vec<&str> = first
+        .iter()
+        .copied()
+        .filter(|f| env.pass.iter().any(|(k, _)| k == f))
+        .collect();
+    names.extend(
+        env.pass
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !first.contains(k)),
+    );
     let more = names.len().saturating_sub(SHOWN);
     let more = if more > 0 {
         format!(" and {more} more")
@@ -165,7 +176,7 @@ pub fn sets_env(extra: &[String]) -> bool {
 /// What of the agent's environment reaches the commands run over ssh.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionEnv {
-    /// Passed with sshd's `SetEnv`, sorted by name.
+    /// Passed with sshd's `SetEnv`, in the environment's order.
     pub pass: Vec<(String, String)>,
     /// Names held back because sshd's config cannot carry their value (a
     /// double quote, a backslash, a control character, or not UTF-8).
@@ -240,8 +251,6 @@ where
             _ => env.unwritable.push(k.to_string()),
         }
     }
-    env.pass.sort();
-    env.unwritable.sort();
     env
 }
 
@@ -429,14 +438,14 @@ mod tests {
         assert_eq!(
             env.pass,
             vars(&[
-                ("EMPTY", ""),
-                ("I_MPI_ROOT", "/opt/venv"),
-                ("LD_LIBRARY_PATH", "/opt/venv/lib"),
                 ("PATH", "/opt/venv/bin:/usr/bin:/bin"),
+                ("LD_LIBRARY_PATH", "/opt/venv/lib"),
+                ("I_MPI_ROOT", "/opt/venv"),
                 ("SPACES", "a b 'c' $d #e"),
+                ("EMPTY", ""),
             ])
         );
-        assert_eq!(env.unwritable, ["BACKSLASH", "MESSAGE", "NEWLINE"]);
+        assert_eq!(env.unwritable, ["MESSAGE", "BACKSLASH", "NEWLINE"]);
     }
 
     #[test]

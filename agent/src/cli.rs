@@ -268,6 +268,13 @@ pub struct LauncherCli {
     #[arg(long)]
     hold: bool,
 
+    /// CMD is a Kubeflow MPIJob launcher's own command (`mpirun -n 2 …`):
+    /// run it unchanged, with mpi-operator's variables for
+    /// --mpi-implementation (needed) and the agent's ssh set-up, instead
+    /// of building mpirun's argv. Local mode runs Kubeflow manifests so.
+    #[arg(long, conflicts_with_all = ["hold", "mca", "extra_mpi_args"])]
+    kubeflow: bool,
+
     /// The MPI program and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     cmd: Vec<String>,
@@ -298,6 +305,7 @@ impl From<LauncherCli> for contract::LauncherArgs {
             grace_period: a.grace_period.unwrap_or(contract::DEFAULT_GRACE_PERIOD),
             termination_log: a.termination_log,
             hold: a.hold,
+            kubeflow: a.kubeflow,
             cmd: a.cmd,
         }
     }
@@ -542,9 +550,22 @@ mod tests {
                 grace_period: Duration::from_millis(250),
                 termination_log: "/tmp/termination".into(),
                 hold: true,
+                kubeflow: false,
                 cmd: vec!["--help".into(), "-x".into(), "a b".into()],
             });
         }
+        // --kubeflow goes without --hold, --mca and --extra-mpi-args.
+        launcher_round_trip(contract::LauncherArgs {
+            hosts: vec![
+                "pi-launcher.pi.ns.svc".into(),
+                "pi-worker-0.pi.ns.svc".into(),
+            ],
+            slots: 2,
+            mpi_implementation: Some(MpiImplementation::Intel),
+            kubeflow: true,
+            cmd: vec!["mpirun".into(), "-n".into(), "4".into(), "./pi".into()],
+            ..contract::LauncherArgs::default()
+        });
     }
 
     #[test]

@@ -170,6 +170,12 @@ pub fn check(
     if let Some(dir) = &o.state_dir {
         check_quotable(dir, "--state-dir")?;
     }
+    if o.kubeflow && o.mpi_implementation.is_none() {
+        return Err(
+            "--kubeflow without --mpi-implementation: give the job's mpiImplementation (openmpi, mpich or intel); its variables and hostfile depend on it"
+                .into(),
+        );
+    }
     Ok(Checked {
         hosts,
         slots,
@@ -191,6 +197,18 @@ fn check_quotable(dir: &Path, flag: &str) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// `program` as a command line runs it: a path as it is, a name from PATH.
+fn find_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return is_executable(Path::new(program)).then(|| PathBuf::from(program));
+    }
+    path?
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| is_executable(p))
 }
 
 /// The mpirun to run: `<mpi-home>/bin/mpirun`, else `mpirun` on PATH.
@@ -285,6 +303,7 @@ fn launch(init: &mut Init, opts: &Options) -> Result<i32, Exit> {
         ssh_wrapper: &paths.wrapper,
         callback_host: callback.as_deref(),
         callback_iface: iface.as_deref(),
+        kubeflow: opts.kubeflow,
     };
     if opts.hold {
         return Ok(hold(init, &plan));
@@ -349,8 +368,32 @@ fn choose_mpi(
     checked: &Checked,
 ) -> Result<(PathBuf, Implementation), Exit> {
     let path = std::env::var("PATH").ok();
-    let mpirun_path =
-        find_mpirun(opts.mpi_home.as_deref(), path.as_deref()).map_err(Exit::bad_input)?;
+    if opts.kubeflow {
+        // The command is the user's own, which need not be mpirun. When it
+        // is an mpirun or mpiexec, it must be the job's MPI.
+        let asked = opts
+            .mpi_implementation
+            .expect("checked: --kubeflow has --mpi-implementation");
+        let program = &opts.cmd[0];
+        let name = Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let runner = (name.starts_with("mpirun") || name.starts_with("mpiexec"))
+            .then(|| find_program(program, path.as_deref()))
+            .flatten();
+        let Some(runner) = runner else {
+            return Ok((PathBuf::from(program), asked));
+        };
+        return match detect(init, &runner) {
+            Ok(found) if found != asked => Err(Exit::bad_input(mpirun::kubeflow_mismatch(
+                asked, found, &runner,
+            ))),
+            _ => Ok((runner, asked)),
+        };
+    }
+    let found = find_mpirun(opts.mpi_home.as_deref(), path.as_deref());
+    let mpirun_path = found.map_err(Exit::bad_input)?;
     let implementation = match opts.mpi_implementation {
         // Asked for by name: what mpirun says it is must agree. When it
         // says nothing known, the flag stands.
@@ -673,6 +716,7 @@ mod tests {
             grace_period: Duration::from_secs(10),
             termination_log: contract::TERMINATION_LOG.into(),
             hold: false,
+            kubeflow: false,
             cmd: vec!["./hello".into()],
         }
     }

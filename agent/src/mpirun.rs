@@ -45,6 +45,19 @@ pub fn mismatch(asked: Implementation, found: Implementation, mpirun: &Path) -> 
     )
 }
 
+/// [`mismatch`] for a Kubeflow job, in its manifest's words.
+pub fn kubeflow_mismatch(asked: Implementation, found: Implementation, mpirun: &Path) -> String {
+    let name = mpijob_api::kubeflow::resolve::implementation_name;
+    format!(
+        "spec.mpiImplementation: {}, but the launcher's command runs {}, which is {}'s mpirun (its --version says so); set mpiImplementation: {}, or run {}'s mpirun",
+        name(asked),
+        mpirun.display(),
+        found.name(),
+        name(found),
+        asked.name()
+    )
+}
+
 /// Everything the argv and environment depend on.
 #[derive(Debug, Clone)]
 pub struct Plan<'a> {
@@ -73,6 +86,9 @@ pub struct Plan<'a> {
     /// ignores `-localhost` for its bootstrap proxies, which call back by
     /// the launcher's hostname unless told the interface.
     pub callback_iface: Option<&'a str>,
+    /// `cmd` is a Kubeflow launcher's own command: run it as it is, with
+    /// mpi-operator's variables ([`kubeflow`]).
+    pub kubeflow: bool,
 }
 
 /// The interface, of `(name, address)` pairs as the system lists them,
@@ -98,6 +114,9 @@ pub struct Invocation {
 /// the user (for the ssh agent and tree spawn; the hostfile is always the
 /// agent's).
 pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
+    if p.kubeflow {
+        return kubeflow(p, preset);
+    }
     let hostfile = p.hostfile.display().to_string();
     let mut argv = vec![p.mpirun.display().to_string()];
     let mut env: Vec<(String, String)> = Vec::new();
@@ -177,6 +196,55 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
     argv.extend(p.extra_args.iter().cloned());
     argv.extend(p.cmd.iter().cloned());
     Invocation { argv, env }
+}
+
+/// A Kubeflow launcher's own command, unchanged, with what its pod would
+/// have: mpi-operator's variables for the implementation, pointed at this
+/// hostfile; and, for what mpi-operator leaves to the image's
+/// `/etc/ssh/ssh_config` (port, key, host keys), the agent's ssh client
+/// config, as the launcher gives it to mpirun. No `--allow-run-as-root`
+/// and no `-localhost`: the command says what it says, as in its pod.
+fn kubeflow(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
+    let hostfile = p.hostfile.display().to_string();
+    let slots = match p.slots.split_first() {
+        Some((first, rest)) if rest.iter().all(|s| s == first) => *first,
+        _ => 1,
+    };
+    let mut env: Vec<(String, String)> =
+        mpijob_api::kubeflow::contract::launcher_variables(p.implementation, slots, &hostfile)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    let mut set = |k: &str, v: &str| {
+        if !preset(k) {
+            env.push((k.to_string(), v.to_string()));
+        }
+    };
+    let wrapper = p.ssh_wrapper.display().to_string();
+    match p.implementation {
+        Implementation::OpenMpi => {
+            let agent = format!("ssh -F {}", p.ssh_config.display());
+            set("OMPI_MCA_plm_rsh_agent", &agent);
+            set("PRTE_MCA_plm_ssh_agent", &agent);
+            set("OMPI_MCA_plm_rsh_no_tree_spawn", "1");
+            set("PRTE_MCA_plm_ssh_no_tree_spawn", "1");
+        }
+        Implementation::Mpich => {
+            set("HYDRA_LAUNCHER", "ssh");
+            set("HYDRA_LAUNCHER_EXEC", &wrapper);
+        }
+        Implementation::Intel => {
+            set("I_MPI_HYDRA_BOOTSTRAP", "ssh");
+            set("I_MPI_HYDRA_BOOTSTRAP_EXEC", &wrapper);
+            if let Some(iface) = p.callback_iface {
+                set("I_MPI_HYDRA_IFACE", iface);
+            }
+        }
+    }
+    Invocation {
+        argv: p.cmd.to_vec(),
+        env,
+    }
 }
 
 impl Invocation {
@@ -449,6 +517,7 @@ mod tests {
             ssh_wrapper: Path::new("/run/mpijob/launcher/ssh"),
             callback_host: None,
             callback_iface: None,
+            kubeflow: false,
         }
     }
 
@@ -680,6 +749,63 @@ mod tests {
         let inv = assemble(&p, |_| false);
         assert_eq!(inv.argv[1], "-f");
         assert_eq!(env_of(&inv, "I_MPI_PERHOST"), None);
+    }
+
+    #[test]
+    fn a_kubeflow_command_runs_as_it_is_with_mpi_operators_variables() {
+        let cmd = strings(&["mpirun", "-n", "4", "/home/mpiuser/pi"]);
+        let mut p = plan(Implementation::OpenMpi, &[], &[], &cmd, true);
+        p.kubeflow = true;
+        let inv = assemble(&p, |_| false);
+        assert_eq!(inv.argv, cmd, "no hostfile flag, no --allow-run-as-root");
+        let env: Vec<(&str, &str)> = inv
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert!(env.contains(&(
+            "OMPI_MCA_orte_default_hostfile",
+            "/run/mpijob/launcher/hostfile"
+        )));
+        assert!(env.contains(&(
+            "PRTE_MCA_prte_default_hostfile",
+            "/run/mpijob/launcher/hostfile"
+        )));
+        assert!(env.contains(&("OMPI_MCA_orte_set_default_slots", "2")));
+        assert!(env.contains(&(
+            "OMPI_MCA_plm_rsh_agent",
+            "ssh -F /run/mpijob/launcher/ssh_config"
+        )));
+        assert!(env.iter().all(|(k, _)| !k.contains("ALLOW_RUN_AS_ROOT")));
+        for (implementation, keys) in [
+            (
+                Implementation::Mpich,
+                &[
+                    "HYDRA_HOST_FILE",
+                    "HYDRA_LAUNCH_EXTRA_ARGS",
+                    "HYDRA_LAUNCHER",
+                    "HYDRA_LAUNCHER_EXEC",
+                ][..],
+            ),
+            (
+                Implementation::Intel,
+                &[
+                    "I_MPI_HYDRA_HOST_FILE",
+                    "I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS",
+                    "I_MPI_PERHOST",
+                    "I_MPI_HYDRA_BOOTSTRAP",
+                    "I_MPI_HYDRA_BOOTSTRAP_EXEC",
+                ][..],
+            ),
+        ] {
+            let mut p = plan(implementation, &[], &[], &cmd, true);
+            p.kubeflow = true;
+            p.callback_host = Some("10.0.0.2");
+            let inv = assemble(&p, |_| false);
+            assert_eq!(inv.argv, cmd);
+            let got: Vec<&str> = inv.env.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(got, keys);
+        }
     }
 
     #[test]

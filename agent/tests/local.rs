@@ -786,3 +786,201 @@ fn imb_placement(out: &str) -> Vec<(u32, String)> {
     v.sort();
     v
 }
+
+/// A Kubeflow MPIJob (`kubeflow.org/v2beta1`) named `name`: `workers`
+/// workers with `slots` slots each, `mpi` as its mpiImplementation, and
+/// the launcher running `cmd`, its own command.
+fn kubeflow_manifest(
+    tmp: &TempDir,
+    name: &str,
+    mpi: &str,
+    slots: u32,
+    workers: u32,
+    launcher_as_worker: bool,
+    cmd: &[&str],
+) -> PathBuf {
+    let cmd = cmd
+        .iter()
+        .map(|c| serde_json::to_string(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "apiVersion: kubeflow.org/v2beta1\nkind: MPIJob\nmetadata:\n  name: {name}\n  namespace: team\nspec:\n  \
+         slotsPerWorker: {slots}\n  runLauncherAsWorker: {launcher_as_worker}\n  mpiImplementation: {mpi}\n  \
+         runPolicy:\n    cleanPodPolicy: Running\n  mpiReplicaSpecs:\n    Launcher:\n      replicas: 1\n      \
+         template:\n        spec:\n          containers:\n            - name: mpi-launcher\n              \
+         image: mpijob/kubeflow-openmpi4:latest\n              command: [{cmd}]\n    Worker:\n      \
+         replicas: {workers}\n      template:\n        spec:\n          containers:\n            \
+         - name: mpi-worker\n              image: mpijob/kubeflow-openmpi4:latest\n"
+    );
+    let path = tmp.path(&format!("{name}.yaml"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// pi compiled with `mpicc` (a path or a name on PATH) and `env`.
+fn compile_pi_with(tmp: &TempDir, mpicc: &str, env: &[(String, String)]) -> PathBuf {
+    let out = tmp.path("pi");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pi/pi.c");
+    hosts::run(
+        Command::new(mpicc)
+            .envs(env.iter().cloned())
+            .args(["-O2", "-o"])
+            .arg(&out)
+            .arg(src),
+    );
+    out
+}
+
+/// Run a Kubeflow manifest; it succeeds with `per_host[h]` ranks on host
+/// `h` (by hostname) and none elsewhere, and leaves nothing behind.
+fn kubeflow_runs(m: &Path, env: &[(String, String)], per_host: &[(&str, usize)]) -> String {
+    let mut run = Local::start_env(m, &[], None, env);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let got = ranks(&out);
+    let total: usize = per_host.iter().map(|(_, n)| n).sum();
+    assert_eq!(got.len(), total, "{out}\n{err}");
+    for (host, n) in per_host {
+        let on = got.iter().filter(|(_, h)| h == host).count();
+        assert_eq!(on, *n, "{on} ranks on {host}:\n{out}");
+    }
+    assert!(out.contains("pi is approximately 3.14159"), "{out}");
+    run.assert_clean("");
+    err
+}
+
+/// A Kubeflow manifest runs in local mode as its pods would: the
+/// launcher's own `mpirun` with mpi-operator's variables, one rank on each
+/// worker, none on the launcher.
+#[test]
+fn a_kubeflow_open_mpi_job_runs_its_launchers_command_across_the_workers() {
+    require_local_tools();
+    let tmp = TempDir::new("local-kf-ompi");
+    let pi = compile_pi(&tmp);
+    let pi = pi.to_str().unwrap();
+    let cmd = ["mpirun", "--allow-run-as-root", "-n", "2", pi, "100000"];
+    let m = kubeflow_manifest(&tmp, "kfpi", "OpenMPI", 1, 2, false, &cmd);
+    let err = kubeflow_runs(&m, &[], &[("kfpi-worker-0", 1), ("kfpi-worker-1", 1)]);
+    assert!(
+        err.contains("starting mpirun --allow-run-as-root -n 2"),
+        "the command runs as it is: {err}"
+    );
+    assert!(err.contains("job kfpi succeeded"), "{err}");
+}
+
+/// MPICH, 2 slots per worker: Hydra reads `host:2` from mpi-operator's
+/// HYDRA_HOST_FILE, 2 ranks on each worker.
+#[test]
+fn a_kubeflow_mpich_job_gets_slots_per_worker() {
+    require_local_tools();
+    let tmp = TempDir::new("local-kf-mpich");
+    let pi = compile_pi_with(&tmp, "mpicc.mpich", &[]);
+    let cmd = ["mpirun.mpich", "-n", "4", pi.to_str().unwrap(), "100000"];
+    let m = kubeflow_manifest(&tmp, "kfm", "MPICH", 2, 2, false, &cmd);
+    kubeflow_runs(&m, &[], &[("kfm-worker-0", 2), ("kfm-worker-1", 2)]);
+}
+
+/// Intel MPI from PyPI, 2 slots per worker: mpi-operator's I_MPI_PERHOST
+/// puts exactly 2 ranks on each worker.
+#[test]
+fn a_kubeflow_intel_mpi_job_gets_slots_per_worker() {
+    require_local_tools();
+    let tmp = TempDir::new("local-kf-intel");
+    let venv = venv(VENV_INTEL);
+    let env = venv_env(&venv);
+    let mpicc = venv.join("bin/mpicc");
+    let pi = compile_pi_with(&tmp, mpicc.to_str().unwrap(), &env);
+    let cmd = ["mpirun", "-n", "4", pi.to_str().unwrap(), "100000"];
+    let m = kubeflow_manifest(&tmp, "kfi", "Intel", 2, 2, false, &cmd);
+    kubeflow_runs(&m, &env, &[("kfi-worker-0", 2), ("kfi-worker-1", 2)]);
+}
+
+/// runLauncherAsWorker: the launcher's host runs sshd too and is first in
+/// the hostfile, so 3 ranks land one on the launcher and one on each
+/// worker.
+#[test]
+fn a_kubeflow_launcher_as_worker_runs_a_rank_too() {
+    require_local_tools();
+    let tmp = TempDir::new("local-kf-law");
+    let pi = compile_pi(&tmp);
+    let cmd = [
+        "mpirun",
+        "--allow-run-as-root",
+        "-n",
+        "3",
+        pi.to_str().unwrap(),
+        "100000",
+    ];
+    let m = kubeflow_manifest(&tmp, "kfl", "OpenMPI", 1, 2, true, &cmd);
+    let err = kubeflow_runs(
+        &m,
+        &[],
+        &[
+            ("kfl-launcher", 1),
+            ("kfl-worker-0", 1),
+            ("kfl-worker-1", 1),
+        ],
+    );
+    assert!(err.contains("[3/3,"), "three sshds come up: {err}");
+}
+
+/// A rank that exits 3 gives 3, with the summary the job's status says.
+#[test]
+fn a_kubeflow_jobs_failing_rank_gives_its_exit_code() {
+    require_local_tools();
+    let tmp = TempDir::new("local-kf-fail");
+    let home = hosts::mpi_home(&tmp, "openmpi");
+    let hello = hosts::compile_hello(&tmp, &home, "hello");
+    let cmd = [
+        "mpirun",
+        "--allow-run-as-root",
+        "-n",
+        "2",
+        hello.to_str().unwrap(),
+        "fail",
+    ];
+    let m = kubeflow_manifest(&tmp, "kff", "OpenMPI", 1, 2, false, &cmd);
+    let mut run = Local::start(&m, &[], None);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("job kff failed with exit code 3")
+            && err.contains("rank 1 exited with code 3"),
+        "{err}"
+    );
+    run.assert_clean("");
+}
+
+/// An older Kubeflow version gets the `convert` hint; an Intel job whose
+/// mpirun is Open MPI's is named before anything starts.
+#[test]
+fn kubeflow_bad_input_is_named() {
+    require_local_tools();
+    let tmp = TempDir::new("local-kf-bad");
+    let m = tmp.path("old.yaml");
+    fs::write(
+        &m,
+        "apiVersion: kubeflow.org/v1alpha2\nkind: MPIJob\nmetadata: {name: old}\nspec: {}\n",
+    )
+    .unwrap();
+    let mut run = Local::start(&m, &[], None);
+    let (code, _, err) = run.finish();
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("apiVersion \"kubeflow.org/v1alpha2\": local mode runs kubeflow.org/v2beta1 and batch.tensorstack.dev/v1beta1 MPIJobs; convert this one first: mpijob-controller convert -f"),
+        "{err}"
+    );
+
+    let pi = compile_pi(&tmp);
+    let cmd = ["mpirun", "-n", "2", pi.to_str().unwrap()];
+    let m = kubeflow_manifest(&tmp, "kfx", "Intel", 1, 2, false, &cmd);
+    let mut run = Local::start(&m, &[], None);
+    let (code, _, err) = run.finish();
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("spec.mpiImplementation: Intel, but the launcher's command runs /usr/bin/mpirun, which is Open MPI's mpirun (its --version says so); set mpiImplementation: OpenMPI, or run Intel MPI's mpirun"),
+        "{err}"
+    );
+    run.assert_clean("");
+}

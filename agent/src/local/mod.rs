@@ -44,7 +44,7 @@ use crate::supervise::{
     self, Action, AfterStop, Ended, Ending, Event, Look, Policy, Supervisor, Watcher,
 };
 use enter::Enter;
-pub use plan::Plan;
+pub use plan::{Plan, Source};
 use plan::{DNSMASQ, YIELD_WHEN_IDLE};
 
 /// The flags of `mpijob-agent local`.
@@ -108,17 +108,36 @@ fn load(opts: &Options) -> Result<Plan, i32> {
         ));
         BAD_INPUT
     })?;
-    for warning in mpijob_api::manifest::warnings(&text) {
-        say(format!("warning: {warning}"));
-    }
-    let job = mpijob_api::manifest::parse(&text).map_err(|errors| {
+    let print = |errors: mpijob_api::FieldErrors| {
         for e in &errors.0 {
             eprintln!("{e}");
         }
         BAD_INPUT
-    })?;
+    };
+    let source = match mpijob_api::manifest::api_version_of(&text).as_deref() {
+        Some(mpijob_api::kubeflow::API_VERSION) => {
+            let (job, resolved) = mpijob_api::kubeflow::parse(&text).map_err(print)?;
+            Source::kubeflow(&job, &resolved).map_err(|line| {
+                eprintln!("{line}");
+                BAD_INPUT
+            })?
+        }
+        Some(v) if v.starts_with("kubeflow.org/") => {
+            say(format!(
+                "apiVersion {v:?}: local mode runs kubeflow.org/v2beta1 and batch.tensorstack.dev/v1beta1 MPIJobs; convert this one first: mpijob-controller convert -f {} > job-v2beta1.yaml",
+                opts.manifest.display()
+            ));
+            return Err(BAD_INPUT);
+        }
+        _ => {
+            for warning in mpijob_api::manifest::warnings(&text) {
+                say(format!("warning: {warning}"));
+            }
+            Source::t9k(&mpijob_api::manifest::parse(&text).map_err(print)?)
+        }
+    };
     let root = nix::unistd::geteuid().is_root();
-    let plan = Plan::new(&job, opts.workers, root).map_err(|line| {
+    let plan = Plan::new(&source, opts.workers, root).map_err(|line| {
         say(line);
         BAD_INPUT
     })?;
@@ -623,10 +642,10 @@ impl Job<'_> {
             host.hostname,
             host.addr,
             plan.port,
-            plan.workers,
+            plan.sshd_hosts(),
             at - self.started
         ));
-        if up == plan.workers {
+        if up == plan.sshd_hosts() {
             tracing::debug!(
                 "timing: set-up {} us for {} workers",
                 (at - self.started).as_micros(),

@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mpijob_api::{contract, MPIJob};
+use mpijob_api::contract::MpiImplementation;
+use mpijob_api::{contract, kubeflow, MPIJob};
 
 use super::net::{Link, IP};
 
@@ -45,6 +46,112 @@ pub struct Host {
     pub launcher: bool,
 }
 
+/// A Kubeflow MPIJob's launcher, run as its pod would run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kubeflow {
+    pub implementation: MpiImplementation,
+    pub slots_per_worker: u32,
+    /// The launcher is a worker too: its host runs sshd and comes first in
+    /// the hostfile.
+    pub run_launcher_as_worker: bool,
+}
+
+/// What a run needs from a manifest of either API.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub replicas: u32,
+    pub sshd_path: String,
+    /// The MPI container's image, only to say that it is not used.
+    pub image: Option<String>,
+    /// T9k: the MPI program; Kubeflow: the launcher's own command.
+    pub cmd: Vec<String>,
+    pub mpi_home: Option<String>,
+    pub mca: Vec<String>,
+    pub extra_args: Vec<String>,
+    pub processes_per_worker: Option<i32>,
+    pub debug: bool,
+    pub kubeflow: Option<Kubeflow>,
+}
+
+impl Source {
+    /// A T9k MPIJob, checked.
+    pub fn t9k(job: &MPIJob) -> Source {
+        let spec = &job.spec;
+        Source {
+            name: job.metadata.name.clone(),
+            namespace: job.metadata.namespace.clone(),
+            replicas: u32::try_from(spec.worker().replicas).unwrap_or(1).max(1),
+            sshd_path: spec.ssh.sshd_path.clone(),
+            // The MPI container's image (named, else the first).
+            image: spec
+                .worker()
+                .template
+                .0
+                .pointer("/spec/containers")
+                .and_then(|c| c.as_array())
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c["name"] == contract::MPI_CONTAINER)
+                        .or(cs.first())
+                })
+                .and_then(|c| c["image"].as_str())
+                .map(str::to_string),
+            cmd: spec.worker().cmd.clone(),
+            mpi_home: spec.mpi_home.clone(),
+            mca: contract::LauncherArgs::mca_entries(&spec.mca),
+            extra_args: spec.worker().extra_mpi_args.clone(),
+            processes_per_worker: spec.worker().processes_per_worker,
+            debug: mpijob_api::t9k::defaults::debug_enabled(spec),
+            kubeflow: None,
+        }
+    }
+
+    /// A Kubeflow MPIJob, checked: the launcher runs its first container's
+    /// own command, which the template must give (the image's entrypoint
+    /// is not known here).
+    pub fn kubeflow(job: &kubeflow::MPIJob, r: &kubeflow::Resolved) -> Result<Source, String> {
+        let path = "spec.mpiReplicaSpecs.Launcher.template.spec.containers[0]";
+        let container = r
+            .launcher
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .ok_or_else(|| format!("{path}: the launcher has no container; give one"))?;
+        let mut cmd = container.command.clone().unwrap_or_default();
+        cmd.extend(container.args.clone().unwrap_or_default());
+        if cmd.is_empty() {
+            return Err(format!(
+                "{path}.command: not set, so the launcher runs its image's entrypoint, which local mode cannot know; give the command, e.g. command: [mpirun, -n, \"2\", /opt/mpi-examples/pi]"
+            ));
+        }
+        let worker_image = r
+            .worker
+            .as_ref()
+            .and_then(|w| w.template.spec.as_ref()?.containers.first()?.image.clone());
+        Ok(Source {
+            name: job.metadata.name.clone(),
+            namespace: job.metadata.namespace.clone(),
+            replicas: r.workers().max(1),
+            sshd_path: contract::DEFAULT_SSHD_PATH.to_string(),
+            image: worker_image.or_else(|| container.image.clone()),
+            cmd,
+            mpi_home: None,
+            mca: Vec::new(),
+            extra_args: Vec::new(),
+            processes_per_worker: None,
+            debug: false,
+            kubeflow: Some(Kubeflow {
+                implementation: r.mpi_implementation,
+                slots_per_worker: r.slots_per_worker,
+                run_launcher_as_worker: r.run_launcher_as_worker,
+            }),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub job: String,
@@ -62,6 +169,8 @@ pub struct Plan {
     pub processes_per_worker: Option<i32>,
     /// `runMode.debug`: the launcher holds instead of running mpirun.
     pub debug: bool,
+    /// A Kubeflow MPIJob: the launcher runs its own command.
+    pub kubeflow: Option<Kubeflow>,
     pub sshd_path: PathBuf,
     pub port: u16,
     /// A short random id: it names the namespaces, the bridge and the
@@ -87,7 +196,7 @@ fn random_u64() -> u64 {
 
 impl Plan {
     /// The plan for `job`; the error is the one line to show (bad input).
-    pub fn new(job: &MPIJob, workers: Option<u32>, root: bool) -> Result<Plan, String> {
+    pub fn new(job: &Source, workers: Option<u32>, root: bool) -> Result<Plan, String> {
         let rand = random_u64();
         let id = format!("{:06x}", rand & 0xff_ffff);
         // Without root: 127.a.b.0/24, a random one, so that runs side by
@@ -109,7 +218,7 @@ impl Plan {
 
     /// [`Plan::new`] with the random parts given.
     pub fn build(
-        job: &MPIJob,
+        job: &Source,
         workers: Option<u32>,
         root: bool,
         id: String,
@@ -118,16 +227,13 @@ impl Plan {
         dir: PathBuf,
     ) -> Result<Plan, String> {
         let name = job
-            .metadata
             .name
             .clone()
             .ok_or("metadata.name: the manifest names no job; give metadata.name")?;
         let namespace = job
-            .metadata
             .namespace
             .clone()
             .unwrap_or_else(|| "default".to_string());
-        let spec = &job.spec;
         let workers = match workers {
             Some(0) => {
                 return Err(
@@ -135,30 +241,18 @@ impl Plan {
                 )
             }
             Some(n) => n,
-            None => u32::try_from(spec.worker().replicas).unwrap_or(1).max(1),
+            None => job.replicas,
         };
         if !root && workers > 240 {
             return Err(format!(
                 "--workers {workers}: without root, local mode has 240 loopback addresses; run as root or give fewer workers"
             ));
         }
-        let mut sshd_path = PathBuf::from(&spec.ssh.sshd_path);
-        if !sshd_path.exists() && spec.ssh.sshd_path != contract::DEFAULT_SSHD_PATH {
+        let mut sshd_path = PathBuf::from(&job.sshd_path);
+        if !sshd_path.exists() && job.sshd_path != contract::DEFAULT_SSHD_PATH {
             sshd_path = PathBuf::from(contract::DEFAULT_SSHD_PATH);
         }
-        let image = spec
-            .worker()
-            .template
-            .0
-            .pointer("/spec/containers")
-            .and_then(|c| c.as_array())
-            .and_then(|cs| {
-                cs.iter()
-                    .find(|c| c["name"] == contract::MPI_CONTAINER)
-                    .or(cs.first())
-            })
-            .and_then(|c| c["image"].as_str())
-            .map(str::to_string);
+        let image = job.image.clone();
         let ns_prefix = format!("mpijob-{id}");
         let mut hosts = Vec::new();
         for i in 0..workers {
@@ -183,7 +277,11 @@ impl Plan {
             addr: offset(base, LAUNCHER_OFFSET),
             netns: root.then(|| format!("{ns_prefix}-launcher")),
             veth: root.then(|| format!("mj{id}l")),
-            worker: None,
+            // Under runLauncherAsWorker its host runs a worker agent too.
+            worker: job
+                .kubeflow
+                .filter(|k| k.run_launcher_as_worker)
+                .map(|_| workers),
             launcher: true,
         });
         if root {
@@ -202,13 +300,14 @@ impl Plan {
             namespace,
             workers,
             root,
-            cmd: spec.worker().cmd.clone(),
+            cmd: job.cmd.clone(),
             image,
-            mpi_home: spec.mpi_home.clone(),
-            mca: contract::LauncherArgs::mca_entries(&spec.mca),
-            extra_args: spec.worker().extra_mpi_args.clone(),
-            processes_per_worker: spec.worker().processes_per_worker,
-            debug: mpijob_api::t9k::defaults::debug_enabled(spec),
+            mpi_home: job.mpi_home.clone(),
+            mca: job.mca.clone(),
+            extra_args: job.extra_args.clone(),
+            processes_per_worker: job.processes_per_worker,
+            debug: job.debug,
+            kubeflow: job.kubeflow,
             sshd_path,
             port,
             bridge: format!("mjl-{id}"),
@@ -273,6 +372,12 @@ impl Plan {
 
     pub fn worker(&self, i: usize) -> &Host {
         &self.hosts[i]
+    }
+
+    /// The hosts that run sshd: the workers, and the launcher under
+    /// Kubeflow's runLauncherAsWorker.
+    pub fn sshd_hosts(&self) -> u32 {
+        self.hosts.iter().filter(|h| h.worker.is_some()).count() as u32
     }
 
     pub fn launcher_index(&self) -> usize {
@@ -380,9 +485,20 @@ impl Plan {
 
     /// The ranks the job runs: workers × slots.
     pub fn ranks(&self) -> u64 {
-        let slots =
-            mpijob_api::slots::of_valid(&self.extra_args, self.workers, self.processes_per_worker);
-        u64::from(self.workers) * u64::from(slots)
+        u64::from(self.sshd_hosts()) * u64::from(self.slots())
+    }
+
+    /// The slots of each host in the hostfile: what the T9k job asks of
+    /// mpirun, or Kubeflow's slotsPerWorker.
+    pub fn slots(&self) -> u32 {
+        match self.kubeflow {
+            Some(k) => k.slots_per_worker,
+            None => mpijob_api::slots::of_valid(
+                &self.extra_args,
+                self.workers,
+                self.processes_per_worker,
+            ),
+        }
     }
 
     /// Whether Open MPI's ranks should yield while they wait for messages:
@@ -405,15 +521,11 @@ impl Plan {
         termination_log: &Path,
         timeout: Duration,
     ) -> contract::LauncherArgs {
-        contract::LauncherArgs {
+        let base = contract::LauncherArgs {
             job: Some(self.job.clone()),
             namespace: Some(self.namespace.clone()),
             workers: Some(self.workers),
-            slots: mpijob_api::slots::of_valid(
-                &self.extra_args,
-                self.workers,
-                self.processes_per_worker,
-            ),
+            slots: self.slots(),
             port: self.port,
             ssh_dir: ssh_dir.to_path_buf(),
             state_dir: Some(state_dir.to_path_buf()),
@@ -426,6 +538,27 @@ impl Plan {
             hold: self.debug,
             cmd: self.cmd.clone(),
             ..contract::LauncherArgs::default()
+        };
+        let Some(k) = self.kubeflow else {
+            return base;
+        };
+        // mpi-operator's hostfile: the launcher first when it is a worker,
+        // each host by the name the Service gives it.
+        let hosts = self
+            .hosts
+            .iter()
+            .filter(|h| h.worker.is_some())
+            .map(|h| h.fqdn.clone().expect("sshd hosts have a DNS name"));
+        let mut hosts: Vec<String> = hosts.collect();
+        hosts.rotate_right(usize::from(k.run_launcher_as_worker));
+        contract::LauncherArgs {
+            hosts,
+            job: None,
+            namespace: None,
+            workers: None,
+            mpi_implementation: Some(k.implementation),
+            kubeflow: true,
+            ..base
         }
     }
 
@@ -489,7 +622,7 @@ spec:
             Ipv4Addr::new(127, 9, 8, 0)
         };
         Plan::build(
-            &job,
+            &Source::t9k(&job),
             workers,
             root,
             "ab12cd".into(),
@@ -552,7 +685,7 @@ spec:
         assert_eq!(p.hosts[7].addr, Ipv4Addr::new(198, 18, 0, 17));
         let job = mpijob_api::manifest::parse(PI).unwrap();
         let err = Plan::build(
-            &job,
+            &Source::t9k(&job),
             Some(0),
             true,
             "x".into(),

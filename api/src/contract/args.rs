@@ -190,6 +190,9 @@ pub struct LauncherArgs {
     /// client files, then print the mpirun command and stay up until
     /// stopped, instead of running it.
     pub hold: bool,
+    /// `cmd` is a Kubeflow MPIJob launcher's own command: run it unchanged,
+    /// with mpi-operator's variables and the agent's ssh set-up.
+    pub kubeflow: bool,
     /// The MPI program and its arguments.
     pub cmd: Vec<String>,
 }
@@ -214,6 +217,7 @@ impl Default for LauncherArgs {
             grace_period: DEFAULT_GRACE_PERIOD,
             termination_log: TERMINATION_LOG.into(),
             hold: false,
+            kubeflow: false,
             cmd: Vec::new(),
         }
     }
@@ -282,6 +286,9 @@ impl LauncherArgs {
         }
         if self.hold {
             a.flag("--hold");
+        }
+        if self.kubeflow {
+            a.flag("--kubeflow");
         }
         a.0.push("--".into());
         a.0.extend(self.cmd.iter().cloned());

@@ -56,6 +56,44 @@ pub mod ssh_files {
 /// [`crate::contract::secret_keys::PRIVATE_KEY`]).
 pub const SECRET_PUBLIC_KEY: &str = "ssh-publickey";
 
+/// mpi-operator's launcher variables for `implementation`, with the
+/// hostfile at `hostfile` and `slots` slots per worker, in its order. For
+/// Open MPI, both families: Open MPI 4 reads `OMPI_MCA_orte_*`, Open MPI 5
+/// (PRRTE) `PRTE_MCA_*`; with only the first, Open MPI 5 ignores the
+/// hostfile and runs every rank on the launcher (mpi-operator #842).
+pub fn launcher_variables(
+    implementation: crate::contract::MpiImplementation,
+    slots: u32,
+    hostfile: &str,
+) -> Vec<(&'static str, String)> {
+    use crate::contract::MpiImplementation as Mpi;
+    let (hostfile, slots, ssh_args) = (
+        hostfile.to_string(),
+        slots.to_string(),
+        SSH_ARGS.to_string(),
+    );
+    match implementation {
+        Mpi::OpenMpi => vec![
+            ("OMPI_MCA_orte_keep_fqdn_hostnames", "true".to_string()),
+            ("OMPI_MCA_orte_default_hostfile", hostfile.clone()),
+            ("OMPI_MCA_plm_rsh_args", ssh_args.clone()),
+            ("OMPI_MCA_orte_set_default_slots", slots),
+            ("PRTE_MCA_prte_keep_fqdn_hostnames", "true".to_string()),
+            ("PRTE_MCA_prte_default_hostfile", hostfile),
+            ("PRTE_MCA_plm_ssh_args", ssh_args),
+        ],
+        Mpi::Intel => vec![
+            ("I_MPI_HYDRA_HOST_FILE", hostfile),
+            ("I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS", ssh_args),
+            ("I_MPI_PERHOST", slots),
+        ],
+        Mpi::Mpich => vec![
+            ("HYDRA_HOST_FILE", hostfile),
+            ("HYDRA_LAUNCH_EXTRA_ARGS", ssh_args),
+        ],
+    }
+}
+
 /// `<pod>.<job>.<ns>.svc[.<cluster domain>]`: a pod's name in the hostfile.
 pub fn host(pod: &str, job: &str, namespace: &str, cluster_domain: Option<&str>) -> String {
     match cluster_domain.filter(|d| !d.is_empty()) {

@@ -296,39 +296,18 @@ pub fn launcher(i: Input, config: &Config) -> Job {
     }
 }
 
-/// The launcher's environment for its MPI implementation. For Open MPI,
-/// both families: Open MPI 4 reads `OMPI_MCA_orte_*`, Open MPI 5 (PRRTE)
-/// `PRTE_MCA_*`; with only the first, Open MPI 5 ignores the hostfile and
-/// runs every rank on the launcher (mpi-operator #842).
+/// The launcher's environment: mpi-operator's variables for its MPI
+/// implementation (see [`kf::launcher_variables`]), and, when the launcher
+/// runs no ranks, no GPUs.
 pub fn launcher_env(job: &Resolved) -> Vec<EnvVar> {
     let hostfile = format!("{}/{}", kf::CONFIG_MOUNT_PATH, kf::HOSTFILE_KEY);
-    let slots = job.slots_per_worker.to_string();
-    let mut vars: Vec<(&str, &str)> = match job.mpi_implementation {
-        MpiImplementation::OpenMpi => vec![
-            ("OMPI_MCA_orte_keep_fqdn_hostnames", "true"),
-            ("OMPI_MCA_orte_default_hostfile", &hostfile),
-            ("OMPI_MCA_plm_rsh_args", kf::SSH_ARGS),
-            ("OMPI_MCA_orte_set_default_slots", &slots),
-            ("PRTE_MCA_prte_keep_fqdn_hostnames", "true"),
-            ("PRTE_MCA_prte_default_hostfile", &hostfile),
-            ("PRTE_MCA_plm_ssh_args", kf::SSH_ARGS),
-        ],
-        MpiImplementation::Intel => vec![
-            ("I_MPI_HYDRA_HOST_FILE", &hostfile),
-            ("I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS", kf::SSH_ARGS),
-            ("I_MPI_PERHOST", &slots),
-        ],
-        MpiImplementation::Mpich => vec![
-            ("HYDRA_HOST_FILE", &hostfile),
-            ("HYDRA_LAUNCH_EXTRA_ARGS", kf::SSH_ARGS),
-        ],
-    };
+    let mut vars = kf::launcher_variables(job.mpi_implementation, job.slots_per_worker, &hostfile);
     if !job.run_launcher_as_worker {
         // The launcher runs no ranks: keep it off the node's GPUs.
-        vars.push(("NVIDIA_VISIBLE_DEVICES", ""));
-        vars.push(("NVIDIA_DRIVER_CAPABILITIES", ""));
+        vars.push(("NVIDIA_VISIBLE_DEVICES", String::new()));
+        vars.push(("NVIDIA_DRIVER_CAPABILITIES", String::new()));
     }
-    vars.into_iter().map(|(k, v)| env(k, v)).collect()
+    vars.into_iter().map(|(k, v)| env(k, &v)).collect()
 }
 
 /// The agent, straight from its image, waiting for every host in the

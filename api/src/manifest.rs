@@ -60,6 +60,23 @@ pub fn api_version_of(text: &str) -> Option<String> {
     value.get("apiVersion")?.as_str().map(str::to_string)
 }
 
+/// What to say of a manifest of version `found` given to the reader of
+/// `wanted`: an older Kubeflow version needs `convert`; another served
+/// version, the other reader; anything else, one of the two.
+fn wrong_version(wanted: &str, found: &str) -> String {
+    let served = [API_VERSION, crate::kubeflow::API_VERSION];
+    if served.contains(&found) {
+        format!("must be {wanted} here, got {found:?}")
+    } else if found.starts_with(&format!("{}/", crate::kubeflow::GROUP)) {
+        format!(
+            "{found:?} is an older Kubeflow MPIJob version; the served versions are {} and {}: convert it first, `mpijob-controller convert -f FILE` (it writes {})",
+            served[0], served[1], served[1]
+        )
+    } else {
+        format!("must be {} or {}, got {found:?}", served[0], served[1])
+    }
+}
+
 /// Read YAML or JSON text as an MPIJob of `api_version`, untyped.
 pub fn parse_value(text: &str, api_version: &str) -> Result<serde_json::Value, FieldError> {
     let value: serde_json::Value = crate::yaml::from_str(text)
@@ -78,7 +95,7 @@ pub fn parse_value(text: &str, api_version: &str) -> Result<serde_json::Value, F
     if found != api_version {
         return Err(FieldError::new(
             "apiVersion",
-            format!("must be {api_version}, got {found:?}"),
+            wrong_version(api_version, found),
         ));
     }
     Ok(value)

@@ -460,7 +460,12 @@ fn every_invalid_input_gets_its_exact_message() {
         (
             "wrong apiVersion",
             set(base(), "/apiVersion", json!("kubeflow.org/v1")),
-            "apiVersion: must be batch.tensorstack.dev/v1beta1, got \"kubeflow.org/v1\"",
+            "apiVersion: \"kubeflow.org/v1\" is an older Kubeflow MPIJob version; the served versions are batch.tensorstack.dev/v1beta1 and kubeflow.org/v2beta1: convert it first, `mpijob-controller convert -f FILE` (it writes kubeflow.org/v2beta1)",
+        ),
+        (
+            "unknown apiVersion",
+            set(base(), "/apiVersion", json!("batch.tensorstack.dev/v1")),
+            "apiVersion: must be batch.tensorstack.dev/v1beta1 or kubeflow.org/v2beta1, got \"batch.tensorstack.dev/v1\"",
         ),
     ];
     assert!(cases.len() >= 25);

@@ -414,9 +414,22 @@ impl From<KeygenCli> for crate::keygen::Options {
 
 #[derive(Debug, Args)]
 pub struct LocalArgs {
-    /// The MPIJob manifest (YAML or JSON).
-    #[arg(short = 'f', long = "file", value_name = "MANIFEST")]
-    pub file: PathBuf,
+    /// The MPIJob manifest (YAML or JSON): batch.tensorstack.dev/v1beta1
+    /// or kubeflow.org/v2beta1.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "MANIFEST",
+        required_unless_present = "clean"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Remove what earlier runs left, and run nothing: the hosts of --keep
+    /// runs, and of runs that were killed outright (SIGKILL) and could not
+    /// tear down. Runs that are going are left alone. (Each run removes
+    /// what killed runs left before it starts.)
+    #[arg(long, conflicts_with_all = ["file", "workers", "keep"])]
+    pub clean: bool,
 
     /// How many workers [default: the manifest's spec.worker.replicas].
     #[arg(long)]

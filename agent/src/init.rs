@@ -63,15 +63,27 @@ impl Output {
 
 /// A `Command` for a child of the init loop: the signals [`Init`] blocks
 /// are unblocked again between fork and exec, or the child would never see
-/// the SIGTERM the agent forwards to it.
+/// the SIGTERM the agent forwards to it. The child also gets SIGKILL when
+/// the agent dies (its parent-death signal), so that no child outlives an
+/// agent that was killed outright: sshd, mpirun, local mode's agents. The
+/// signal comes when the *thread* that spawned the child ends, so spawn
+/// from a thread that outlives the child (local mode's spawners do).
 pub fn child_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(program);
-    // SAFETY: sigprocmask is async-signal-safe, as pre_exec requires.
+    let parent = nix::unistd::getpid();
+    // SAFETY: sigprocmask, prctl and getppid are async-signal-safe, as
+    // pre_exec requires.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The agent died before the signal was armed: go with it.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the agent that started this is gone"));
+            }
+            Ok(())
         });
     }
     command

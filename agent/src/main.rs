@@ -54,12 +54,16 @@ fn main() -> ExitCode {
             guard::run(a.into(), oom_watch)
         }
         #[cfg(feature = "local")]
-        Role::Local(a) => local::run(local::Options {
-            manifest: a.file,
-            workers: a.workers,
-            keep: a.keep,
-            timeout: a.timeout,
-        }),
+        Role::Local(a) => match a.file {
+            _ if a.clean => local::clean(),
+            Some(manifest) => local::run(local::Options {
+                manifest,
+                workers: a.workers,
+                keep: a.keep,
+                timeout: a.timeout,
+            }),
+            None => unreachable!("clap requires --file unless --clean"),
+        },
         #[cfg(not(feature = "local"))]
         Role::Local(_) => Err(anyhow::anyhow!(
             "local mode is not in this build of mpijob-agent (the lean one for images, built without the `local` feature): run it with the full agent, from the mpijob-agent .deb or `cargo install --path agent`"

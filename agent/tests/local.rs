@@ -658,14 +658,102 @@ fn keep_keeps_the_hosts_and_says_how_to_remove_them() {
         .lines()
         .find(|l| l.starts_with("local: --keep: kept network namespaces"))
         .unwrap_or_else(|| panic!("{err}"));
-    let remove = &line[line.find("(remove: ").unwrap() + 9..line.len() - 1];
+    assert!(
+        line.contains("(remove: mpijob-agent local --clean, or ip netns del "),
+        "{line}"
+    );
     assert!(
         processes_mentioning(&format!("mpijob-local-{id}")).is_empty(),
         "processes are never kept"
     );
-    hosts::run(Command::new("sh").arg("-c").arg(remove));
-    fs::remove_dir_all(&dir).unwrap();
+    // Another run leaves a kept run alone; --clean removes it.
+    let other = manifest(&tmp, "other", 1, &["/bin/true"]);
+    let mut second = Local::start(&other, &[], None);
+    let (code, _, err) = second.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains(&format!("run {id} left")), "{err}");
+    assert!(dir.join("logs").is_dir(), "{err}");
+    let out = Command::new(AGENT)
+        .args(["local", "--clean"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     run.assert_clean("");
+}
+
+/// Killed outright (SIGKILL), local mode cannot tear down: its worker
+/// agents, their sshds and its launcher die with it (their parent-death
+/// signal), and what the kernel keeps (namespaces, the bridge), what lives
+/// on in the namespaces (the ranks, dnsmasq) and the directory are removed
+/// by the next run, which says so.
+#[test]
+fn a_run_killed_outright_takes_its_agents_and_the_next_run_removes_the_rest() {
+    require_local_tools();
+    let tmp = TempDir::new("local-sigkill");
+    // A TMPDIR of its own, which the run registers (as root, under
+    // /run/mpijob-local), so that any later run finds it.
+    let private = tmp.path("tmp");
+    fs::create_dir(&private).unwrap();
+    let env = [("TMPDIR".to_string(), private.display().to_string())];
+    let m = manifest(&tmp, "killed", 2, &["/bin/sleep", "6001"]);
+    let mut run = Local::start_env(&m, &[], None, &env);
+    run.proc.wait_for("INFO starting ", Duration::from_secs(30));
+    let id = run.id();
+    let marker = format!("mpijob-local-{id}");
+    kill(Pid::from_raw(run.proc.child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = run.proc.wait_exit(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // dnsmasq drops capabilities, which clears its parent-death
+        // signal: it stays, in its namespace, for the next run to stop.
+        let left: Vec<_> = processes_mentioning(&marker)
+            .into_iter()
+            .filter(|(_, cmd)| !cmd.starts_with("/usr/sbin/dnsmasq "))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agents outlived local mode: {left:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    {
+        // Under the cleaners' lock, so that no other test's run removes
+        // them while they are looked at.
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("mpijob-local.lock"))
+            .unwrap();
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        let netns = hosts::run(Command::new(hosts::IP).args(["netns", "list"]));
+        assert!(
+            netns.contains(&format!("mpijob-{id}-")),
+            "the kernel keeps the namespaces: {netns}"
+        );
+        assert!(private.join(&marker).is_dir());
+    }
+    let next = manifest(&tmp, "next", 1, &["/bin/true"]);
+    let mut second = Local::start_env(&next, &[], None, &env);
+    let (code, _, err) = second.finish();
+    assert_eq!(code, 0, "{err}");
+    // This run removes them, or another test's run got there first.
+    if err.contains(&format!("removed what run {id} left")) {
+        assert!(
+            err.contains(&format!(
+                "local: removed what run {id} left (its mpijob-agent local is gone): 4 network namespaces, bridge mjl-{id}, {}/mpijob-local-{id}",
+                private.display()
+            )),
+            "{err}"
+        );
+    }
+    assert!(!private.join(&marker).exists());
+    assert!(!Path::new("/run/mpijob-local").join(&id).exists());
+    run.assert_clean("sleep 6001");
+    second.assert_clean("");
 }
 
 /// examples/pi/pi.py as an executable `tmp/bin/pi-mpi4py` run by `venv`'s

@@ -19,6 +19,7 @@
 //! everything it made on every path (see [`Teardown`]).
 
 mod enter;
+mod leftovers;
 pub mod net;
 mod plan;
 
@@ -57,6 +58,84 @@ pub struct Options {
     pub timeout: Duration,
 }
 
+/// `mpijob-agent local --clean`: remove what earlier runs left (the hosts
+/// of `--keep` runs and of runs killed outright), leave runs that are
+/// going, and say what was done. The exit code is 1 when something could
+/// not be removed.
+pub fn clean() -> Result<i32> {
+    let mut init = Init::new()?;
+    let (removed, failed) = remove_leftovers(&mut init, true);
+    let unknown = leftovers::find(&std::env::temp_dir())
+        .iter()
+        .any(|r| leftovers::state_of(r) == leftovers::State::Unknown);
+    if removed == 0 && failed == 0 && !unknown {
+        say("nothing to clean: no earlier run left anything here");
+    }
+    Ok(if failed == 0 { 0 } else { FAILED })
+}
+
+/// Remove the leftovers of dead runs, and of kept ones with `kept`; say
+/// each. Returns how many runs were removed and how many failed.
+fn remove_leftovers(init: &mut Init, kept: bool) -> (usize, usize) {
+    let (mut removed, mut failed) = (0, 0);
+    let root = nix::unistd::geteuid().is_root();
+    // One cleaner at a time: two runs starting together would otherwise
+    // both remove the same dead run, and one of them would fail.
+    let _lock = match leftovers::lock(&std::env::temp_dir()) {
+        Ok(lock) => lock,
+        Err(e) => {
+            say(format!("not removing what earlier runs left: {e}"));
+            return (0, 0);
+        }
+    };
+    for run in leftovers::find(&std::env::temp_dir()) {
+        // Without root, a run's hosts are not ours to remove: a run
+        // leaves them alone, --clean says so.
+        if !root && !kept && !leftovers::ours(&run) {
+            continue;
+        }
+        let state = leftovers::state_of(&run);
+        let why = match state {
+            leftovers::State::Alive => continue,
+            leftovers::State::Unknown => {
+                if kept {
+                    say(format!(
+                        "left alone: {} of run {}, which has no directory in {} (a run with another TMPDIR may be using them); if none is, remove them with: {}",
+                        leftovers::describe(&run),
+                        run.id,
+                        std::env::temp_dir().display(),
+                        run.netns
+                            .iter()
+                            .map(|n| format!("ip netns del {n}"))
+                            .chain(run.bridge.iter().map(|b| format!("ip link del {b}")))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ));
+                }
+                continue;
+            }
+            leftovers::State::Kept if !kept => continue,
+            leftovers::State::Kept => "kept with --keep",
+            leftovers::State::Dead => "its mpijob-agent local is gone",
+        };
+        let what = leftovers::describe(&run);
+        match leftovers::remove(init, &run) {
+            Ok(()) => {
+                removed += 1;
+                say(format!("removed what run {} left ({why}): {what}", run.id));
+            }
+            Err(e) => {
+                failed += 1;
+                say(format!(
+                    "cannot remove what run {} left ({what}): {e}; run `mpijob-agent local --clean` as root",
+                    run.id
+                ));
+            }
+        }
+    }
+    (removed, failed)
+}
+
 /// What to say, prefixed, on stderr.
 fn say(line: impl AsRef<str>) {
     let _ = writeln!(std::io::stderr(), "local: {}", line.as_ref());
@@ -66,6 +145,8 @@ fn say(line: impl AsRef<str>) {
 pub fn run(opts: Options) -> Result<i32> {
     // First, so that no signal is lost and no orphan escapes.
     let mut init = Init::new()?;
+    // What runs killed outright left; a run that is going is left alone.
+    remove_leftovers(&mut init, false);
     let plan = match load(&opts) {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -269,6 +350,16 @@ fn make_dirs(plan: &Plan, t: &mut Teardown) -> Result<Dirs, Exit> {
         ))
     })?;
     t.dir_made = true;
+    // First, so that another run sees this one alive (leftovers.rs).
+    let owner = dir.join(leftovers::OWNER);
+    let text = leftovers::owner_text(&dir);
+    files::write_new(&owner, text.as_bytes(), 0o644)
+        .map_err(|e| failed(format!("{}: {}", owner.display(), io_reason(&e))))?;
+    if plan.root {
+        let entry = leftovers::register(&plan.id, &text)
+            .map_err(|e| failed(format!("{}: {}", leftovers::REGISTRY, io_reason(&e))))?;
+        t.registered = Some(entry);
+    }
     let dirs = Dirs {
         ssh: dir.join("ssh"),
         logs: dir.join("logs"),
@@ -454,7 +545,7 @@ fn start_workers(
     let mut first_error = None;
     // Every one is recorded before any error returns, so that the teardown
     // stops whatever started.
-    for ((i, hostname), spawned) in spawn_all(commands) {
+    for ((i, hostname), spawned) in spawn_all(commands, &mut t.spawners) {
         let mut child: Child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -494,9 +585,12 @@ fn start_workers(
 /// Spawn every command, from a few threads at once: entering a host (its
 /// namespaces and bind mounts) happens between fork and exec, and costs a
 /// few milliseconds that the parent would otherwise wait out one by one.
-/// In the order given.
-fn spawn_all<T: Send>(
+/// In the order given. The threads stay until `spawners` lets them go: a
+/// child's parent-death signal ([`init::child_command`]) comes when the
+/// thread that forked it ends.
+fn spawn_all<T: Send + 'static>(
     commands: Vec<(T, std::process::Command)>,
+    spawners: &mut Spawners,
 ) -> Vec<(T, std::io::Result<Child>)> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -507,26 +601,57 @@ fn spawn_all<T: Send>(
     while commands.peek().is_some() {
         chunks.push(commands.by_ref().take(per_thread).collect());
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .into_iter()
-                        .map(|(tag, mut cmd)| {
-                            let child = cmd.spawn();
-                            (tag, child)
-                        })
-                        .collect::<Vec<_>>()
+    let (tx, rx) = mpsc::channel();
+    let count = chunks.len();
+    for (n, chunk) in chunks.into_iter().enumerate() {
+        let tx = tx.clone();
+        let gate = std::sync::Arc::clone(&spawners.gate);
+        spawners.threads.push(std::thread::spawn(move || {
+            let spawned: Vec<_> = chunk
+                .into_iter()
+                .map(|(tag, mut cmd)| {
+                    let child = cmd.spawn();
+                    (tag, child)
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a spawning thread panicked"))
-            .collect()
-    })
+                .collect();
+            let _ = tx.send((n, spawned));
+            drop(tx);
+            let (released, cv) = &*gate;
+            let mut released = released.lock().unwrap_or_else(|e| e.into_inner());
+            while !*released {
+                released = cv.wait(released).unwrap_or_else(|e| e.into_inner());
+            }
+        }));
+    }
+    drop(tx);
+    let mut results: Vec<(usize, Vec<_>)> = rx.iter().take(count).collect();
+    results.sort_by_key(|(n, _)| *n);
+    results.into_iter().flat_map(|(_, v)| v).collect()
+}
+
+/// The threads that spawned children, kept until the children are gone.
+#[derive(Default)]
+pub struct Spawners {
+    gate: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Spawners {
+    /// Let the threads end: call once their children are stopped.
+    fn release(&mut self) {
+        let (released, cv) = &*self.gate;
+        *released.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Spawners {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// Debug mode, as local mode has it: the launcher holds; the replicas'
@@ -778,6 +903,11 @@ pub struct Teardown {
     dns: Option<i32>,
     /// Children still to stop: (pid, host name).
     children: Vec<(i32, String)>,
+    /// The threads that spawned the worker agents: released once every
+    /// child is stopped.
+    spawners: Spawners,
+    /// As root, the run's entry under `leftovers::REGISTRY`.
+    registered: Option<PathBuf>,
 }
 
 impl Teardown {
@@ -791,6 +921,8 @@ impl Teardown {
             bridge: None,
             dns: None,
             children: Vec::new(),
+            spawners: Spawners::default(),
+            registered: None,
         }
     }
 
@@ -803,6 +935,7 @@ impl Teardown {
     fn run(&mut self, init: &mut Init) {
         let started = Instant::now();
         self.stop_processes(init);
+        self.spawners.release();
         timing("processes stopped", started);
         if self.keep {
             self.say_kept();
@@ -835,9 +968,16 @@ impl Teardown {
 
     /// With `--keep`: what stays, and how to remove it.
     fn say_kept(&self) {
+        // Marked kept, so that the next run leaves it to --clean.
+        let owner = self.dir.join(leftovers::OWNER);
+        for file in std::iter::once(&owner).chain(self.registered.as_ref()) {
+            if let Ok(text) = fs::read_to_string(file) {
+                let _ = fs::write(file, leftovers::kept_text(&text));
+            }
+        }
         if !self.netns.is_empty() {
             say(format!(
-                "--keep: kept network namespaces {} and bridge {} (remove: {})",
+                "--keep: kept network namespaces {} and bridge {} (remove: mpijob-agent local --clean, or {})",
                 self.netns.join(" "),
                 self.bridge.as_deref().unwrap_or("-"),
                 self.remove_command()
@@ -872,6 +1012,9 @@ impl Teardown {
             if let Err(e) = fs::remove_dir_all(&self.dir) {
                 say(format!("cannot remove {}: {e}", self.dir.display()));
             }
+        }
+        if let Some(entry) = &self.registered {
+            let _ = fs::remove_file(entry);
         }
     }
 

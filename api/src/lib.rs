@@ -17,6 +17,7 @@ pub mod sshkey;
 pub mod t9k;
 pub mod template;
 pub mod validate;
+pub mod versions;
 pub mod yaml;
 
 pub use error::{FieldError, FieldErrors};

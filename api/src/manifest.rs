@@ -8,7 +8,7 @@ use crate::t9k::validate;
 use crate::{FieldError, FieldErrors};
 
 /// The `apiVersion` of the primary API.
-pub const API_VERSION: &str = "batch.tensorstack.dev/v1beta1";
+pub const API_VERSION: &str = crate::versions::T9K;
 
 /// Parse, validate and normalise a manifest.
 pub fn parse(text: &str) -> Result<MPIJob, FieldErrors> {
@@ -64,10 +64,11 @@ pub fn api_version_of(text: &str) -> Option<String> {
 /// `wanted`: an older Kubeflow version needs `convert`; another served
 /// version, the other reader; anything else, one of the two.
 fn wrong_version(wanted: &str, found: &str) -> String {
-    let served = [API_VERSION, crate::kubeflow::API_VERSION];
+    use crate::versions::{KUBEFLOW, KUBEFLOW_GROUP, T9K};
+    let served = [T9K, KUBEFLOW];
     if served.contains(&found) {
         format!("must be {wanted} here, got {found:?}")
-    } else if found.starts_with(&format!("{}/", crate::kubeflow::GROUP)) {
+    } else if found.starts_with(&format!("{KUBEFLOW_GROUP}/")) {
         format!(
             "{found:?} is an older Kubeflow MPIJob version; the served versions are {} and {}: convert it first, `mpijob-controller convert -f FILE` (it writes {})",
             served[0], served[1], served[1]

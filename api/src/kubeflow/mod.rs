@@ -18,9 +18,9 @@ pub use v2beta1::{JobStatus, MPIJob, MPIJobSpec};
 use crate::{FieldError, FieldErrors};
 
 /// The API group.
-pub const GROUP: &str = "kubeflow.org";
+pub const GROUP: &str = crate::versions::KUBEFLOW_GROUP;
 /// The `apiVersion` of Kubeflow MPIJobs.
-pub const API_VERSION: &str = "kubeflow.org/v2beta1";
+pub const API_VERSION: &str = crate::versions::KUBEFLOW;
 
 /// Parse and check a manifest: the job and its resolved spec, or every
 /// problem found.

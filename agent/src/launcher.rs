@@ -225,13 +225,9 @@ pub fn find_mpirun(mpi_home: Option<&Path>, path: Option<&str>) -> Result<PathBu
             ))
         };
     }
-    for dir in path.unwrap_or("").split(':').filter(|d| !d.is_empty()) {
-        let candidate = Path::new(dir).join("mpirun");
-        if is_executable(&candidate) {
-            return Ok(candidate);
-        }
-    }
-    Err("mpirun is not on PATH; install MPI in the image or pass --mpi-home DIR (with DIR/bin/mpirun)".into())
+    find_program("mpirun", path).ok_or_else(|| {
+        "mpirun is not on PATH; install MPI in the image or pass --mpi-home DIR (with DIR/bin/mpirun)".into()
+    })
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -330,9 +326,9 @@ fn interface_of(addr: &str) -> Option<String> {
 /// The slots per worker for the log: `2` when every worker has 2, else
 /// each worker's, in order (`1,3,2`).
 fn slots_summary(slots: &[u32]) -> String {
-    match slots.first() {
-        Some(first) if slots.iter().all(|s| s == first) => first.to_string(),
-        _ => slots
+    match mpirun::equal_slots(slots) {
+        Some(n) => n.to_string(),
+        None => slots
             .iter()
             .map(u32::to_string)
             .collect::<Vec<_>>()

@@ -91,6 +91,12 @@ pub struct Plan<'a> {
     pub kubeflow: bool,
 }
 
+/// The slots every host has, when they all have the same.
+pub fn equal_slots(slots: &[u32]) -> Option<u32> {
+    let (first, rest) = slots.split_first()?;
+    rest.iter().all(|s| s == first).then_some(*first)
+}
+
 /// The interface, of `(name, address)` pairs as the system lists them,
 /// that holds `addr`.
 pub fn interface_with(interfaces: &[(String, std::net::IpAddr)], addr: &str) -> Option<String> {
@@ -170,10 +176,7 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
             // variable: it places I_MPI_PERHOST ranks on each host, all of
             // its cores by default. Equal slots are that number; unequal
             // ones need `-machinefile`, which honours `host:N`.
-            let equal = match p.slots.split_first() {
-                Some((first, rest)) => rest.iter().all(|s| s == first).then_some(*first),
-                None => None,
-            };
+            let equal = equal_slots(p.slots);
             let file_flag = match (p.implementation, equal) {
                 (Implementation::Intel, None) => "-machinefile",
                 _ => "-f",
@@ -206,10 +209,7 @@ pub fn assemble(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
 /// and no `-localhost`: the command says what it says, as in its pod.
 fn kubeflow(p: &Plan, preset: impl Fn(&str) -> bool) -> Invocation {
     let hostfile = p.hostfile.display().to_string();
-    let slots = match p.slots.split_first() {
-        Some((first, rest)) if rest.iter().all(|s| s == first) => *first,
-        _ => 1,
-    };
+    let slots = equal_slots(p.slots).unwrap_or(1);
     let mut env: Vec<(String, String)> =
         mpijob_api::kubeflow::contract::launcher_variables(p.implementation, slots, &hostfile)
             .into_iter()

@@ -64,20 +64,29 @@ pub struct Options {
 /// not be removed.
 pub fn clean() -> Result<i32> {
     let mut init = Init::new()?;
-    let (removed, failed) = remove_leftovers(&mut init, true);
-    let unknown = leftovers::find(&std::env::temp_dir())
-        .iter()
-        .any(|r| leftovers::state_of(r) == leftovers::State::Unknown);
-    if removed == 0 && failed == 0 && !unknown {
+    let done = remove_leftovers(&mut init, true);
+    if done.removed == 0 && done.failed == 0 && done.left_alone == 0 {
         say("nothing to clean: no earlier run left anything here");
     }
-    Ok(if failed == 0 { 0 } else { FAILED })
+    Ok(if done.failed == 0 { 0 } else { FAILED })
+}
+
+/// What [`remove_leftovers`] did, in runs.
+struct Cleaned {
+    removed: usize,
+    failed: usize,
+    /// Namespaces with no directory here, perhaps another TMPDIR's run.
+    left_alone: usize,
 }
 
 /// Remove the leftovers of dead runs, and of kept ones with `kept`; say
-/// each. Returns how many runs were removed and how many failed.
-fn remove_leftovers(init: &mut Init, kept: bool) -> (usize, usize) {
-    let (mut removed, mut failed) = (0, 0);
+/// each.
+fn remove_leftovers(init: &mut Init, kept: bool) -> Cleaned {
+    let mut done = Cleaned {
+        removed: 0,
+        failed: 0,
+        left_alone: 0,
+    };
     let root = nix::unistd::geteuid().is_root();
     // One cleaner at a time: two runs starting together would otherwise
     // both remove the same dead run, and one of them would fail.
@@ -85,7 +94,7 @@ fn remove_leftovers(init: &mut Init, kept: bool) -> (usize, usize) {
         Ok(lock) => lock,
         Err(e) => {
             say(format!("not removing what earlier runs left: {e}"));
-            return (0, 0);
+            return done;
         }
     };
     for run in leftovers::find(&std::env::temp_dir()) {
@@ -98,18 +107,14 @@ fn remove_leftovers(init: &mut Init, kept: bool) -> (usize, usize) {
         let why = match state {
             leftovers::State::Alive => continue,
             leftovers::State::Unknown => {
+                done.left_alone += 1;
                 if kept {
                     say(format!(
                         "left alone: {} of run {}, which has no directory in {} (a run with another TMPDIR may be using them); if none is, remove them with: {}",
                         leftovers::describe(&run),
                         run.id,
                         std::env::temp_dir().display(),
-                        run.netns
-                            .iter()
-                            .map(|n| format!("ip netns del {n}"))
-                            .chain(run.bridge.iter().map(|b| format!("ip link del {b}")))
-                            .collect::<Vec<_>>()
-                            .join("; ")
+                        net::delete_command_line(run.bridge.as_deref(), &run.netns)
                     ));
                 }
                 continue;
@@ -121,11 +126,11 @@ fn remove_leftovers(init: &mut Init, kept: bool) -> (usize, usize) {
         let what = leftovers::describe(&run);
         match leftovers::remove(init, &run) {
             Ok(()) => {
-                removed += 1;
+                done.removed += 1;
                 say(format!("removed what run {} left ({why}): {what}", run.id));
             }
             Err(e) => {
-                failed += 1;
+                done.failed += 1;
                 say(format!(
                     "cannot remove what run {} left ({what}): {e}; run `mpijob-agent local --clean` as root",
                     run.id
@@ -133,7 +138,7 @@ fn remove_leftovers(init: &mut Init, kept: bool) -> (usize, usize) {
             }
         }
     }
-    (removed, failed)
+    done
 }
 
 /// What to say, prefixed, on stderr.
@@ -1019,14 +1024,6 @@ impl Teardown {
     }
 
     fn remove_command(&self) -> String {
-        let mut s: Vec<String> = self
-            .netns
-            .iter()
-            .map(|n| format!("ip netns del {n}"))
-            .collect();
-        if let Some(b) = &self.bridge {
-            s.push(format!("ip link del {b}"));
-        }
-        s.join("; ")
+        net::delete_command_line(self.bridge.as_deref(), &self.netns)
     }
 }

@@ -67,6 +67,16 @@ pub fn delete_commands(bridge: Option<&str>, netns: &[String]) -> String {
     s
 }
 
+/// [`delete_commands`] as shell commands to show a person:
+/// `ip netns del …; ip link del …`.
+pub fn delete_command_line(bridge: Option<&str>, netns: &[String]) -> String {
+    delete_commands(bridge, netns)
+        .lines()
+        .map(|l| format!("ip {l}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Start `ip [-n netns] -force -batch -` on `commands`, which go to its
 /// stdin, closed again here. `-force` goes on after a failed line, so that
 /// a clean-up deletes whatever is left. Whoever owns the process's waits
